@@ -1,0 +1,302 @@
+import { constants as C } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, unlink, lstat, writeFile, readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { crc32c } from '@node-rs/crc32';
+import { CacheCorruptError, CacheInUseError } from '../errors.js';
+
+// The sandbox (DESIGN.md, Block store). Layout under one root, created 0700:
+//   <root>/LOCK                              pid of the owning process
+//   <root>/tmp/<random>                      blocks being written
+//   <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc>   installed blocks
+// `key` and `ver` are hex digests, idx and crc are hex numbers: every cache path is built
+// from hex only, never from a client string. Files are opened with O_NOFOLLOW and
+// directory entries are lstat'ed, so a symlink planted in the root is never followed.
+//
+// Concurrency: the in-memory index (#blocks) is the only truth about what is installed;
+// it is touched synchronously on the event loop, so no lock is needed. A block being read
+// is pinned; eviction skips pinned blocks.
+
+const HEX = /^[0-9a-f]+$/;
+const BLOCK_NAME = /^([0-9a-f]+)-([0-9a-f]+)-([0-9a-f]{8})$/;
+
+export interface BlockMeta {
+  readonly key: string;
+  readonly version: string;
+  readonly index: number;
+  readonly size: number;
+  readonly crc: number;
+  pins: number;
+}
+
+export interface BlockStoreEvents {
+  onEvict?(bytes: number): void;
+  onCorrupt?(): void;
+  onChange?(bytes: number, count: number): void;
+}
+
+export function blockId(key: string, version: string, index: number): string {
+  return `${key}/${version}-${index.toString(16)}`;
+}
+
+export class BlockStore {
+  readonly root: string;
+  readonly #maxBytes: number;
+  readonly #high: number;
+  readonly #low: number;
+  readonly #events: BlockStoreEvents;
+  /** Map order is LRU order: least recently used first. */
+  readonly #blocks = new Map<string, BlockMeta>();
+  /** Blocks per node key, so a node's blocks can be dropped or re-keyed without a scan. */
+  readonly #byKey = new Map<string, Set<string>>();
+  #bytes = 0;
+  #reserved = 0;
+  #locked = false;
+
+  constructor(root: string, opts: { maxBytes: number; highWatermark: number; lowWatermark: number; events?: BlockStoreEvents }) {
+    this.root = root;
+    this.#maxBytes = opts.maxBytes;
+    this.#high = Math.floor(opts.maxBytes * opts.highWatermark);
+    this.#low = Math.floor(opts.maxBytes * opts.lowWatermark);
+    this.#events = opts.events ?? {};
+  }
+
+  get bytes(): number { return this.#bytes; }
+  get count(): number { return this.#blocks.size; }
+  get maxBytes(): number { return this.#maxBytes; }
+
+  /** Create the sandbox, take the lock file, rebuild the index from the block files. */
+  async open(): Promise<void> {
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    const st = await lstat(this.root);
+    if (!st.isDirectory()) throw new CacheCorruptError(`cache root ${this.root} is not a directory`);
+    await this.#takeLock();
+    await rm(join(this.root, 'tmp'), { recursive: true, force: true });
+    await mkdir(join(this.root, 'tmp'), { mode: 0o700 });
+    await mkdir(join(this.root, 'blocks'), { recursive: true, mode: 0o700 });
+    await this.#scan();
+  }
+
+  async close(): Promise<void> {
+    if (this.#locked) {
+      await unlink(join(this.root, 'LOCK')).catch(() => {});
+      this.#locked = false;
+    }
+  }
+
+  async #takeLock(): Promise<void> {
+    const lockPath = join(this.root, 'LOCK');
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await writeFile(lockPath, String(process.pid), { flag: 'wx', mode: 0o600 });
+        this.#locked = true;
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const pid = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
+        if (pid > 0 && pid !== process.pid && isAlive(pid)) throw new CacheInUseError(this.root);
+        await unlink(lockPath).catch(() => {}); // stale lock of a dead process
+      }
+    }
+    throw new CacheInUseError(this.root);
+  }
+
+  async #scan(): Promise<void> {
+    const found: Array<BlockMeta & { mtimeMs: number }> = [];
+    const blocksDir = join(this.root, 'blocks');
+    for (const shard of await readdir(blocksDir, { withFileTypes: true })) {
+      if (!shard.isDirectory() || !HEX.test(shard.name)) { await rm(join(blocksDir, shard.name), { recursive: true, force: true }); continue; }
+      for (const keyEnt of await readdir(join(blocksDir, shard.name), { withFileTypes: true })) {
+        const keyDir = join(blocksDir, shard.name, keyEnt.name);
+        if (!keyEnt.isDirectory() || !HEX.test(keyEnt.name)) { await rm(keyDir, { recursive: true, force: true }); continue; }
+        for (const f of await readdir(keyDir, { withFileTypes: true })) {
+          const m = BLOCK_NAME.exec(f.name);
+          const p = join(keyDir, f.name);
+          if (!f.isFile() || !m) { await rm(p, { recursive: true, force: true }); continue; }
+          const st = await lstat(p);
+          found.push({ key: keyEnt.name, version: m[1]!, index: parseInt(m[2]!, 16), crc: parseInt(m[3]!, 16), size: st.size, pins: 0, mtimeMs: st.mtimeMs });
+        }
+      }
+    }
+    // Oldest first, so the LRU order survives a restart approximately.
+    found.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    for (const b of found) this.#add({ key: b.key, version: b.version, index: b.index, size: b.size, crc: b.crc, pins: 0 });
+    this.#changed();
+  }
+
+  #dir(key: string): string {
+    return join(this.root, 'blocks', key.slice(0, 2), key);
+  }
+
+  #file(b: BlockMeta): string {
+    return join(this.#dir(b.key), `${b.version}-${b.index.toString(16)}-${b.crc.toString(16).padStart(8, '0')}`);
+  }
+
+  #add(b: BlockMeta): void {
+    const id = blockId(b.key, b.version, b.index);
+    const old = this.#blocks.get(id);
+    if (old) { this.#bytes -= old.size; this.#blocks.delete(id); }
+    this.#blocks.set(id, b);
+    this.#bytes += b.size;
+    let set = this.#byKey.get(b.key);
+    if (!set) this.#byKey.set(b.key, (set = new Set()));
+    set.add(id);
+  }
+
+  #forget(id: string): BlockMeta | undefined {
+    const b = this.#blocks.get(id);
+    if (!b) return undefined;
+    this.#blocks.delete(id);
+    this.#bytes -= b.size;
+    const set = this.#byKey.get(b.key);
+    set?.delete(id);
+    if (set && set.size === 0) this.#byKey.delete(b.key);
+    return b;
+  }
+
+  #changed(): void {
+    this.#events.onChange?.(this.#bytes, this.#blocks.size);
+  }
+
+  has(key: string, version: string, index: number): boolean {
+    return this.#blocks.has(blockId(key, version, index));
+  }
+
+  /**
+   * Read a whole installed block, verified: wrong size or checksum drops the block and
+   * returns undefined (a miss), so a damaged file is fetched again, never served.
+   */
+  async read(key: string, version: string, index: number, expectedSize: number): Promise<Buffer | undefined> {
+    const id = blockId(key, version, index);
+    const b = this.#blocks.get(id);
+    if (!b) return undefined;
+    // Touch: move to the most-recently-used end.
+    this.#blocks.delete(id);
+    this.#blocks.set(id, b);
+    b.pins++;
+    try {
+      const buf = Buffer.allocUnsafe(expectedSize);
+      let got = 0;
+      let fh;
+      try {
+        fh = await open(this.#file(b), C.O_RDONLY | C.O_NOFOLLOW);
+      } catch {
+        this.#drop(id, false);
+        return undefined;
+      }
+      try {
+        const st = await fh.stat();
+        if (!st.isFile() || st.size !== expectedSize) { this.#drop(id, true); return undefined; }
+        while (got < expectedSize) {
+          const { bytesRead } = await fh.read(buf, got, expectedSize - got, got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+      } finally {
+        await fh.close();
+      }
+      if (got !== expectedSize || crc32c(buf) !== b.crc) { this.#drop(id, true); return undefined; }
+      return buf;
+    } finally {
+      b.pins--;
+    }
+  }
+
+  /**
+   * Install a block: room is made first (eviction down to the low watermark), the data goes
+   * to tmp/ and is renamed into place, so no half-written block ever has a real name.
+   */
+  async install(key: string, version: string, index: number, data: Buffer): Promise<void> {
+    if (data.length > this.#high) return; // larger than the whole cache: serve, do not keep
+    this.#reserved += data.length;
+    try {
+      await this.#makeRoom();
+      const meta: BlockMeta = { key, version, index, size: data.length, crc: crc32c(data), pins: 0 };
+      const tmp = join(this.root, 'tmp', randomBytes(12).toString('hex'));
+      await writeFile(tmp, data, { mode: 0o600, flag: C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW });
+      const dir = this.#dir(key);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      try {
+        await rename(tmp, this.#file(meta));
+      } catch (err) {
+        await unlink(tmp).catch(() => {});
+        throw err;
+      }
+      this.#add(meta);
+    } finally {
+      this.#reserved -= data.length;
+      this.#changed();
+    }
+  }
+
+  async #makeRoom(): Promise<void> {
+    if (this.#bytes + this.#reserved <= this.#high) return;
+    const victims: BlockMeta[] = [];
+    for (const [id, b] of this.#blocks) {
+      if (this.#bytes + this.#reserved <= this.#low) break;
+      if (b.pins > 0) continue;
+      this.#forget(id);
+      victims.push(b);
+    }
+    let freed = 0;
+    for (const b of victims) {
+      freed += b.size;
+      await unlink(this.#file(b)).catch(() => {});
+    }
+    if (freed) this.#events.onEvict?.(freed);
+  }
+
+  #drop(id: string, corrupt: boolean): void {
+    const b = this.#forget(id);
+    if (!b) return;
+    if (corrupt) this.#events.onCorrupt?.();
+    unlink(this.#file(b)).catch(() => {});
+    this.#changed();
+  }
+
+  /** Drop every block of a node key except those of `keepVersion`. */
+  async dropKey(key: string, keepVersion?: string): Promise<void> {
+    const ids = [...(this.#byKey.get(key) ?? [])];
+    const gone: BlockMeta[] = [];
+    for (const id of ids) {
+      const b = this.#blocks.get(id);
+      if (!b || b.version === keepVersion || b.pins > 0) continue;
+      this.#forget(id);
+      gone.push(b);
+    }
+    await Promise.all(gone.map((b) => unlink(this.#file(b)).catch(() => {})));
+    if (!this.#byKey.has(key)) await rm(this.#dir(key), { recursive: true, force: true }).catch(() => {});
+    if (gone.length) this.#changed();
+  }
+
+  /** A MOVE re-keys a node: one directory rename, no refetch (DESIGN.md, Block store). */
+  async rekey(fromKey: string, toKey: string): Promise<void> {
+    await this.dropKey(toKey);
+    const ids = [...(this.#byKey.get(fromKey) ?? [])];
+    if (ids.length === 0) return;
+    await mkdir(join(this.root, 'blocks', toKey.slice(0, 2)), { recursive: true, mode: 0o700 });
+    try {
+      await rename(this.#dir(fromKey), this.#dir(toKey));
+    } catch {
+      await this.dropKey(fromKey);
+      return;
+    }
+    for (const id of ids) {
+      const b = this.#forget(id);
+      if (b) this.#add({ ...b, key: toKey, pins: 0 });
+    }
+  }
+
+  keys(): IterableIterator<string> {
+    return this.#byKey.keys();
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,288 @@
+import type { Readable } from 'node:stream';
+import pLimit from 'p-limit';
+import type { Entry, Quota, Upstream } from '../upstream/types.js';
+import { PreconditionFailedError, DavgateError, NotFoundError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import { parentOf } from '../davpath.js';
+import { BlockStore, blockId } from './blockstore.js';
+import { NodeTable, nodeKey, versionOf, type Node } from './nodetable.js';
+import { SingleFlight } from './singleflight.js';
+import { ReadAhead } from './readahead.js';
+
+export type { Node } from './nodetable.js';
+
+// The cache manager (DESIGN.md, Contracts): getnode/getdata over a node table and a block
+// store, write-through writes, and namespace operations that keep the cache coherent.
+// Invariants:
+// - a block is named by (node key, node version, index); the version is a digest of the
+//   upstream validator, so bytes of one object version are never served for another;
+// - upstream reads carry the expected validator; a mismatch is a PreconditionFailedError
+//   and the node is revalidated, never half-served from two versions;
+// - at most `maxInflightFetches` upstream block reads run at once (demand + read-ahead).
+
+export interface CacheOptions {
+  dir: string;
+  blockSize: number;
+  maxBytes: number;
+  highWatermark: number;
+  lowWatermark: number;
+  ttl: number;
+  nodeTable: 'memory' | 'sqlite';
+  readAheadMaxBlocks: number;
+  maxInflightFetches: number;
+}
+
+export class CacheManager {
+  readonly upstream: Upstream;
+  readonly blockSize: number;
+  readonly #opts: CacheOptions;
+  readonly #metrics: Metrics | undefined;
+  readonly #blocks: BlockStore;
+  readonly #table: NodeTable;
+  readonly #blockFlight = new SingleFlight<Buffer>();
+  readonly #statFlight = new SingleFlight<Node>();
+  readonly #readAhead: ReadAhead;
+  readonly #fetchLimit: ReturnType<typeof pLimit>;
+
+  private constructor(upstream: Upstream, opts: CacheOptions, blocks: BlockStore, table: NodeTable, metrics?: Metrics) {
+    this.upstream = upstream;
+    this.#opts = opts;
+    this.blockSize = opts.blockSize;
+    this.#blocks = blocks;
+    this.#table = table;
+    this.#metrics = metrics;
+    this.#readAhead = new ReadAhead(opts.readAheadMaxBlocks);
+    this.#fetchLimit = pLimit(opts.maxInflightFetches);
+  }
+
+  static async open(upstream: Upstream, opts: CacheOptions, metrics?: Metrics): Promise<CacheManager> {
+    const blocks = new BlockStore(opts.dir, {
+      maxBytes: opts.maxBytes, highWatermark: opts.highWatermark, lowWatermark: opts.lowWatermark,
+      events: {
+        onEvict: (b) => metrics?.evictions.inc(b),
+        onCorrupt: () => metrics?.corruptBlocks.inc(),
+        onChange: (bytes, count) => { metrics?.cacheBytes.set(bytes); metrics?.cacheBlockCount.set(count); },
+      },
+    });
+    await blocks.open();
+    try {
+      const table = await NodeTable.open(opts.nodeTable, opts.dir);
+      return new CacheManager(upstream, opts, blocks, table, metrics);
+    } catch (err) {
+      await blocks.close();
+      throw err;
+    }
+  }
+
+  get cacheBytes(): number { return this.#blocks.bytes; }
+  get cacheBlocks(): number { return this.#blocks.count; }
+
+  async close(): Promise<void> {
+    await this.#table.close();
+    await this.#blocks.close();
+    await this.upstream.close?.();
+  }
+
+  #upstreamCall<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    return fn().then(
+      (v) => { this.#metrics?.upstreamRequests.inc({ operation, result: 'ok' }); return v; },
+      (err) => { this.#metrics?.upstreamRequests.inc({ operation, result: err instanceof DavgateError && err.code === 'DAVGATE_NOT_FOUND' ? 'not_found' : 'error' }); throw err; },
+    );
+  }
+
+  #nodeFrom(entry: Entry, key: string): Node {
+    return {
+      key, path: entry.path, kind: entry.kind, size: entry.size, mtimeMs: entry.mtimeMs, birthtimeMs: entry.birthtimeMs,
+      validator: entry.validator, version: versionOf(entry.validator), checkedAt: Date.now(),
+    };
+  }
+
+  /** Record a freshly seen entry; a changed version drops the old blocks. */
+  async #install(entry: Entry, identity: string, persist = true): Promise<Node> {
+    const key = nodeKey(this.upstream.id, identity, entry.path);
+    const node = this.#nodeFrom(entry, key);
+    const prev = this.#table.peek(key) ?? (persist ? await this.#table.load(key) : undefined);
+    if (prev && prev.version !== node.version) {
+      this.#metrics?.revalidations.inc({ result: 'changed' });
+      this.#readAhead.forget(key);
+      void this.#blocks.dropKey(key, node.version);
+    } else if (prev) {
+      this.#metrics?.revalidations.inc({ result: 'same' });
+    }
+    if (persist) await this.#table.put(node);
+    else this.#table.remember(node);
+    return node;
+  }
+
+  /** getnode: the node for a path, fresh within the TTL, else revalidated upstream. */
+  async getnode(path: string, identity = ''): Promise<Node> {
+    const key = nodeKey(this.upstream.id, identity, path);
+    const cached = this.#table.peek(key);
+    if (cached && Date.now() - cached.checkedAt < this.#opts.ttl) return cached;
+    return this.#statFlight.run(key, async () => {
+      let entry: Entry;
+      try {
+        entry = await this.#upstreamCall('stat', () => this.upstream.stat(path));
+      } catch (err) {
+        if (err instanceof NotFoundError) {
+          this.#metrics?.revalidations.inc({ result: 'gone' });
+          await this.#table.delete(key);
+          void this.#blocks.dropKey(key);
+        }
+        throw err;
+      }
+      return this.#install(entry, identity);
+    }).promise;
+  }
+
+  /** Children of a directory as nodes, streamed; each is remembered so a following GET skips a stat. */
+  async *list(path: string, identity = ''): AsyncGenerator<Node> {
+    this.#metrics?.upstreamRequests.inc({ operation: 'list', result: 'ok' });
+    for await (const entry of this.upstream.list(path)) {
+      yield await this.#install(entry, identity, false);
+    }
+  }
+
+  #blockLength(node: Node, index: number): number {
+    return Math.max(0, Math.min(this.blockSize, node.size - index * this.blockSize));
+  }
+
+  /** getdata: one verified block of a node, from the cache or fetched once for all askers. */
+  async getdata(node: Node, index: number): Promise<Buffer> {
+    const length = this.#blockLength(node, index);
+    if (length === 0) return Buffer.alloc(0);
+    const id = blockId(node.key, node.version, index);
+    if (!this.#blockFlight.has(id) && this.#blocks.has(node.key, node.version, index)) {
+      const buf = await this.#blocks.read(node.key, node.version, index, length);
+      if (buf) {
+        this.#metrics?.cacheBlocks.inc({ result: 'hit' });
+        this.#metrics?.bytesServed.inc({ source: 'cache' }, buf.length);
+        return buf;
+      }
+    }
+    const { promise, joined } = this.#blockFlight.run(id, () => this.#fetch(node, index, length));
+    this.#metrics?.cacheBlocks.inc({ result: joined ? 'join' : 'miss' });
+    const buf = await promise;
+    this.#metrics?.bytesServed.inc({ source: joined ? 'cache' : 'upstream' }, buf.length);
+    return buf;
+  }
+
+  async #fetch(node: Node, index: number, length: number): Promise<Buffer> {
+    // Installed while we waited for our turn (the single-flight gap): read it instead.
+    if (this.#blocks.has(node.key, node.version, index)) {
+      const buf = await this.#blocks.read(node.key, node.version, index, length);
+      if (buf) return buf;
+    }
+    const data = await this.#fetchLimit(() => this.#upstreamCall('read',
+      () => this.upstream.read(node.path, index * this.blockSize, length, node.validator)));
+    this.#metrics?.upstreamBytes.inc(data.length);
+    if (data.length !== length) {
+      // The object shrank under us: this node version is gone.
+      this.#table.forget(node.key);
+      throw new PreconditionFailedError('upstream object changed during read');
+    }
+    // The cache disk is optional: a failed install still serves the verified bytes.
+    await this.#blocks.install(node.key, node.version, index, data).catch(() => {});
+    return data;
+  }
+
+  #prefetch(node: Node, index: number): void {
+    const id = blockId(node.key, node.version, index);
+    if (this.#blockFlight.has(id) || this.#blocks.has(node.key, node.version, index)) return;
+    const length = this.#blockLength(node, index);
+    if (length === 0) return;
+    this.#metrics?.cacheBlocks.inc({ result: 'prefetch' });
+    this.#blockFlight.run(id, () => this.#fetch(node, index, length)).promise.catch(() => {});
+  }
+
+  /**
+   * The bytes start..end (inclusive) of a node as block-sized buffers, fetched with a
+   * growing read-ahead window on sequential access.
+   */
+  async *readRange(node: Node, start: number, end: number): AsyncGenerator<Buffer> {
+    if (end < start) return;
+    const first = Math.floor(start / this.blockSize);
+    const last = Math.floor(end / this.blockSize);
+    const lastOfFile = Math.floor(Math.max(0, node.size - 1) / this.blockSize);
+    for (let i = first; i <= last; i++) {
+      const ahead = this.#readAhead.advance(node.key, i);
+      for (let j = 1; j <= ahead && i + j <= lastOfFile; j++) this.#prefetch(node, i + j);
+      const buf = await this.getdata(node, i);
+      const from = i === first ? start - i * this.blockSize : 0;
+      const to = i === last ? end - i * this.blockSize + 1 : buf.length;
+      yield from === 0 && to === buf.length ? buf : buf.subarray(from, to);
+    }
+  }
+
+  /** Write-through: the upstream commits atomically, then the new node is installed. */
+  async write(path: string, body: Readable, size: number | undefined, identity = ''): Promise<Node> {
+    const entry = await this.#upstreamCall('write', () => this.upstream.write(path, body, size));
+    this.#forgetPath(parentOf(path), identity);
+    return this.#install(entry, identity);
+  }
+
+  async mkdir(path: string, identity = ''): Promise<void> {
+    await this.#upstreamCall('mkdir', () => this.upstream.mkdir(path));
+    this.#forgetPath(path, identity);
+    this.#forgetPath(parentOf(path), identity);
+  }
+
+  async remove(path: string, identity = ''): Promise<void> {
+    await this.#upstreamCall('remove', () => this.upstream.remove(path));
+    await this.#dropTree(path);
+    this.#forgetPath(parentOf(path), identity);
+  }
+
+  async move(from: string, to: string, overwrite: boolean, identity = ''): Promise<void> {
+    await this.#upstreamCall('move', () => this.upstream.move(from, to, overwrite));
+    await this.#dropTree(to);
+    // Re-key every node we know under `from`: one directory rename each, no refetch.
+    for (const node of this.#table.under(from)) {
+      const newPath = to + node.path.slice(from.length);
+      const newKey = nodeKey(this.upstream.id, identity, newPath);
+      await this.#blocks.rekey(node.key, newKey);
+      this.#table.forget(node.key);
+      // Unconfirmed until the next getnode; same validator there means the blocks stay valid.
+      this.#table.remember({ ...node, key: newKey, path: newPath, checkedAt: 0 });
+    }
+    this.#forgetPath(parentOf(from), identity);
+    this.#forgetPath(parentOf(to), identity);
+  }
+
+  async copy(from: string, to: string, overwrite: boolean, shallow: boolean, identity = ''): Promise<void> {
+    await this.#upstreamCall('copy', () => this.upstream.copy(from, to, overwrite, shallow));
+    await this.#dropTree(to);
+    this.#forgetPath(parentOf(to), identity);
+  }
+
+  async quota(path: string): Promise<Quota | undefined> {
+    if (!this.upstream.capabilities.quota || !this.upstream.quota) return undefined;
+    return this.#upstreamCall('quota', () => this.upstream.quota!(path));
+  }
+
+  async setMtime(path: string, mtimeMs: number, identity = ''): Promise<void> {
+    if (!this.upstream.capabilities.setMtime || !this.upstream.setMtime) return;
+    await this.#upstreamCall('setmtime', () => this.upstream.setMtime!(path, mtimeMs));
+    this.#forgetPath(path, identity);
+  }
+
+  /** Admin invalidation: the next access to anything under `prefix` goes upstream. */
+  async invalidate(prefix: string): Promise<number> {
+    const keys = await this.#table.invalidate(prefix);
+    for (const k of keys) this.#readAhead.forget(k);
+    return keys.length;
+  }
+
+  async #dropTree(path: string): Promise<void> {
+    for (const node of this.#table.under(path)) {
+      this.#table.forget(node.key);
+      this.#readAhead.forget(node.key);
+      await this.#blocks.dropKey(node.key);
+      await this.#table.delete(node.key);
+    }
+  }
+
+  #forgetPath(path: string, identity: string): void {
+    this.#table.forget(nodeKey(this.upstream.id, identity, path));
+  }
+}

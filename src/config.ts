@@ -1,0 +1,172 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+// One schema for every source of configuration: YAML file < DAVGATE_* env < CLI flags.
+// Validated once at start-up, every problem reported by its key, then frozen.
+
+const MiB = 1024 * 1024;
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT');
+
+/** "4MiB", "512k", "10G" or a plain number of bytes. */
+const byteSize = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a size: "${v}" (use e.g. 4MiB, 512k, 10G)` });
+    return z.NEVER;
+  }
+  const unit = { '': 1, k: 1024, m: MiB, g: 1024 * MiB, t: 1024 * 1024 * MiB }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.round(Number(m[1]) * unit);
+});
+
+/** "5s", "250ms", "2m" or a number of milliseconds. */
+const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a duration: "${v}" (use e.g. 5s, 250ms)` });
+    return z.NEVER;
+  }
+  return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60000, h: 3600000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h']);
+});
+
+export const configSchema = z.object({
+  upstream: z.object({
+    type: z.literal('fs').default('fs'),
+    root: z.string().min(1).default('./data'),
+  }).strict().default({}),
+  cache: z.object({
+    dir: z.string().min(1).default('./.davgate/cache'),
+    blockSize: byteSize.pipe(z.number().int().min(4096).max(256 * MiB)).default(4 * MiB),
+    maxBytes: byteSize.pipe(z.number().int().min(MiB)).default(10 * 1024 * MiB),
+    /** Eviction starts above highWatermark*maxBytes and stops below lowWatermark*maxBytes. */
+    highWatermark: z.number().gt(0).max(1).default(0.95),
+    lowWatermark: z.number().gt(0).max(1).default(0.85),
+    ttl: duration.default(5000),
+    nodeTable: z.enum(['memory', 'sqlite']).default('memory'),
+    readAheadMaxBlocks: z.number().int().min(0).max(64).default(8),
+    maxInflightFetches: z.number().int().min(1).max(256).default(16),
+  }).strict().default({}),
+  listen: hostPort.default('127.0.0.1:8080'),
+  admin: z.object({
+    listen: hostPort.default('127.0.0.1:9180'),
+  }).strict().default({}),
+  auth: z.object({
+    htpasswd: z.string().optional(),
+    readOnlyUsers: z.array(z.string()).default([]),
+    realm: z.string().default('davgate'),
+    /** Listening beyond loopback without auth must be asked for explicitly. */
+    allowAnonymousPublic: z.boolean().default(false),
+  }).strict().default({}),
+  webdav: z.object({
+    allowInfiniteDepth: z.boolean().default(false),
+    maxXmlBodyBytes: byteSize.default(MiB),
+    maxPutBytes: byteSize.optional(),
+  }).strict().default({}),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+}).strict().superRefine((c, ctx) => {
+  if (c.cache.lowWatermark >= c.cache.highWatermark) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cache', 'lowWatermark'], message: 'must be below cache.highWatermark' });
+  }
+  if (!c.auth.htpasswd && !c.auth.allowAnonymousPublic && !isLoopback(hostOf(c.listen))) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen'], message: `${c.listen} is not loopback: set auth.htpasswd, or allow anonymous access explicitly (--allow-anonymous-public)` });
+  }
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export function hostOf(hp: string): string {
+  const i = hp.lastIndexOf(':');
+  return hp.slice(0, i).replace(/^\[|\]$/g, '');
+}
+export function portOf(hp: string): number {
+  return Number(hp.slice(hp.lastIndexOf(':') + 1));
+}
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** Environment variables DAVGATE_<SECTION>_<KEY> (e.g. DAVGATE_CACHE_BLOCK_SIZE) mapped to schema keys. */
+const ENV_KEYS: Record<string, string[]> = {
+  DAVGATE_UPSTREAM_ROOT: ['upstream', 'root'],
+  DAVGATE_CACHE_DIR: ['cache', 'dir'],
+  DAVGATE_CACHE_BLOCK_SIZE: ['cache', 'blockSize'],
+  DAVGATE_CACHE_MAX_BYTES: ['cache', 'maxBytes'],
+  DAVGATE_CACHE_TTL: ['cache', 'ttl'],
+  DAVGATE_CACHE_NODE_TABLE: ['cache', 'nodeTable'],
+  DAVGATE_LISTEN: ['listen'],
+  DAVGATE_ADMIN_LISTEN: ['admin', 'listen'],
+  DAVGATE_AUTH_HTPASSWD: ['auth', 'htpasswd'],
+  DAVGATE_LOG_LEVEL: ['logLevel'],
+};
+
+function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let cur = obj;
+  for (const k of path.slice(0, -1)) {
+    if (typeof cur[k] !== 'object' || cur[k] === null) cur[k] = {};
+    cur = cur[k] as Record<string, unknown>;
+  }
+  cur[path[path.length - 1]!] = value;
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const b = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b)
+      ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/**
+ * Build the configuration from a YAML file (optional), the environment and flag overrides
+ * (already shaped like the schema). Throws ConfigError with one line per problem.
+ */
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: Record<string, unknown> } = {}): Config {
+  let fromFile: Record<string, unknown> = {};
+  if (opts.file) {
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`config file ${opts.file}: ${(err as Error).message}`);
+    }
+    try {
+      fromFile = (parseYaml(text) ?? {}) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`config file ${opts.file}: ${(err as Error).message.split('\n')[0]}`);
+    }
+    if (typeof fromFile !== 'object' || Array.isArray(fromFile)) throw new ConfigError(`config file ${opts.file}: expected a mapping at the top level`);
+  }
+  const fromEnv: Record<string, unknown> = {};
+  for (const [name, path] of Object.entries(ENV_KEYS)) {
+    const v = opts.env?.[name];
+    if (v !== undefined && v !== '') setPath(fromEnv, path, v);
+  }
+  const raw = merge(merge(fromFile, fromEnv), opts.overrides ?? {});
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const c = parsed.data;
+  c.upstream.root = resolve(c.upstream.root);
+  c.cache.dir = resolve(c.cache.dir);
+  if (c.auth.htpasswd) c.auth.htpasswd = resolve(c.auth.htpasswd);
+  return deepFreeze(c);
+}

@@ -1,0 +1,56 @@
+import { ForbiddenPathError, BadRequestError } from './errors.js';
+
+// Canonical DAV paths: the only form of a path that crosses a layer boundary.
+// "/" is the root; "/a/b" otherwise; decoded exactly once; no ".", "..", NUL or empty segment.
+
+/**
+ * Turn the path part of a request URL (still percent-encoded, no query) into a canonical
+ * path. Traversal is refused, not resolved: "/a/../b" is an attack or a broken client,
+ * and quietly serving "/b" would hide either.
+ */
+export function canonicalFromUrlPath(rawPath: string): string {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rawPath);
+  } catch {
+    throw new BadRequestError('malformed percent-encoding in path');
+  }
+  return canonicalPath(decoded);
+}
+
+/** Canonicalise an already-decoded path, refusing traversal and control bytes. */
+export function canonicalPath(decoded: string): string {
+  if (decoded.includes('\0')) throw new ForbiddenPathError('NUL byte');
+  if (decoded.includes('\\')) throw new ForbiddenPathError('backslash');
+  const out: string[] = [];
+  for (const seg of decoded.split('/')) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..') throw new ForbiddenPathError('".." segment');
+    out.push(seg);
+  }
+  return '/' + out.join('/');
+}
+
+export function parentOf(path: string): string {
+  if (path === '/') return '/';
+  const i = path.lastIndexOf('/');
+  return i <= 0 ? '/' : path.slice(0, i);
+}
+
+export function nameOf(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+export function joinPath(dir: string, name: string): string {
+  return dir === '/' ? '/' + name : dir + '/' + name;
+}
+
+/** True when `path` is `prefix` itself or lies below it. */
+export function isWithin(path: string, prefix: string): boolean {
+  return prefix === '/' || path === prefix || path.startsWith(prefix + '/');
+}
+
+/** Percent-encode a canonical path for an href (RFC 3986 unreserved kept, upper-case escapes). */
+export function encodeHref(path: string): string {
+  return path.split('/').map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase())).join('/');
+}

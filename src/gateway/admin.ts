@@ -1,0 +1,38 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { CacheManager } from '../cachemgr/cachemgr.js';
+import type { Metrics } from '../metrics.js';
+import { canonicalPath } from '../davpath.js';
+import { statusOf } from '../errors.js';
+
+// The admin listener: metrics, health, readiness and invalidation, on their own port and
+// never in the WebDAV namespace.
+
+export function buildAdminApp(cache: CacheManager, metrics: Metrics, logLevel: string): FastifyInstance {
+  const app = Fastify({ logger: { level: logLevel } });
+  app.get('/metrics', async (_req, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  app.get('/healthz', async () => 'ok\n');
+  app.get('/readyz', async (_req, reply) => {
+    try {
+      await cache.upstream.stat('/');
+      return 'ready\n';
+    } catch (err) {
+      reply.code(503);
+      return `upstream not ready (${statusOf(err)})\n`;
+    }
+  });
+  app.post('/invalidate', async (req, reply) => {
+    const q = req.query as { path?: string };
+    let path: string;
+    try {
+      path = canonicalPath(q.path ?? '/');
+    } catch (err) {
+      reply.code(400);
+      return { error: (err as Error).message };
+    }
+    return { invalidated: await cache.invalidate(path), path };
+  });
+  return app;
+}

@@ -1,0 +1,47 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import webdavServer from 'webdav-server';
+import type { CacheManager } from '../cachemgr/cachemgr.js';
+import { CacheFileSystem } from './davfs.js';
+import type { DavState } from './davstate.js';
+
+const { v2 } = webdavServer;
+
+// LOCK, UNLOCK and PROPPATCH go to webdav-server. It is known to set headers or write after
+// a response has ended (some litmus PROPPATCH/LOCK sequences), which throws
+// ERR_HTTP_HEADERS_SENT from inside its callbacks, where no try/catch of ours can reach.
+// So every response handed to it is guarded: writes after the end become no-ops.
+
+function guard(res: ServerResponse): ServerResponse {
+  const writeHead = res.writeHead.bind(res);
+  const setHeader = res.setHeader.bind(res);
+  const write = res.write.bind(res) as (...a: unknown[]) => boolean;
+  const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse;
+  res.writeHead = ((...args: Parameters<typeof res.writeHead>) => (res.headersSent ? res : writeHead(...args))) as typeof res.writeHead;
+  res.setHeader = ((name: string, value: number | string | readonly string[]) => (res.headersSent ? res : setHeader(name, value))) as typeof res.setHeader;
+  res.write = ((...args: unknown[]) => (res.writableEnded || res.destroyed ? false : write(...args))) as typeof res.write;
+  res.end = ((...args: unknown[]) => (res.writableEnded || res.destroyed ? res : end(...args))) as typeof res.end;
+  return res;
+}
+
+export type DavDelegate = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+export function createDavDelegate(cache: CacheManager, state: DavState, opts: { lockTimeoutSeconds?: number } = {}): DavDelegate {
+  const server = new v2.WebDAVServer({
+    rootFileSystem: new CacheFileSystem(cache, state),
+    requireAuthentification: false,
+    lockTimeout: opts.lockTimeoutSeconds ?? 3600,
+  });
+  return (req, res) => new Promise<void>((resolve) => {
+    guard(res);
+    res.once('close', () => resolve());
+    // A handler that never answers must not hold the connection forever.
+    const timer = setTimeout(() => { if (!res.writableEnded) res.destroy(); }, 60_000);
+    res.once('close', () => clearTimeout(timer));
+    try {
+      server.executeRequest(req, res);
+    } catch {
+      if (!res.headersSent) res.statusCode = 500;
+      res.end();
+    }
+  });
+}

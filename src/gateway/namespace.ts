@@ -1,0 +1,97 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { canonicalFromUrlPath, isWithin, parentOf } from '../davpath.js';
+import { BadRequestError, ConflictError, DavgateError, ExistsError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { assertUnlocked, davPath, identityOf, parseDepth, type GatewayContext } from './request.js';
+
+// MKCOL, DELETE, COPY and MOVE (RFC 4918 §9.3, §9.6, §9.8, §9.9).
+
+async function exists(ctx: GatewayContext, path: string, identity: string): Promise<boolean> {
+  try {
+    await ctx.cache.getnode(path, identity);
+    return true;
+  } catch (err) {
+    if (err instanceof NotFoundError) return false;
+    throw err;
+  }
+}
+
+export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const path = davPath(req);
+  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+  if (hasBody) {
+    req.raw.resume();
+    reply.code(415).send('MKCOL with a body is not supported\n');
+    return;
+  }
+  if (path === '/') throw new ExistsError();
+  assertUnlocked(ctx, req, path);
+  try {
+    await ctx.cache.mkdir(path, identityOf(req));
+  } catch (err) {
+    if (err instanceof DavgateError && err.code === 'DAVGATE_NOT_A_DIRECTORY') throw new ConflictError('parent is not a collection');
+    throw err;
+  }
+  reply.code(201).send();
+}
+
+export async function handleDelete(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const path = davPath(req);
+  if (path === '/') throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'the root cannot be deleted');
+  parseDepth(req, 'infinity', ['infinity']);
+  assertUnlocked(ctx, req, path, true);
+  await ctx.cache.remove(path, identityOf(req));
+  ctx.state.delete(path);
+  reply.code(204).send();
+}
+
+/**
+ * The Destination header as a canonical path. It may be an absolute URI with any host
+ * (reverse proxies rewrite hosts) or an absolute path; it is decoded exactly once.
+ */
+export function destinationOf(req: FastifyRequest): string {
+  const raw = req.headers.destination;
+  if (typeof raw !== 'string' || raw.trim() === '') throw new BadRequestError('Destination header is required', 'DAVGATE_BAD_DESTINATION');
+  // Only the path counts: the host may differ behind a reverse proxy. Dot segments are kept
+  // for canonicalFromUrlPath to refuse (new URL() would silently resolve them).
+  const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i.exec(raw);
+  const pathname = abs ? (abs[1] ?? '/') : raw.startsWith('/') ? raw.split(/[?#]/)[0]! : '';
+  if (!pathname) throw new BadRequestError('Destination must be an absolute URI or path', 'DAVGATE_BAD_DESTINATION');
+  return canonicalFromUrlPath(pathname);
+}
+
+function overwriteOf(req: FastifyRequest): boolean {
+  const v = req.headers.overwrite;
+  if (v === undefined) return true;
+  const s = String(v).trim().toUpperCase();
+  if (s === 'T') return true;
+  if (s === 'F') return false;
+  throw new BadRequestError('Overwrite must be T or F');
+}
+
+export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const move = req.method === 'MOVE';
+  const from = davPath(req);
+  const to = destinationOf(req);
+  const overwrite = overwriteOf(req);
+  const identity = identityOf(req);
+  const source = await ctx.cache.getnode(from, identity);
+  const depth = source.kind === 'dir'
+    ? parseDepth(req, 'infinity', move ? ['infinity'] : ['0', 'infinity'])
+    : parseDepth(req, 'infinity', ['0', '1', 'infinity']);
+  if (from === to) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'source and destination are the same');
+  if (from === '/' || isWithin(to, from)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'destination is inside the source');
+  if (move) assertUnlocked(ctx, req, from, true);
+  assertUnlocked(ctx, req, to, true);
+  const parent = parentOf(to);
+  if (!(await exists(ctx, parent, identity))) throw new ConflictError('destination parent does not exist');
+  const existed = await exists(ctx, to, identity);
+  if (existed && !overwrite) throw new PreconditionFailedError('destination exists and Overwrite is F');
+  if (move) {
+    await ctx.cache.move(from, to, overwrite, identity);
+    ctx.state.move(from, to);
+  } else {
+    await ctx.cache.copy(from, to, overwrite, depth === '0', identity);
+    ctx.state.copy(from, to, depth === '0');
+  }
+  reply.code(existed ? 204 : 201).send();
+}

@@ -1,0 +1,58 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { assertUnlocked, davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
+import { etagOf } from './get.js';
+
+// PUT (RFC 9110 §9.3.4, RFC 4918 §9.7): streamed write-through. The upstream commits only a
+// complete body, so a client abort or a short body leaves nothing behind and nothing cached.
+
+/** Counts bytes and refuses more than `max`, so a chunked body is bounded too. */
+class BodyLimit extends Transform {
+  #seen = 0;
+  readonly #max: number;
+  constructor(max: number) {
+    super({ highWaterMark: 1 << 20 });
+    this.#max = max;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#seen += chunk.length;
+    if (this.#seen > this.#max) cb(new DavgateError('DAVGATE_BODY_TOO_LARGE', `body over ${this.#max} bytes`));
+    else cb(null, chunk);
+  }
+}
+
+function declaredLength(req: FastifyRequest): number | undefined {
+  const raw = req.headers['content-length'];
+  if (raw === undefined) return req.headers['transfer-encoding'] ? undefined : 0;
+  if (!/^\d{1,16}$/.test(raw)) throw new BadRequestError('Content-Length is not a number');
+  return Number(raw);
+}
+
+export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const path = davPath(req);
+  if (path === '/' || urlHasTrailingSlash(req)) throw new DavgateError('DAVGATE_IS_A_DIRECTORY', 'cannot PUT to a collection');
+  if (req.headers['content-range']) throw new BadRequestError('Content-Range on PUT is not supported');
+  const size = declaredLength(req);
+  const max = ctx.config.webdav.maxPutBytes;
+  if (max !== undefined && size !== undefined && size > max) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `body over ${max} bytes`);
+  assertUnlocked(ctx, req, path);
+  const identity = identityOf(req);
+  let existed = true;
+  try {
+    const old = await ctx.cache.getnode(path, identity);
+    if (old.kind === 'dir') throw new DavgateError('DAVGATE_IS_A_DIRECTORY', 'cannot PUT to a collection');
+    if (req.headers['if-none-match']?.trim() === '*') throw new PreconditionFailedError();
+    if (req.headers['if-match'] && !req.headers['if-match'].split(',').some((t) => t.trim() === '*' || t.trim() === etagOf(old))) throw new PreconditionFailedError();
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    if (req.headers['if-match']) throw new PreconditionFailedError();
+    existed = false;
+  }
+  const body = max !== undefined ? req.raw.pipe(new BodyLimit(max)) : req.raw;
+  if (body !== req.raw) req.raw.on('error', (e) => body.destroy(e));
+  // A client that goes away mid-body must fail the write, not leave it waiting.
+  req.raw.on('aborted', () => body.destroy(new DavgateError('DAVGATE_INCOMPLETE_BODY', 'client aborted the upload')));
+  const node = await ctx.cache.write(path, body, size, identity);
+  reply.code(existed ? 204 : 201).header('etag', etagOf(node)).send();
+}

@@ -1,0 +1,98 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
+import type { CacheManager } from '../cachemgr/cachemgr.js';
+import type { Metrics } from '../metrics.js';
+import { canonicalFromUrlPath } from '../davpath.js';
+import { BadRequestError, DavgateError, statusOf } from '../errors.js';
+import type { DavState } from './davstate.js';
+import { escapeXml } from './xml.js';
+
+/** What every route handler needs; built once per app. */
+export interface GatewayContext {
+  readonly config: Config;
+  readonly cache: CacheManager;
+  readonly state: DavState;
+  readonly metrics: Metrics;
+}
+
+/** The identity of the caller for cache keys; '' while the upstream is shared by all users. */
+export function identityOf(_req: FastifyRequest): string {
+  return '';
+}
+
+/** The canonical DAV path of the request URL. */
+export function davPath(req: FastifyRequest): string {
+  const url = req.raw.url ?? '/';
+  const q = url.indexOf('?');
+  return canonicalFromUrlPath(q === -1 ? url : url.slice(0, q));
+}
+
+/** True when the URL names a collection (ends with "/"). */
+export function urlHasTrailingSlash(req: FastifyRequest): boolean {
+  const url = req.raw.url ?? '/';
+  const q = url.indexOf('?');
+  return (q === -1 ? url : url.slice(0, q)).endsWith('/');
+}
+
+export type Depth = '0' | '1' | 'infinity';
+
+/** Parse the Depth header; `absent` is what RFC 4918 prescribes for the method. */
+export function parseDepth(req: FastifyRequest, absent: Depth, allowed: readonly Depth[]): Depth {
+  const raw = req.headers.depth;
+  if (raw === undefined) return absent;
+  const v = String(raw).trim().toLowerCase();
+  if ((v === '0' || v === '1' || v === 'infinity') && allowed.includes(v)) return v;
+  throw new BadRequestError(`Depth: "${String(raw).slice(0, 32)}" is not allowed here (allowed: ${allowed.join(', ')})`, 'DAVGATE_BAD_DEPTH');
+}
+
+/** RFC 4918 §16 precondition elements for the DAV errors that have one. */
+const PRECONDITION: Partial<Record<DavgateError['code'], string>> = {
+  DAVGATE_FINITE_DEPTH: 'propfind-finite-depth',
+  DAVGATE_LOCKED: 'lock-token-submitted',
+};
+
+/** Answer an error: the status from the one table, a short text (or a DAV:error body). */
+export function sendError(reply: FastifyReply, err: unknown): void {
+  const status = statusOf(err);
+  const known = err instanceof DavgateError;
+  if (!known || status >= 500) reply.log.error({ err }, 'request failed');
+  if (reply.sent || reply.raw.headersSent) {
+    reply.raw.destroy();
+    return;
+  }
+  const cond = known ? PRECONDITION[err.code] : undefined;
+  if (status === 416 && err instanceof DavgateError && (err as DavgateError & { size?: number }).size !== undefined) {
+    reply.header('content-range', `bytes */${(err as DavgateError & { size?: number }).size}`);
+  }
+  if (cond) {
+    reply.code(status).type('application/xml; charset=utf-8')
+      .send(`<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:"><D:${cond}/></D:error>\n`);
+    return;
+  }
+  const message = known ? err.message : 'internal error';
+  reply.code(status).type('text/plain; charset=utf-8').send(escapeXml(message) + '\n');
+}
+
+/** Lock tokens the client submitted in an If header (RFC 4918 §10.4), any list. */
+export function submittedTokens(req: FastifyRequest): Set<string> {
+  const out = new Set<string>();
+  const ifHeader = req.headers.if;
+  if (typeof ifHeader === 'string') {
+    for (const m of ifHeader.matchAll(/<([^>]*)>/g)) if (!/^https?:/i.test(m[1]!)) out.add(m[1]!.trim());
+  }
+  return out;
+}
+
+/**
+ * A write to `path` (or, with `tree`, to anything below it) must present the token of every
+ * exclusive lock that covers it, or one of the shared locks. Otherwise 423 Locked.
+ */
+export function assertUnlocked(ctx: GatewayContext, req: FastifyRequest, path: string, tree = false): void {
+  const covering = tree ? ctx.state.locksWithin(path) : ctx.state.locksCovering(path);
+  if (covering.length === 0) return;
+  const tokens = submittedTokens(req);
+  const shared = covering.filter((c) => c.lock.lockKind.scope.value.toLowerCase() === 'shared');
+  const exclusive = covering.filter((c) => c.lock.lockKind.scope.value.toLowerCase() !== 'shared');
+  const ok = exclusive.every((c) => tokens.has(c.lock.uuid)) && (shared.length === 0 || shared.some((c) => tokens.has(c.lock.uuid)) || exclusive.length > 0);
+  if (!ok) throw new DavgateError('DAVGATE_LOCKED', 'resource is locked');
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+import { mkdir } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { loadConfig, hostOf, portOf, type Config } from './config.js';
+import { DavgateError } from './errors.js';
+import { FsUpstream } from './upstream/fs.js';
+import { buildGateway } from './gateway/app.js';
+
+// The command line: `davgate serve` and `davgate config check`. Flags override DAVGATE_*
+// environment variables, which override the YAML file.
+
+function overridesFrom(o: Record<string, unknown>): Record<string, unknown> {
+  return {
+    upstream: { root: o.upstream },
+    cache: { dir: o.cache, blockSize: o.blockSize, maxBytes: o.cacheMaxBytes, ttl: o.ttl, nodeTable: o.nodeTable },
+    listen: o.listen,
+    admin: { listen: o.adminListen },
+    auth: { htpasswd: o.htpasswd, allowAnonymousPublic: o.allowAnonymousPublic },
+    webdav: { allowInfiniteDepth: o.allowInfiniteDepth },
+    logLevel: o.logLevel,
+  };
+}
+
+function configFrom(o: Record<string, unknown>): Config {
+  return loadConfig({ file: o.config as string | undefined, env: process.env, overrides: overridesFrom(o) });
+}
+
+function withConfigOptions(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'YAML configuration file')
+    .option('--upstream <dir>', 'directory to serve (upstream.root)')
+    .option('--cache <dir>', 'cache directory (cache.dir)')
+    .option('--listen <host:port>', 'WebDAV listen address (default 127.0.0.1:8080)')
+    .option('--admin-listen <host:port>', 'admin listen address for /metrics, /healthz (default 127.0.0.1:9180)')
+    .option('--block-size <bytes>', 'cache block size, e.g. 4MiB')
+    .option('--cache-max-bytes <bytes>', 'cache size limit, e.g. 10GiB')
+    .option('--ttl <duration>', 'revalidate nodes older than this, e.g. 5s')
+    .addOption(new Option('--node-table <kind>', 'node table store').choices(['memory', 'sqlite']))
+    .option('--htpasswd <file>', 'enable Basic auth with this bcrypt htpasswd file')
+    .option('--allow-anonymous-public', 'allow listening beyond loopback without auth')
+    .option('--allow-infinite-depth', 'answer PROPFIND Depth: infinity')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']));
+}
+
+async function serve(o: Record<string, unknown>): Promise<void> {
+  const config = configFrom(o);
+  if (!o.upstream && !o.config && !process.env.DAVGATE_UPSTREAM_ROOT) await mkdir(config.upstream.root, { recursive: true });
+  const upstream = await FsUpstream.open(config.upstream.root);
+  const gw = await buildGateway(config, upstream);
+  const stop = async (signal: string) => {
+    gw.app.log.info(`${signal}: shutting down`);
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    await gw.close().catch(() => {});
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+  // Last line of defence: one bad request must never take the gateway down (DESIGN.md, Gateway).
+  process.on('uncaughtException', (err) => gw.app.log.error({ err }, 'uncaught exception (request dropped, gateway kept running)'));
+  process.on('unhandledRejection', (err) => gw.app.log.error({ err }, 'unhandled rejection'));
+  const url = await gw.app.listen({ host: hostOf(config.listen), port: portOf(config.listen) });
+  const adminUrl = await gw.admin.listen({ host: hostOf(config.admin.listen), port: portOf(config.admin.listen) });
+  console.log(`davgate: serving ${config.upstream.root} (cache ${config.cache.dir})`);
+  console.log(`davgate: serving WebDAV at ${url}/`);
+  console.log(`davgate: admin at ${adminUrl}/`);
+  console.log(`davgate: mount it with e.g.  rclone mount :webdav: /mnt/dav --webdav-url ${url}/   (see README, "Mounting")`);
+}
+
+const program = new Command('davgate').description('A caching WebDAV gateway').showHelpAfterError();
+withConfigOptions(program.command('serve').description('serve the upstream through the cache')).action(serve);
+withConfigOptions(program.command('config').description('check a configuration').argument('<action>', 'check'))
+  .action((action: string, o: Record<string, unknown>) => {
+    if (action !== 'check') throw new DavgateError('DAVGATE_CONFIG', `unknown config action "${action}"`);
+    console.log(JSON.stringify(configFrom(o), null, 2));
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const msg = err instanceof DavgateError ? err.message : (err as Error)?.message ?? String(err);
+  console.error(`davgate: ${msg}`);
+  process.exit(2);
+});
