@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { CacheManager } from '../cachemgr/cachemgr.js';
 import type { Upstream } from '../upstream/types.js';
@@ -43,9 +43,9 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
 
   const app = Fastify({
     logger: { level: config.logLevel },
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     exposeHeadRoutes: false,
-    maxParamLength: 65_536,
+    routerOptions: { maxParamLength: 65_536 },
     requestTimeout: 0,
   });
   for (const m of DAV_METHODS) if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });

@@ -30,9 +30,9 @@ function elementXml(el: XmlJsNode, depth: number): string {
   const { ns, local } = splitPropertyName(el.name);
   const attrs = Object.entries(el.attributes ?? {})
     .filter(([k]) => !k.startsWith('xmlns'))
-    .map(([k, v]) => ` ${k.replace(/[^\w.-]/g, '_')}="${escapeXml(String(v ?? ''))}"`).join('');
+    .map(([k, v]) => ` ${k.replace(/[^\w.-]/g, "_")}="${escapeXml(String(v ?? ""), true)}"`).join("");
   const tag = ns ? `P${depth}:${local}` : local;
-  const decl = ns ? ` xmlns:P${depth}="${escapeXml(ns)}"` : ' xmlns=""';
+  const decl = ns ? ` xmlns:P${depth}="${escapeXml(ns, true)}"` : ' xmlns=""';
   const inner = (el.elements ?? []).map((c) => elementXml(c, depth + 1)).join('');
   return inner ? `<${tag}${decl}${attrs}>${inner}</${tag}>` : `<${tag}${decl}${attrs}/>`;
 }

@@ -139,7 +139,7 @@ async function sendListing(ctx: GatewayContext, req: FastifyRequest, reply: Fast
     res.write(`<!doctype html><meta charset="utf-8"><title>${escapeXml(node.path)}</title><h1>${escapeXml(node.path)}</h1><ul>\n`);
     for await (const child of ctx.cache.list(node.path, identityOf(req))) {
       const name = child.path.slice(base.length + 1) + (child.kind === 'dir' ? '/' : '');
-      if (!res.write(`<li><a href="${escapeXml(encodeHref(base + '/' + name))}">${escapeXml(name)}</a></li>\n`)) await drained(res);
+      if (!res.write(`<li><a href="${escapeXml(encodeHref(base + '/' + name), true)}">${escapeXml(name)}</a></li>\n`)) await drained(res);
     }
     res.end('</ul>\n');
   } catch (err) {

@@ -78,7 +78,7 @@ export function responseXml(ctx: GatewayContext, node: Node, req: Request): stri
       const value = live ? liveValue(ctx, node, p.local as Live) : undefined;
       const deadProp = !live && dead ? dead[p.ns + p.local] : undefined;
       const tag = p.ns === DAV ? `D:${p.local}` : `X${nsCount}:${p.local}`;
-      const decl = p.ns === DAV ? '' : p.ns ? ` xmlns:X${nsCount++}="${escapeXml(p.ns)}"` : ` xmlns=""`;
+      const decl = p.ns === DAV ? '' : p.ns ? ` xmlns:X${nsCount++}="${escapeXml(p.ns, true)}"` : ` xmlns=""`;
       const el = p.ns === DAV || p.ns ? tag : p.local;
       if (value !== undefined) found.push(value === '' ? `<${el}${decl}/>` : `<${el}${decl}>${value}</${el}>`);
       else if (deadProp) found.push(`<${el}${decl}>${deadPropertyXml(deadProp.value)}</${el}>`);
@@ -93,7 +93,7 @@ export function responseXml(ctx: GatewayContext, node: Node, req: Request): stri
     let i = 0;
     for (const [name, prop] of Object.entries(dead ?? {})) {
       const { ns, local } = splitPropertyName(name);
-      const decl = ` xmlns:Y${i}="${escapeXml(ns)}"`;
+      const decl = ` xmlns:Y${i}="${escapeXml(ns, true)}"`;
       const tag = `Y${i++}:${local}`;
       found.push(req.kind === 'propname' ? `<${tag}${decl}/>` : `<${tag}${decl}>${deadPropertyXml(prop.value)}</${tag}>`);
     }

@@ -61,6 +61,7 @@ export function child(el: XmlElement, ns: string, local: string): XmlElement | u
 }
 
 const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
-export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ESC[c]!);
+/** Escape for text content and attribute values alike. Quotes are left alone in text (ETags are quoted). */
+export function escapeXml(s: string, attribute = false): string {
+  return s.replace(attribute ? /[&<>"']/g : /[&<>]/g, (c) => ESC[c]!);
 }
