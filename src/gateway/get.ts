@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import rangeParser from 'range-parser';
 import mime from 'mime-types';
@@ -7,6 +6,7 @@ import { DavgateError, PreconditionFailedError } from '../errors.js';
 import { encodeHref } from '../davpath.js';
 import { davPath, identityOf, type GatewayContext } from './request.js';
 import { escapeXml } from './xml.js';
+import { writeChunk } from './drain.js';
 
 // GET and HEAD: the hot read path. Conditionals per RFC 9110 §13, a single byte range
 // (§14); several ranges are answered with the whole body, which the RFC allows.
@@ -108,11 +108,8 @@ export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply:
   const res = reply.raw;
   res.writeHead(status, headers);
   try {
-    if (!first.done && !res.write(first.value)) await drained(res);
-    for await (const buf of blocks) {
-      if (res.destroyed) break;
-      if (!res.write(buf)) await drained(res);
-    }
+    if (!first.done) await writeChunk(res, first.value);
+    for await (const buf of blocks) await writeChunk(res, buf);
     res.end();
   } catch (err) {
     // Headers are out: the only honest signal left is a broken connection.
@@ -123,10 +120,6 @@ export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply:
   }
 }
 
-async function drained(res: NodeJS.WritableStream & { destroyed: boolean }): Promise<void> {
-  if (res.destroyed) throw new Error('client went away');
-  await Promise.race([once(res, 'drain'), once(res, 'close').then(() => { throw new Error('client went away'); })]);
-}
 
 /** A plain HTML index for browsers that GET a collection; streamed like PROPFIND. */
 async function sendListing(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, node: Node): Promise<void> {
@@ -139,7 +132,7 @@ async function sendListing(ctx: GatewayContext, req: FastifyRequest, reply: Fast
     res.write(`<!doctype html><meta charset="utf-8"><title>${escapeXml(node.path)}</title><h1>${escapeXml(node.path)}</h1><ul>\n`);
     for await (const child of ctx.cache.list(node.path, identityOf(req))) {
       const name = child.path.slice(base.length + 1) + (child.kind === 'dir' ? '/' : '');
-      if (!res.write(`<li><a href="${escapeXml(encodeHref(base + '/' + name), true)}">${escapeXml(name)}</a></li>\n`)) await drained(res);
+      await writeChunk(res, `<li><a href="${escapeXml(encodeHref(base + '/' + name), true)}">${escapeXml(name)}</a></li>\n`);
     }
     res.end('</ul>\n');
   } catch (err) {

@@ -1,6 +1,4 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { ServerResponse } from 'node:http';
-import { once } from 'node:events';
 import type { Node } from '../cachemgr/cachemgr.js';
 import { encodeHref, nameOf } from '../davpath.js';
 import { BadRequestError, DavgateError } from '../errors.js';
@@ -9,6 +7,7 @@ import { davPath, identityOf, parseDepth, urlHasTrailingSlash, type GatewayConte
 import { child, escapeXml, parseXml, readBody, type XmlElement } from './xml.js';
 import { deadPropertyXml, splitPropertyName, type DeadProperty } from './deadprops.js';
 import type { Lock } from './davstate.js';
+import { writeChunk } from './drain.js';
 
 // PROPFIND (RFC 4918 §9.1), streamed: the 207 body is written resource by resource with
 // back-pressure, so a 100k-entry directory never sits in memory as one document.
@@ -104,10 +103,6 @@ export function responseXml(ctx: GatewayContext, node: Node, req: Request): stri
   return out + '</D:response>\n';
 }
 
-async function write(res: ServerResponse, chunk: string): Promise<void> {
-  if (res.destroyed) throw new Error('client went away');
-  if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
-}
 
 export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const path = davPath(req);
@@ -125,13 +120,13 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
   const res = reply.raw;
   res.writeHead(207, { 'content-type': 'application/xml; charset=utf-8' });
   try {
-    await write(res, `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">\n` + responseXml(ctx, node, request));
+    await writeChunk(res, `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">\n` + responseXml(ctx, node, request));
     if (node.kind === 'dir' && depth !== '0') {
       const pending = [node.path];
       while (pending.length) {
         const dir = pending.shift()!;
         for await (const c of ctx.cache.list(dir, identity)) {
-          await write(res, responseXml(ctx, c, request));
+          await writeChunk(res, responseXml(ctx, c, request));
           if (depth === 'infinity' && c.kind === 'dir') pending.push(c.path);
         }
       }

@@ -1,6 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { BadRequestError, DavgateError, IncompleteBodyError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { assertUnlocked, davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { etagOf } from './get.js';
 
@@ -53,6 +53,12 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   if (body !== req.raw) req.raw.on('error', (e) => body.destroy(e));
   // A client that goes away mid-body must fail the write, not leave it waiting.
   req.raw.on('aborted', () => body.destroy(new DavgateError('DAVGATE_INCOMPLETE_BODY', 'client aborted the upload')));
-  const node = await ctx.cache.write(path, body, size, identity);
+  let node;
+  try {
+    node = await ctx.cache.write(path, body, size, identity);
+  } catch (err) {
+    if (!req.raw.complete) throw new IncompleteBodyError('the client aborted the upload; nothing was stored');
+    throw err;
+  }
   reply.code(existed ? 204 : 201).header('etag', etagOf(node)).send();
 }

@@ -175,6 +175,7 @@ describe('litmus WebDAV compliance', () => {
     if (gw && gw.alive()) return gw;
     if (gw) {
       await writeFile(join(workDir, `crashed-gateway-${gw.pid}.stderr.log`), gw.stderr());
+      await writeFile(join(workDir, `crashed-gateway-${gw.pid}.stdout.log`), gw.stdout());
       keepWorkDir = true;
       await gw.stop();
     }
@@ -189,7 +190,10 @@ describe('litmus WebDAV compliance', () => {
 
   after(async () => {
     if (gw) {
-      if (keepWorkDir) await writeFile(join(workDir, 'gateway.stderr.log'), gw.stderr()).catch(() => undefined);
+      if (keepWorkDir) {
+        await writeFile(join(workDir, 'gateway.stderr.log'), gw.stderr()).catch(() => undefined);
+        await writeFile(join(workDir, 'gateway.stdout.log'), gw.stdout()).catch(() => undefined);
+      }
       await gw.stop();
     }
     const run = results.reduce((n, r) => n + r.run, 0);
@@ -226,7 +230,7 @@ describe('litmus WebDAV compliance', () => {
       }
 
       // The gateway must survive every suite, whatever litmus threw at it.
-      assert.ok(g.alive(), `gateway died during litmus ${suite.name}; stderr:\n${g.stderr().slice(-4000)}`);
+      assert.ok(g.alive(), `gateway died during litmus ${suite.name}; stderr:\n${g.stderr().slice(-4000)}\nstdout:\n${g.stdout().slice(-4000)}`);
       assert.equal(await optionsStatus(g.url), 200, `OPTIONS ${g.url} after litmus ${suite.name}`);
 
       assert.ok(!r.timedOut, `litmus ${suite.name} timed out after ${SUITE_TIMEOUT_MS} ms`);

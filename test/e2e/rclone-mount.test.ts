@@ -100,7 +100,9 @@ describe('rclone mount through davgate', { skip: HAVE_FUSE ? false : '/dev/fuse 
   const mnt = (rel: string): string => join(mountpoint, 'tree', rel);
   const up = (rel: string): string => join(gw!.upstreamDir, 'tree', rel);
   const diag = (): string =>
-    `\n--- rclone log (tail) ---\n${rcloneLog.slice(-3000)}\n--- gateway stderr (tail) ---\n${gw?.stderr().slice(-3000) ?? ''}`;
+    `\n--- rclone log (tail) ---\n${rcloneLog.slice(-3000)}` +
+    `\n--- gateway stderr (tail) ---\n${gw?.stderr().slice(-3000) ?? ''}` +
+    `\n--- gateway stdout (tail) ---\n${gw?.stdout().slice(-3000) ?? ''}`;
 
   before(async () => {
     gw = await startGatewayProcess({});

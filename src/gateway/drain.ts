@@ -1,0 +1,19 @@
+import type { ServerResponse } from 'node:http';
+
+/** Wait until the socket takes more data; rejects when the client went away. Leaves no listener behind. */
+export function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.reject(new Error('client went away'));
+  return new Promise<void>((resolve, reject) => {
+    const onDrain = () => { cleanup(); resolve(); };
+    const onClose = () => { cleanup(); reject(new Error('client went away')); };
+    const cleanup = () => { res.off('drain', onDrain); res.off('close', onClose); };
+    res.on('drain', onDrain);
+    res.on('close', onClose);
+  });
+}
+
+/** Write with back-pressure. */
+export async function writeChunk(res: ServerResponse, chunk: string | Buffer): Promise<void> {
+  if (res.destroyed) throw new Error('client went away');
+  if (!res.write(chunk)) await drained(res);
+}
