@@ -12,7 +12,8 @@ import { handlePut } from './put.js';
 import { handleCopyMove, handleDelete, handleMkcol } from './namespace.js';
 import { HtpasswdAuth, type User } from './auth.js';
 import { buildAdminApp } from './admin.js';
-import { sendError, type GatewayContext } from './request.js';
+import { handleLock, handleUnlock } from './lock.js';
+import { assertUnlocked, davPath, sendError, type GatewayContext } from './request.js';
 
 type Handler = (ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
@@ -81,6 +82,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     reply.code(200).headers({ 'dav': '1, 2', 'ms-author-via': 'DAV', 'allow': ALLOW, 'accept-ranges': 'bytes', 'content-length': 0 }).send();
   };
   const delegated: Handler = async (_ctx, req, reply) => {
+    assertUnlocked(ctx, req, davPath(req));
     const limit = config.webdav.maxXmlBodyBytes;
     if (Number(req.headers['content-length'] ?? 0) > limit) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `request body over ${limit} bytes`);
     reply.hijack();
@@ -89,7 +91,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
   const handlers: Record<string, Handler> = {
     GET: handleGet, HEAD: handleGet, PUT: handlePut, PROPFIND: handlePropfind, OPTIONS: options,
     MKCOL: handleMkcol, DELETE: handleDelete, COPY: handleCopyMove, MOVE: handleCopyMove,
-    LOCK: delegated, UNLOCK: delegated, PROPPATCH: delegated,
+    LOCK: handleLock, UNLOCK: handleUnlock, PROPPATCH: delegated,
   };
 
   app.route({

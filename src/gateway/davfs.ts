@@ -8,9 +8,9 @@ import type { DavState } from './davstate.js';
 
 const { v2 } = webdavServer;
 
-// The webdav-server FileSystem that serves LOCK, UNLOCK and PROPPATCH. It answers from the
+// The webdav-server FileSystem that serves PROPPATCH. It answers from the
 // cache manager (so it sees exactly what our own routes see) and hands out the managers of
-// DavState (so locks and dead properties have one home). The bulk data methods are not
+// DavState (so dead properties have one home). The bulk data methods are not
 // implemented: GET, PUT, PROPFIND and the namespace methods are our own routes.
 
 type Cb<T> = (error?: Error, value?: T) => void;
@@ -90,8 +90,10 @@ export class CacheFileSystem extends v2.FileSystem {
     }, callback);
   }
 
-  protected override _lockManager(path: V2.Path, _ctx: V2.LockManagerInfo, callback: Cb<V2.ILockManager>): void {
-    this.#run(path, async (p) => this.#state.lockManager(p), callback);
+  // Locks are enforced by our routes before a request reaches webdav-server (request.ts,
+  // assertUnlocked); its own check compares user ids it cannot know, so it sees none.
+  protected override _lockManager(_path: V2.Path, _ctx: V2.LockManagerInfo, callback: Cb<V2.ILockManager>): void {
+    callback(undefined, new v2.LocalLockManager());
   }
 
   protected override _propertyManager(path: V2.Path, _ctx: V2.PropertyManagerInfo, callback: Cb<V2.IPropertyManager>): void {

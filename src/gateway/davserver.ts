@@ -11,15 +11,30 @@ const { v2 } = webdavServer;
 // ERR_HTTP_HEADERS_SENT from inside its callbacks, where no try/catch of ours can reach.
 // So every response handed to it is guarded: writes after the end become no-ops.
 
-function guard(res: ServerResponse): ServerResponse {
+// webdav-server answers LOCK with <D:lockscope><shared/></D:lockscope>: the scope and type
+// elements land in no namespace and clients read every lock as exclusive. Put them in DAV:
+// (the Content-Length it set is dropped so the fixed body can be sent chunked).
+function fixLockXml(body: string): string {
+  return body.replace(/<(write|shared|exclusive)\/>/g, '<D:$1/>');
+}
+
+function guard(res: ServerResponse, isLock: boolean): ServerResponse {
   const writeHead = res.writeHead.bind(res);
   const setHeader = res.setHeader.bind(res);
   const write = res.write.bind(res) as (...a: unknown[]) => boolean;
   const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse;
+  const fix = (args: unknown[]) => (isLock && typeof args[0] === 'string' ? [fixLockXml(args[0]), ...args.slice(1)] : args);
   res.writeHead = ((...args: Parameters<typeof res.writeHead>) => (res.headersSent ? res : writeHead(...args))) as typeof res.writeHead;
-  res.setHeader = ((name: string, value: number | string | readonly string[]) => (res.headersSent ? res : setHeader(name, value))) as typeof res.setHeader;
-  res.write = ((...args: unknown[]) => (res.writableEnded || res.destroyed ? false : write(...args))) as typeof res.write;
-  res.end = ((...args: unknown[]) => (res.writableEnded || res.destroyed ? res : end(...args))) as typeof res.end;
+  res.setHeader = ((name: string, value: number | string | readonly string[]) => {
+    if (res.headersSent) return res;
+    const lower = name.toLowerCase();
+    // It advertises Digest auth on every answer; authentication is ours (gateway/auth.ts).
+    if (lower === 'www-authenticate') return res;
+    if (isLock && lower === 'content-length') return res;
+    return setHeader(name, value);
+  }) as typeof res.setHeader;
+  res.write = ((...args: unknown[]) => (res.writableEnded || res.destroyed ? false : write(...fix(args)))) as typeof res.write;
+  res.end = ((...args: unknown[]) => (res.writableEnded || res.destroyed ? res : end(...fix(args)))) as typeof res.end;
   return res;
 }
 
@@ -32,7 +47,7 @@ export function createDavDelegate(cache: CacheManager, state: DavState, opts: { 
     lockTimeout: opts.lockTimeoutSeconds ?? 3600,
   });
   return (req, res) => new Promise<void>((resolve) => {
-    guard(res);
+    guard(res, req.method === 'LOCK');
     res.once('close', () => resolve());
     // A handler that never answers must not hold the connection forever.
     const timer = setTimeout(() => { if (!res.writableEnded) res.destroy(); }, 60_000);

@@ -81,7 +81,8 @@ export class DavState {
     for (const [p, pm] of [...this.#props]) {
       if (!(shallow ? p === from : isWithin(p, from))) continue;
       const copy = new v2.LocalPropertyManager();
-      copy.properties = structuredClone(pm.properties);
+      // Values are plain XML trees (webdav-server elements carry methods on the prototype only).
+      copy.properties = JSON.parse(JSON.stringify(pm.properties)) as PropertyBag;
       this.#props.set(to + p.slice(from.length), copy);
     }
   }

@@ -39,10 +39,11 @@ function iso8601(ms: number): string {
 const SUPPORTED_LOCK = '<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>'
   + '<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>';
 
-function activeLock(lock: Lock, root: string): string {
+export function activeLock(lock: Lock, root: string): string {
   const scope = lock.lockKind.scope.value.toLowerCase() === 'shared' ? 'shared' : 'exclusive';
   const remaining = Math.max(0, Math.round((lock.expirationDate - Date.now()) / 1000));
-  const owner = typeof lock.owner === 'string' ? escapeXml(lock.owner) : lock.owner ? deadPropertyXml(lock.owner as DeadProperty['value']) : '';
+  // Owners are stored as XML we serialised ourselves (gateway/lock.ts).
+  const owner = typeof lock.owner === 'string' ? lock.owner : lock.owner ? deadPropertyXml(lock.owner as DeadProperty['value']) : '';
   return `<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope><D:${scope}/></D:lockscope>`
     + `<D:depth>${lock.depth === 0 ? '0' : 'infinity'}</D:depth>${owner ? `<D:owner>${owner}</D:owner>` : ''}`
     + `<D:timeout>Second-${remaining}</D:timeout><D:locktoken><D:href>${escapeXml(lock.uuid)}</D:href></D:locktoken>`
