@@ -5,6 +5,7 @@ import type { CacheManager } from '../cachemgr/cachemgr.js';
 import { canonicalPath } from '../davpath.js';
 import { DavgateError } from '../errors.js';
 import type { DavState } from './davstate.js';
+import { etagOf } from './conditional.js';
 
 const { v2 } = webdavServer;
 
@@ -71,7 +72,7 @@ export class CacheFileSystem extends v2.FileSystem {
   }
 
   protected override _etag(path: V2.Path, _ctx: V2.ETagInfo, callback: Cb<string>): void {
-    this.#run(path, async (p) => `"${(await this.#cache.getnode(p)).version}"`, callback);
+    this.#run(path, async (p) => etagOf(await this.#cache.getnode(p)), callback);
   }
 
   protected override _lastModifiedDate(path: V2.Path, _ctx: V2.LastModifiedDateInfo, callback: Cb<number>): void {

@@ -1,85 +1,27 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import rangeParser from 'range-parser';
 import mime from 'mime-types';
 import type { Node } from '../cachemgr/cachemgr.js';
-import { DavgateError, PreconditionFailedError } from '../errors.js';
 import { encodeHref } from '../davpath.js';
 import { davPath, identityOf, type GatewayContext } from './request.js';
 import { escapeXml } from './xml.js';
+import { etagOf, evaluateRead } from './conditional.js';
 import { writeChunk } from './drain.js';
 
-// GET and HEAD: the hot read path. Conditionals per RFC 9110 §13, a single byte range
-// (§14); several ranges are answered with the whole body, which the RFC allows.
-
-export function etagOf(node: Node): string {
-  return `"${node.version}"`;
-}
+// GET and HEAD: the hot read path (conditionals and ranges decided in conditional.ts).
 
 export function contentTypeOf(path: string): string {
   return mime.lookup(path) || 'application/octet-stream';
-}
-
-function etagMatches(header: string, etag: string, weak: boolean): boolean {
-  if (header.trim() === '*') return true;
-  return header.split(',').some((t) => {
-    let tag = t.trim();
-    if (weak && tag.startsWith('W/')) tag = tag.slice(2);
-    return tag === etag;
-  });
 }
 
 function httpDate(ms: number): string {
   return new Date(ms).toUTCString();
 }
 
-function seconds(ms: number): number {
-  return Math.floor(ms / 1000);
-}
-
-export class RangeNotSatisfiableError extends DavgateError {
-  readonly size: number;
-  constructor(size: number) {
-    super('DAVGATE_BAD_RANGE', 'range not satisfiable');
-    this.size = size;
-  }
-}
-
-/** 'full', a [start, end] pair, or 'not-modified'. Throws for 412 and 416. */
-function evaluate(req: FastifyRequest, node: Node): 'not-modified' | 'full' | [number, number] {
-  const h = req.headers;
-  const etag = etagOf(node);
-  if (h['if-match'] && !etagMatches(h['if-match'], etag, false)) throw new PreconditionFailedError();
-  if (!h['if-match'] && h['if-unmodified-since']) {
-    const t = Date.parse(h['if-unmodified-since']);
-    if (!Number.isNaN(t) && seconds(node.mtimeMs) > seconds(t)) throw new PreconditionFailedError();
-  }
-  if (h['if-none-match']) {
-    if (etagMatches(h['if-none-match'], etag, true)) return 'not-modified';
-  } else if (h['if-modified-since']) {
-    const t = Date.parse(h['if-modified-since']);
-    if (!Number.isNaN(t) && seconds(node.mtimeMs) <= seconds(t)) return 'not-modified';
-  }
-  const range = h.range;
-  if (!range || node.kind !== 'file') return 'full';
-  if (!/^\s*bytes\s*=/i.test(range)) return 'full'; // unknown range unit: ignored (RFC 9110 §14.2)
-  const ifRange = typeof h['if-range'] === 'string' ? h['if-range'] : undefined;
-  if (ifRange) {
-    const matches = ifRange.trim().startsWith('"') || ifRange.trim().startsWith('W/')
-      ? ifRange.trim() === etag
-      : seconds(Date.parse(ifRange)) === seconds(node.mtimeMs);
-    if (!matches) return 'full';
-  }
-  const parsed = rangeParser(node.size, range, { combine: true });
-  if (parsed === -1 || parsed === -2) throw new RangeNotSatisfiableError(node.size);
-  if (parsed.length !== 1) return 'full';
-  return [parsed[0]!.start, parsed[0]!.end];
-}
-
 export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const path = davPath(req);
   const node = await ctx.cache.getnode(path, identityOf(req));
   if (node.kind === 'dir') return sendListing(ctx, req, reply, node);
-  const verdict = evaluate(req, node);
+  const verdict = evaluateRead(req.headers, node);
   const headers: Record<string, string | number> = {
     'etag': etagOf(node),
     'last-modified': httpDate(node.mtimeMs),

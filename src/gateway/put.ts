@@ -2,7 +2,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequestError, DavgateError, IncompleteBodyError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { assertUnlocked, davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
-import { etagOf } from './get.js';
+import { etagOf } from './conditional.js';
 
 // PUT (RFC 9110 §9.3.4, RFC 4918 §9.7): streamed write-through. The upstream commits only a
 // complete body, so a client abort or a short body leaves nothing behind and nothing cached.
