@@ -1,0 +1,148 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, readdir, stat, symlink, writeFile, readFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { BlockStore } from '../../src/cachemgr/blockstore.js';
+import { CacheInUseError } from '../../src/errors.js';
+
+const KEY = 'ab'.repeat(20);
+const KEY2 = 'cd'.repeat(20);
+const VER = '0123456789abcdef';
+
+async function withStore(opts: Partial<{ maxBytes: number; high: number; low: number }>, fn: (s: BlockStore, root: string) => Promise<void>): Promise<void> {
+  const root = join(await mkdtemp(join(tmpdir(), 'davgate-bs-')), 'cache');
+  const s = new BlockStore(root, { maxBytes: opts.maxBytes ?? 1 << 30, highWatermark: opts.high ?? 0.9, lowWatermark: opts.low ?? 0.5 });
+  await s.open();
+  try {
+    await fn(s, root);
+  } finally {
+    await s.close();
+    await rm(join(root, '..'), { recursive: true, force: true });
+  }
+}
+
+test('install then read returns the same bytes; the root is 0700 and paths are hex only', async () => {
+  await withStore({}, async (s, root) => {
+    const data = randomBytes(5000);
+    await s.install(KEY, VER, 3, data);
+    assert.ok(s.has(KEY, VER, 3));
+    assert.deepEqual(await s.read(KEY, VER, 3, 5000), data);
+    assert.equal((await stat(root)).mode & 0o777, 0o700);
+    const files = await readdir(join(root, 'blocks'), { recursive: true });
+    for (const f of files) assert.match(f, /^[0-9a-f/-]+$/);
+    assert.equal(s.bytes, 5000);
+  });
+});
+
+test('a block of another version is a miss', async () => {
+  await withStore({}, async (s) => {
+    await s.install(KEY, VER, 0, Buffer.from('old'));
+    assert.equal(await s.read(KEY, 'fedcba9876543210', 0, 3), undefined);
+  });
+});
+
+test('a corrupted or truncated block is dropped, never returned', async () => {
+  await withStore({}, async (s, root) => {
+    await s.install(KEY, VER, 0, Buffer.alloc(4096, 1));
+    await s.install(KEY, VER, 1, Buffer.alloc(4096, 2));
+    const dir = join(root, 'blocks', KEY.slice(0, 2), KEY);
+    const [f0, f1] = (await readdir(dir)).sort();
+    const bad = await readFile(join(dir, f0!));
+    bad[100] = bad[100]! ^ 0xff;
+    await writeFile(join(dir, f0!), bad);
+    await writeFile(join(dir, f1!), Buffer.alloc(10, 2));
+    assert.equal(await s.read(KEY, VER, 0, 4096), undefined);
+    assert.equal(await s.read(KEY, VER, 1, 4096), undefined);
+    assert.equal(s.has(KEY, VER, 0), false);
+    assert.equal(s.has(KEY, VER, 1), false);
+    assert.equal(s.bytes, 0);
+  });
+});
+
+test('a symlink planted in place of a block is not followed', async () => {
+  await withStore({}, async (s, root) => {
+    await s.install(KEY, VER, 0, Buffer.from('real'));
+    const dir = join(root, 'blocks', KEY.slice(0, 2), KEY);
+    const [f] = await readdir(dir);
+    const outside = join(root, '..', 'outside');
+    await writeFile(outside, 'real');
+    await rm(join(dir, f!));
+    await symlink(outside, join(dir, f!));
+    assert.equal(await s.read(KEY, VER, 0, 4), undefined);
+  });
+});
+
+test('eviction keeps bytes under the high watermark, down to the low one, LRU first', async () => {
+  await withStore({ maxBytes: 10_000, high: 0.8, low: 0.5 }, async (s) => {
+    for (let i = 0; i < 8; i++) await s.install(KEY, VER, i, Buffer.alloc(1000, i));
+    assert.ok(s.bytes <= 8000);
+    // Touch block 0 so it is the most recently used.
+    assert.ok(await s.read(KEY, VER, 0, 1000));
+    await s.install(KEY, VER, 8, Buffer.alloc(1000, 8));
+    assert.ok(s.bytes <= 8000, `bytes ${s.bytes}`);
+    assert.ok(s.bytes <= 5000 + 1000, 'evicted down to the low watermark');
+    assert.ok(s.has(KEY, VER, 0), 'recently used block kept');
+    assert.ok(!s.has(KEY, VER, 1), 'least recently used block evicted');
+  });
+});
+
+test('a pinned block is not evicted', async () => {
+  await withStore({ maxBytes: 4000, high: 0.75, low: 0.25 }, async (s) => {
+    await s.install(KEY, VER, 0, Buffer.alloc(1000));
+    await s.install(KEY, VER, 1, Buffer.alloc(1000));
+    // Start a read (pins block 0) and install concurrently.
+    const reading = s.read(KEY, VER, 0, 1000);
+    await s.install(KEY, VER, 2, Buffer.alloc(1000));
+    assert.ok(await reading);
+  });
+});
+
+test('the index is rebuilt from the block files after a restart; junk is removed', async () => {
+  const root = join(await mkdtemp(join(tmpdir(), 'davgate-bs-')), 'cache');
+  const a = new BlockStore(root, { maxBytes: 1 << 20, highWatermark: 0.9, lowWatermark: 0.5 });
+  await a.open();
+  await a.install(KEY, VER, 0, Buffer.from('persisted'));
+  await a.close();
+  await mkdir(join(root, 'blocks', 'zz-not-hex'), { recursive: true });
+  await writeFile(join(root, 'tmp', 'half-written'), 'x').catch(() => {});
+  const b = new BlockStore(root, { maxBytes: 1 << 20, highWatermark: 0.9, lowWatermark: 0.5 });
+  await b.open();
+  try {
+    assert.equal((await b.read(KEY, VER, 0, 9))?.toString(), 'persisted');
+    assert.deepEqual(await readdir(join(root, 'tmp')), []);
+    assert.ok(!(await readdir(join(root, 'blocks'))).includes('zz-not-hex'));
+  } finally {
+    await b.close();
+    await rm(join(root, '..'), { recursive: true, force: true });
+  }
+});
+
+test('one process per cache directory: a live owner refuses a second store', async () => {
+  await withStore({}, async (_s, root) => {
+    await writeFile(join(root, 'LOCK'), String(process.ppid)); // a live process other than us
+    const other = new BlockStore(root, { maxBytes: 1 << 20, highWatermark: 0.9, lowWatermark: 0.5 });
+    await assert.rejects(other.open(), CacheInUseError);
+    await writeFile(join(root, 'LOCK'), String(process.pid));
+  });
+});
+
+test('rekey moves a node\'s blocks to a new key without copying', async () => {
+  await withStore({}, async (s) => {
+    await s.install(KEY, VER, 0, Buffer.from('moved'));
+    await s.rekey(KEY, KEY2);
+    assert.equal(s.has(KEY, VER, 0), false);
+    assert.equal((await s.read(KEY2, VER, 0, 5))?.toString(), 'moved');
+  });
+});
+
+test('dropKey keeps only the current version', async () => {
+  await withStore({}, async (s) => {
+    await s.install(KEY, VER, 0, Buffer.from('old'));
+    await s.install(KEY, 'fedcba9876543210', 0, Buffer.from('new'));
+    await s.dropKey(KEY, 'fedcba9876543210');
+    assert.equal(s.has(KEY, VER, 0), false);
+    assert.ok(s.has(KEY, 'fedcba9876543210', 0));
+  });
+});
