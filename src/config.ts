@@ -9,7 +9,8 @@ import { ConfigError } from './errors.js';
 
 const MiB = 1024 * 1024;
 
-const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT');
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT')
+  .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'port must be 0-65535');
 
 /** "4MiB", "512k", "10G" or a plain number of bytes. */
 const byteSize = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {

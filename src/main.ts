@@ -59,8 +59,14 @@ async function serve(o: Record<string, unknown>): Promise<void> {
   // Last line of defence: one bad request must never take the gateway down (DESIGN.md, Gateway).
   process.on('uncaughtException', (err) => gw.app.log.error({ err }, 'uncaught exception (request dropped, gateway kept running)'));
   process.on('unhandledRejection', (err) => gw.app.log.error({ err }, 'unhandled rejection'));
-  const url = await gw.app.listen({ host: hostOf(config.listen), port: portOf(config.listen) });
-  const adminUrl = await gw.admin.listen({ host: hostOf(config.admin.listen), port: portOf(config.admin.listen) });
+  let url: string, adminUrl: string;
+  try {
+    url = await gw.app.listen({ host: hostOf(config.listen), port: portOf(config.listen) });
+    adminUrl = await gw.admin.listen({ host: hostOf(config.admin.listen), port: portOf(config.admin.listen) });
+  } catch (err) {
+    await gw.close().catch(() => {}); // releases the cache LOCK
+    throw err;
+  }
   console.log(`davgate: serving ${config.upstream.root} (cache ${config.cache.dir})`);
   console.log(`davgate: serving WebDAV at ${url}/`);
   console.log(`davgate: admin at ${adminUrl}/`);

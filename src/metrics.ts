@@ -10,7 +10,7 @@ export class Metrics {
     name: 'davgate_request_duration_seconds', help: 'WebDAV request duration', labelNames: ['method'] as const,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],
   });
-  readonly cacheBlocks = new Counter({ name: 'davgate_cache_block_requests_total', help: 'Block lookups by result (hit, miss, join: joined an in-flight fetch)', labelNames: ['result'] as const, registers: [this.registry] });
+  readonly cacheBlocks = new Counter({ name: 'davgate_cache_block_requests_total', help: 'Block lookups by result: hit, miss, join (joined an in-flight fetch), prefetch (read-ahead started)', labelNames: ['result'] as const, registers: [this.registry] });
   readonly bytesServed = new Counter({ name: 'davgate_served_bytes_total', help: 'Bytes of file content read for clients by source', labelNames: ['source'] as const, registers: [this.registry] });
   readonly upstreamRequests = new Counter({ name: 'davgate_upstream_requests_total', help: 'Upstream operations by operation and result', labelNames: ['operation', 'result'] as const, registers: [this.registry] });
   readonly upstreamBytes = new Counter({ name: 'davgate_upstream_read_bytes_total', help: 'Bytes read from the upstream', registers: [this.registry] });

@@ -137,9 +137,17 @@ export class CacheManager {
 
   /** Children of a directory as nodes, streamed; each is remembered so a following GET skips a stat. */
   async *list(path: string, identity = ''): AsyncGenerator<Node> {
-    this.#metrics?.upstreamRequests.inc({ operation: 'list', result: 'ok' });
-    for await (const entry of this.upstream.list(path)) {
-      yield await this.#install(entry, identity, false);
+    let result = 'error';
+    try {
+      for await (const entry of this.upstream.list(path)) {
+        yield await this.#install(entry, identity, false);
+      }
+      result = 'ok';
+    } catch (err) {
+      if (err instanceof NotFoundError) result = 'not_found';
+      throw err;
+    } finally {
+      this.#metrics?.upstreamRequests.inc({ operation: 'list', result });
     }
   }
 
@@ -173,8 +181,15 @@ export class CacheManager {
       const buf = await this.#blocks.read(node.key, node.version, index, length);
       if (buf) return buf;
     }
-    const data = await this.#fetchLimit(() => this.#upstreamCall('read',
-      () => this.upstream.read(node.path, index * this.blockSize, length, node.validator)));
+    let data: Buffer;
+    try {
+      data = await this.#fetchLimit(() => this.#upstreamCall('read',
+        () => this.upstream.read(node.path, index * this.blockSize, length, node.validator)));
+    } catch (err) {
+      // Changed or gone behind our back: the next getnode must ask the upstream again.
+      if (err instanceof PreconditionFailedError || err instanceof NotFoundError) this.#table.forget(node.key);
+      throw err;
+    }
     this.#metrics?.upstreamBytes.inc(data.length);
     if (data.length !== length) {
       // The object shrank under us: this node version is gone.

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { CacheManager } from '../cachemgr/cachemgr.js';
 import type { Metrics } from '../metrics.js';
 import { canonicalPath } from '../davpath.js';
@@ -8,7 +8,8 @@ import { statusOf } from '../errors.js';
 // never in the WebDAV namespace.
 
 export function buildAdminApp(cache: CacheManager, metrics: Metrics, logLevel: string): FastifyInstance {
-  const app = Fastify({ logger: { level: logLevel } });
+  // Scrapes and health checks every few seconds: not worth a log line each.
+  const app = Fastify({ logger: { level: logLevel }, logController: new LogController({ disableRequestLogging: true }) });
   app.get('/metrics', async (_req, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();

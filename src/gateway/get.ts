@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import mime from 'mime-types';
 import type { Node } from '../cachemgr/cachemgr.js';
 import { encodeHref } from '../davpath.js';
+import { PreconditionFailedError } from '../errors.js';
 import { davPath, identityOf, type GatewayContext } from './request.js';
 import { escapeXml } from './xml.js';
 import { etagOf, evaluateRead } from './conditional.js';
@@ -19,7 +20,18 @@ function httpDate(ms: number): string {
 
 export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const path = davPath(req);
-  const node = await ctx.cache.getnode(path, identityOf(req));
+  try {
+    await sendNode(ctx, req, reply, await ctx.cache.getnode(path, identityOf(req)));
+  } catch (err) {
+    // The object changed upstream within the TTL and the blocks needed are not cached:
+    // the failed fetch made the node stale, so one more try serves the new version whole.
+    if (!(err instanceof PreconditionFailedError) || reply.sent) throw err;
+    await sendNode(ctx, req, reply, await ctx.cache.getnode(path, identityOf(req)));
+  }
+}
+
+async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, node: Node): Promise<void> {
+  const path = node.path;
   if (node.kind === 'dir') return sendListing(ctx, req, reply, node);
   const verdict = evaluateRead(req.headers, node);
   const headers: Record<string, string | number> = {

@@ -162,6 +162,19 @@ describe('coherence and eviction', () => {
     assert.equal((await getHash(gw.url + 'doc.txt')).body.toString(), 'version three');
   });
 
+  test('a file changed within the TTL whose blocks are not cached is served whole in its new version', async (t) => {
+    const gw = await startGateway({ cache: { ttl: 60_000 } });
+    t.after(() => gw.close());
+    const file = join(gw.upstreamDir, 'changing.txt');
+    await writeFile(file, 'first content');
+    const head = await fetch(gw.url + 'changing.txt', { method: 'HEAD' });
+    assert.equal(head.headers.get('content-length'), '13');
+    await writeFile(file, 'second, different content');
+    const res = await getHash(gw.url + 'changing.txt');
+    assert.equal(res.status, 200);
+    assert.equal(res.body.toString(), 'second, different content');
+  });
+
   test('eviction keeps the cache under its limit while a large file streams', async (t) => {
     const limit = 16 * MiB;
     const gw = await startGateway({ cache: { maxBytes: limit, blockSize: MiB } });
