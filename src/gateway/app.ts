@@ -3,7 +3,7 @@ import type { Config } from '../config.js';
 import { CacheManager } from '../cachemgr/cachemgr.js';
 import type { Upstream } from '../upstream/types.js';
 import { Metrics } from '../metrics.js';
-import { DavgateError, ReadOnlyError } from '../errors.js';
+import { ReadOnlyError } from '../errors.js';
 import { DavState } from './davstate.js';
 import { createDavDelegate } from './davserver.js';
 import { handleGet } from './get.js';
@@ -13,7 +13,9 @@ import { handleCopyMove, handleDelete, handleMkcol } from './namespace.js';
 import { HtpasswdAuth, type User } from './auth.js';
 import { buildAdminApp } from './admin.js';
 import { handleLock, handleUnlock } from './lock.js';
-import { assertUnlocked, davPath, sendError, type GatewayContext } from './request.js';
+import { assertUnlocked, davPath, identityOf, sendError, type GatewayContext } from './request.js';
+import { parseXml, readBody } from './xml.js';
+import { checkPropertyUpdate } from './proppatch.js';
 
 type Handler = (ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
@@ -81,17 +83,19 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
   const options: Handler = async (_ctx, _req, reply) => {
     reply.code(200).headers({ 'dav': '1, 2', 'ms-author-via': 'DAV', 'allow': ALLOW, 'accept-ranges': 'bytes', 'content-length': 0 }).send();
   };
-  const delegated: Handler = async (_ctx, req, reply) => {
-    assertUnlocked(ctx, req, davPath(req));
-    const limit = config.webdav.maxXmlBodyBytes;
-    if (Number(req.headers['content-length'] ?? 0) > limit) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `request body over ${limit} bytes`);
+  const proppatch: Handler = async (_ctx, req, reply) => {
+    const path = davPath(req);
+    assertUnlocked(ctx, req, path);
+    const body = await readBody(req.raw, config.webdav.maxXmlBodyBytes);
+    checkPropertyUpdate(parseXml(body));
+    await cache.getnode(path, identityOf(req)); // 404 before webdav-server sees it
     reply.hijack();
-    await delegate(req.raw, reply.raw);
+    await delegate(req.raw, reply.raw, body);
   };
   const handlers: Record<string, Handler> = {
     GET: handleGet, HEAD: handleGet, PUT: handlePut, PROPFIND: handlePropfind, OPTIONS: options,
     MKCOL: handleMkcol, DELETE: handleDelete, COPY: handleCopyMove, MOVE: handleCopyMove,
-    LOCK: handleLock, UNLOCK: handleUnlock, PROPPATCH: delegated,
+    LOCK: handleLock, UNLOCK: handleUnlock, PROPPATCH: proppatch,
   };
 
   app.route({

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import webdavServer from 'webdav-server';
 import type { CacheManager } from '../cachemgr/cachemgr.js';
 import { CacheFileSystem } from './davfs.js';
@@ -38,7 +39,17 @@ function guard(res: ServerResponse, isLock: boolean): ServerResponse {
   return res;
 }
 
-export type DavDelegate = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+/**
+ * Runs a request in webdav-server with a body we already read and validated: it parses
+ * bodies with throwing code inside callbacks, so it only ever sees well-formed input.
+ */
+export type DavDelegate = (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<void>;
+
+function replay(req: IncomingMessage, body: Buffer): IncomingMessage {
+  const headers = { ...req.headers, 'content-length': String(body.length) };
+  delete headers['transfer-encoding'];
+  return Object.assign(Readable.from(body.length ? [body] : []), { headers, url: req.url, method: req.method }) as unknown as IncomingMessage;
+}
 
 export function createDavDelegate(cache: CacheManager, state: DavState, opts: { lockTimeoutSeconds?: number } = {}): DavDelegate {
   const server = new v2.WebDAVServer({
@@ -46,14 +57,14 @@ export function createDavDelegate(cache: CacheManager, state: DavState, opts: { 
     requireAuthentification: false,
     lockTimeout: opts.lockTimeoutSeconds ?? 3600,
   });
-  return (req, res) => new Promise<void>((resolve) => {
+  return (req, res, body) => new Promise<void>((resolve) => {
     guard(res, req.method === 'LOCK');
     res.once('close', () => resolve());
     // A handler that never answers must not hold the connection forever.
     const timer = setTimeout(() => { if (!res.writableEnded) res.destroy(); }, 60_000);
     res.once('close', () => clearTimeout(timer));
     try {
-      server.executeRequest(req, res);
+      server.executeRequest(replay(req, body), res);
     } catch {
       if (!res.headersSent) res.statusCode = 500;
       res.end();

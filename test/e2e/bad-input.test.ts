@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { startGateway, type TestGateway } from '../helpers/inproc.js';
+import { startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
 
 const SECRET = 'SENTINEL-7f3a-TOP-SECRET-CONTENT';
 const PASSWD_MARK = 'root:'; // first line of any /etc/passwd
@@ -20,7 +21,7 @@ const XML_LIMIT = 1024;
 interface RawResponse { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
 
 /** One request with the path sent byte for byte as given (no URL normalisation). */
-function raw(base: string, method: string, path: string, headers: Record<string, string | number> = {}, body?: string | Buffer): Promise<RawResponse> {
+function raw(base: string, method: string, path: string, headers: Record<string, string | number> = {}, body?: string | Buffer, timeoutMs = 15_000): Promise<RawResponse> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
     const req = http.request({ host: u.hostname, port: Number(u.port), method, path, headers, agent: false }, (res) => {
@@ -29,6 +30,7 @@ function raw(base: string, method: string, path: string, headers: Record<string,
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
       res.on('error', reject);
     });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${path}: no answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end(body);
   });
@@ -108,7 +110,7 @@ describe('bad input', () => {
   ];
   // Only the double-encoded path names something legitimately inside the root ("%2e%2e"), whose
   // parent is missing: 409 is the honest answer to writes there.
-  const allowed = (path: string, method: string) => (path.includes('%25') && (method === 'PUT' || method === 'MKCOL') ? [400, 403, 404, 409] : [400, 403, 404]);
+  const allowed = (path: string, method: string) => (path.includes('%25') && ['PUT', 'MKCOL', 'LOCK'].includes(method) ? [400, 403, 404, 409] : [400, 403, 404]);
 
   for (const method of ['GET', 'HEAD', 'PROPFIND', 'PUT', 'DELETE', 'MKCOL', 'MOVE', 'COPY', 'PROPPATCH', 'LOCK']) {
     test(`${method} with traversal paths is refused and leaks nothing`, async () => {
@@ -206,7 +208,7 @@ describe('bad input', () => {
     assert.equal(await readFile('/etc/passwd', 'utf8'), passwdBefore);
   });
 
-  test('malformed XML: PROPFIND 400, PROPPATCH and LOCK 4xx, and the gateway keeps answering', async () => {
+  test('malformed XML: PROPFIND 400, LOCK 4xx, and the gateway keeps answering', async () => {
     const bad = '<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:propfind';
     const pf = await raw(gw.url, 'PROPFIND', '/file.txt', { depth: '0', 'content-type': 'application/xml' }, bad);
     assert.equal(pf.status, 400, pf.body.toString());
@@ -214,14 +216,12 @@ describe('bad input', () => {
     assert.equal(notDav.status, 400, 'a well-formed body that is not DAV:propfind');
     const twoRoots = await raw(gw.url, 'PROPFIND', '/file.txt', { depth: '0' }, '<D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind><x/>');
     assert.equal(twoRoots.status, 400);
-    for (const method of ['PROPPATCH', 'LOCK']) {
-      for (const body of [bad, '<<<not xml at all', '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set>']) {
-        const res = await raw(gw.url, method, '/file.txt', { 'content-type': 'application/xml' }, body);
-        assert.ok(res.status >= 400 && res.status < 500, `${method} malformed → ${res.status} ${res.body.toString().slice(0, 200)}`);
-        const alive = await raw(gw.url, 'OPTIONS', '/');
-        assert.equal(alive.status, 200);
-      }
+    for (const body of [bad, '<<<not xml at all', '<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope>', '<D:propertyupdate xmlns:D="DAV:"/>']) {
+      const res = await raw(gw.url, 'LOCK', '/file.txt', { 'content-type': 'application/xml' }, body, 5000);
+      assert.ok(res.status >= 400 && res.status < 500, `LOCK ${body} → ${res.status} ${res.body.toString().slice(0, 200)}`);
+      assert.equal((await raw(gw.url, 'OPTIONS', '/')).status, 200);
     }
+    assert.equal(await readFile(join(root, 'file.txt'), 'utf8'), 'inside\n');
   });
 
   test('XML entity expansion is not performed', async () => {
@@ -399,5 +399,47 @@ describe('bad input', () => {
     assert.equal(await readFile(join(parent, 'secret.txt'), 'utf8'), SECRET);
     assert.deepEqual(await walk(parent, root), outsideBefore);
     assert.deepEqual(await tmpLeftovers(root), []);
+  });
+});
+
+// PROPPATCH goes to webdav-server, whose failures can escape as uncaught exceptions; run it
+// against the real CLI process (with its last-resort handlers) so this test process is not hit.
+describe('malformed PROPPATCH bodies (real gateway process)', () => {
+  let proc: GatewayProcess;
+
+  before(async () => {
+    proc = await startGatewayProcess({ args: ['--log-level', 'silent'] });
+    await writeFile(join(proc.upstreamDir, 'file.txt'), 'inside\n');
+  });
+  after(async () => { await proc?.stop(); });
+
+  test('PROPPATCH with a malformed or non-DAV body → 4xx', async () => {
+    for (const body of ['<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:propfind', '<<<not xml at all', '']) {
+      const res = await raw(proc.url, 'PROPPATCH', '/file.txt', { 'content-type': 'application/xml' }, body, 5000);
+      assert.ok(res.status >= 400 && res.status < 500, `PROPPATCH ${JSON.stringify(body)} → ${res.status}`);
+    }
+    assert.equal((await raw(proc.url, 'OPTIONS', '/')).status, 200);
+  });
+
+  test('PROPPATCH whose DAV:set/DAV:remove has no DAV:prop → 400 promptly', {
+    todo: 'gateway bug: webdav-server throws "Cannot find the XML element : DAV:prop" from a callback (uncaught exception); no answer until the 60 s delegate timer resets the connection',
+  }, async () => {
+    for (const body of [
+      '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set/></D:propertyupdate>',
+      '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:remove/></D:propertyupdate>',
+      '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:foo/></D:set></D:propertyupdate>',
+      '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set>',
+    ]) {
+      const res = await raw(proc.url, 'PROPPATCH', '/file.txt', { 'content-type': 'application/xml' }, body, 5000);
+      assert.ok(res.status >= 400 && res.status < 500, `PROPPATCH ${body} → ${res.status}`);
+    }
+  });
+
+  test('the gateway process survives every malformed PROPPATCH and keeps answering', async () => {
+    // Whatever the answer (or the lack of one), the process must be there afterwards.
+    await raw(proc.url, 'PROPPATCH', '/file.txt', {}, '<D:propertyupdate xmlns:D="DAV:"><D:set/></D:propertyupdate>', 1000).catch(() => undefined);
+    assert.ok(proc.alive(), 'the gateway process died');
+    assert.equal((await raw(proc.url, 'OPTIONS', '/')).status, 200);
+    assert.equal((await raw(proc.url, 'GET', '/file.txt')).body.toString(), 'inside\n');
   });
 });
