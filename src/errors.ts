@@ -28,7 +28,8 @@ export type ErrorCode =
   | 'DAVGATE_CACHE_CORRUPT'
   | 'DAVGATE_INSUFFICIENT_STORAGE'
   | 'DAVGATE_CONFIG'
-  | 'DAVGATE_CACHE_IN_USE';
+  | 'DAVGATE_CACHE_IN_USE'
+  | 'DAVGATE_NAME_TOO_LONG';
 
 export class DavgateError extends Error {
   readonly code: ErrorCode;
@@ -119,6 +120,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze
   DAVGATE_INSUFFICIENT_STORAGE: 507,
   DAVGATE_CONFIG: 500,
   DAVGATE_CACHE_IN_USE: 500,
+  DAVGATE_NAME_TOO_LONG: 414,
 });
 
 export function statusOf(err: unknown): number {
@@ -139,6 +141,7 @@ export function fromSystemError(err: unknown, what = 'resource'): DavgateError {
     case 'ELOOP': return new ForbiddenPathError('symbolic link');
     case 'EACCES': case 'EPERM': return new DavgateError('DAVGATE_FORBIDDEN_PATH', 'permission denied');
     case 'ENOSPC': case 'EDQUOT': return new InsufficientStorageError();
+    case 'ENAMETOOLONG': return new DavgateError('DAVGATE_NAME_TOO_LONG', 'a name in the path is too long for the upstream');
     default: return new UpstreamUnavailableError(`upstream error ${code ?? ''}`.trim(), { cause: err });
   }
 }

@@ -29,8 +29,9 @@ function guard(res: ServerResponse, isLock: boolean): ServerResponse {
   res.setHeader = ((name: string, value: number | string | readonly string[]) => {
     if (res.headersSent) return res;
     const lower = name.toLowerCase();
-    // It advertises Digest auth on every answer; authentication is ours (gateway/auth.ts).
-    if (lower === 'www-authenticate') return res;
+    // It advertises Digest auth, permissive CORS and its own name on every answer;
+    // authentication and headers are ours (gateway/auth.ts, app.ts).
+    if (lower === 'www-authenticate' || lower === 'server' || lower.startsWith('access-control-')) return res;
     if (isLock && lower === 'content-length') return res;
     return setHeader(name, value);
   }) as typeof res.setHeader;

@@ -2,8 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import mime from 'mime-types';
 import type { Node } from '../cachemgr/cachemgr.js';
 import { encodeHref } from '../davpath.js';
-import { PreconditionFailedError } from '../errors.js';
-import { davPath, identityOf, type GatewayContext } from './request.js';
+import { NotFoundError, PreconditionFailedError } from '../errors.js';
+import { davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { escapeXml } from './xml.js';
 import { etagOf, evaluateRead } from './conditional.js';
 import { writeChunk } from './drain.js';
@@ -33,6 +33,7 @@ export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply:
 async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, node: Node): Promise<void> {
   const path = node.path;
   if (node.kind === 'dir') return sendListing(ctx, req, reply, node);
+  if (urlHasTrailingSlash(req)) throw new NotFoundError('collection');
   const verdict = evaluateRead(req.headers, node);
   const headers: Record<string, string | number> = {
     'etag': etagOf(node),

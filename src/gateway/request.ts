@@ -20,18 +20,23 @@ export function identityOf(_req: FastifyRequest): string {
   return '';
 }
 
+/** The still-encoded path of the request target, also in absolute form (RFC 9112 §3.2.2). */
+function rawPathOf(req: FastifyRequest): string {
+  let url = req.raw.url ?? '/';
+  const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(url);
+  if (abs) url = url.slice(abs[0].length) || '/';
+  const q = url.search(/[?#]/);
+  return q === -1 ? url : url.slice(0, q);
+}
+
 /** The canonical DAV path of the request URL. */
 export function davPath(req: FastifyRequest): string {
-  const url = req.raw.url ?? '/';
-  const q = url.indexOf('?');
-  return canonicalFromUrlPath(q === -1 ? url : url.slice(0, q));
+  return canonicalFromUrlPath(rawPathOf(req));
 }
 
 /** True when the URL names a collection (ends with "/"). */
 export function urlHasTrailingSlash(req: FastifyRequest): boolean {
-  const url = req.raw.url ?? '/';
-  const q = url.indexOf('?');
-  return (q === -1 ? url : url.slice(0, q)).endsWith('/');
+  return rawPathOf(req).endsWith('/');
 }
 
 export type Depth = '0' | '1' | 'infinity';
