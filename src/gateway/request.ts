@@ -25,7 +25,9 @@ function rawPathOf(req: FastifyRequest): string {
   let url = req.raw.url ?? '/';
   const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(url);
   if (abs) url = url.slice(abs[0].length) || '/';
-  const q = url.search(/[?#]/);
+  // A raw "#" is not a fragment delimiter in a request target: it stays part of the name, so
+  // "DELETE /coll/#frag" never deletes /coll/ (litmus delete_fragment).
+  const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q);
 }
 
