@@ -67,6 +67,12 @@ export const configSchema = z.object({
     allowInfiniteDepth: z.boolean().default(false),
     maxXmlBodyBytes: byteSize.default(MiB),
     maxPutBytes: byteSize.optional(),
+    /** Lock timeouts asked for (Second-n, Infinite) are capped here; also the default. */
+    maxLockTimeout: duration.pipe(z.number().min(1000)).default(3_600_000),
+    /** Origins allowed by CORS; "*" allows any origin without credentials. */
+    corsOrigins: z.array(z.string()).default(['*']),
+    /** AppleDouble ("._name") and .DS_Store files from macOS: store them like any file, or refuse them (403). */
+    appleDouble: z.enum(['store', 'refuse']).default('store'),
   }).strict().default({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).strict().superRefine((c, ctx) => {

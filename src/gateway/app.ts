@@ -5,7 +5,6 @@ import type { Upstream } from '../upstream/types.js';
 import { Metrics } from '../metrics.js';
 import { ReadOnlyError } from '../errors.js';
 import { DavState } from './davstate.js';
-import { createDavDelegate } from './davserver.js';
 import { handleGet } from './get.js';
 import { handlePropfind } from './propfind.js';
 import { handlePut } from './put.js';
@@ -13,14 +12,14 @@ import { handleCopyMove, handleDelete, handleMkcol } from './namespace.js';
 import { HtpasswdAuth, type User } from './auth.js';
 import { buildAdminApp } from './admin.js';
 import { handleLock, handleUnlock } from './lock.js';
-import { assertUnlocked, davPath, identityOf, sendError, type GatewayContext } from './request.js';
-import { parseXml, readBody } from './xml.js';
-import { checkPropertyUpdate } from './proppatch.js';
+import { sendError, type GatewayContext } from './request.js';
+import { handleProppatch } from './proppatch.js';
 
 type Handler = (ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
 const DAV_METHODS = ['PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK'] as const;
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PROPFIND']);
+const CORS_HEADERS = 'Authorization, Content-Type, Depth, Destination, If, Lock-Token, Overwrite, Timeout, Range, If-Match, If-None-Match, X-Expected-Entity-Length, X-OC-Mtime';
 const ALLOW = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK';
 
 declare module 'fastify' {
@@ -40,9 +39,14 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
   const metrics = opts.metrics ?? new Metrics();
   const auth = config.auth.htpasswd ? new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers) : undefined;
   const cache = await CacheManager.open(upstream, config.cache, metrics);
-  const state = new DavState();
+  let state: DavState;
+  try {
+    state = await DavState.open(config.cache.nodeTable, config.cache.dir);
+  } catch (err) {
+    await cache.close();
+    throw err;
+  }
   const ctx: GatewayContext = { config, cache, state, metrics };
-  const delegate = createDavDelegate(cache, state);
 
   const app = Fastify({
     logger: { level: config.logLevel },
@@ -67,6 +71,23 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     done();
   });
 
+  // CORS for browser clients: configured origins, or any origin (without credentials) for "*".
+  const origins = new Set(config.webdav.corsOrigins);
+  if (origins.size) {
+    app.addHook('onRequest', (req, reply, done) => {
+      const origin = req.headers.origin;
+      if (origin && (origins.has(origin) || origins.has('*'))) {
+        const exact = origins.has(origin);
+        reply.header('access-control-allow-origin', exact ? origin : '*').header('vary', 'Origin')
+          .header('access-control-expose-headers', 'DAV, ETag, Lock-Token, Content-Range, Content-Length');
+        if (exact) reply.header('access-control-allow-credentials', 'true');
+        // Reply headers are lost when a handler hijacks the response: copy them to the raw one.
+        for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) reply.raw.setHeader(k, v as string);
+      }
+      done();
+    });
+  }
+
   if (auth) {
     app.addHook('onRequest', async (req, reply) => {
       // Windows gives up on a 401 to OPTIONS: answer it without credentials.
@@ -80,22 +101,22 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     });
   }
 
-  const options: Handler = async (_ctx, _req, reply) => {
-    reply.code(200).headers({ 'dav': '1, 2', 'ms-author-via': 'DAV', 'allow': ALLOW, 'accept-ranges': 'bytes', 'content-length': 0 }).send();
-  };
-  const proppatch: Handler = async (_ctx, req, reply) => {
-    const path = davPath(req);
-    assertUnlocked(ctx, req, path);
-    const body = await readBody(req.raw, config.webdav.maxXmlBodyBytes);
-    checkPropertyUpdate(parseXml(body));
-    await cache.getnode(path, identityOf(req)); // 404 before webdav-server sees it
-    reply.hijack();
-    await delegate(req.raw, reply.raw, body);
+  const options: Handler = async (_ctx, req, reply) => {
+    reply.code(200).headers({ 'dav': '1, 2', 'ms-author-via': 'DAV', 'allow': ALLOW, 'accept-ranges': 'bytes', 'content-length': 0 });
+    const preflight = req.headers['access-control-request-method'];
+    if (preflight && reply.getHeader('access-control-allow-origin')) {
+      reply.headers({
+        'access-control-allow-methods': ALLOW,
+        'access-control-allow-headers': req.headers['access-control-request-headers'] ?? CORS_HEADERS,
+        'access-control-max-age': 600,
+      });
+    }
+    reply.send();
   };
   const handlers: Record<string, Handler> = {
     GET: handleGet, HEAD: handleGet, PUT: handlePut, PROPFIND: handlePropfind, OPTIONS: options,
     MKCOL: handleMkcol, DELETE: handleDelete, COPY: handleCopyMove, MOVE: handleCopyMove,
-    LOCK: handleLock, UNLOCK: handleUnlock, PROPPATCH: proppatch,
+    LOCK: handleLock, UNLOCK: handleUnlock, PROPPATCH: handleProppatch,
   };
 
   app.route({
@@ -122,6 +143,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     async close() {
       await app.close();
       await admin.close();
+      await state.close();
       await cache.close();
     },
   };

@@ -1,89 +1,183 @@
-import webdavServer from 'webdav-server';
-import type { v2 as V2 } from 'webdav-server';
+import { join } from 'node:path';
+import Keyv from 'keyv';
+import KeyvSqlite from '@keyv/sqlite';
 import { isWithin, parentOf } from '../davpath.js';
 
-const { v2 } = webdavServer;
+// Dead properties and locks: protocol state that the upstream does not hold. This is their one
+// home: PROPPATCH and LOCK write here, PROPFIND (lockdiscovery, dead properties) and every write
+// method (lock checks) read here, and DELETE/COPY/MOVE carry properties along.
+//
+// The working set is in memory (read on every PROPFIND entry, so it must be synchronous);
+// every change is written through to keyv, and the whole set is loaded back at start-up, so
+// with the sqlite store properties and locks survive a restart.
 
-// Dead properties and locks: protocol state that the upstream does not hold. This is the one
-// source of truth: webdav-server's PROPPATCH/LOCK/UNLOCK write it through the managers handed
-// out here, and our own PROPFIND, PUT, DELETE, COPY and MOVE read and move it.
-// Kept in memory for now (issue 4 moves it to keyv).
+export interface DeadProperty {
+  readonly ns: string;
+  readonly local: string;
+  /** The property's content, serialised so that it means the same in any context (xml.ts innerXml). */
+  readonly xml: string;
+}
 
-export type Lock = V2.Lock;
-export type PropertyBag = V2.PropertyBag;
+export interface LockRecord {
+  /** The lock token, e.g. "urn:uuid:...". */
+  readonly token: string;
+  /** The canonical path the lock was taken on. */
+  readonly root: string;
+  readonly scope: 'exclusive' | 'shared';
+  readonly depth: '0' | 'infinity';
+  /** The content of <D:owner>, serialised XML. */
+  readonly owner: string;
+  /** Who took it (the authenticated user, or ""). */
+  readonly principal: string;
+  timeoutSeconds: number;
+  expiresAt: number;
+}
+
+export function propKey(ns: string, local: string): string {
+  return `{${ns}}${local}`;
+}
+
+type Stored = { kind: 'props'; path: string; props: DeadProperty[] } | { kind: 'locks'; path: string; locks: LockRecord[] };
 
 export class DavState {
-  readonly #props = new Map<string, V2.LocalPropertyManager>();
-  readonly #locks = new Map<string, V2.LocalLockManager>();
+  readonly #props = new Map<string, Map<string, DeadProperty>>();
+  readonly #locks = new Map<string, LockRecord[]>();
+  readonly #store: Keyv<Stored>;
 
-  propertyManager(path: string): V2.LocalPropertyManager {
-    let pm = this.#props.get(path);
-    if (!pm) this.#props.set(path, (pm = new v2.LocalPropertyManager()));
-    return pm;
+  private constructor(store: Keyv<Stored>) {
+    this.#store = store;
   }
 
-  lockManager(path: string): V2.LocalLockManager {
-    let lm = this.#locks.get(path);
-    if (!lm) this.#locks.set(path, (lm = new v2.LocalLockManager()));
-    return lm;
+  static async open(kind: 'memory' | 'sqlite', dir: string): Promise<DavState> {
+    const store = kind === 'sqlite'
+      ? new Keyv<Stored>({ store: new KeyvSqlite({ uri: 'sqlite://' + join(dir, 'davstate.sqlite'), table: 'davstate', busyTimeout: 5000 }), namespace: 'dav' })
+      : new Keyv<Stored>({ namespace: 'dav' });
+    const state = new DavState(store);
+    if (kind === 'sqlite' && store.iterator) {
+      for await (const [, value] of store.iterator(undefined)) {
+        const v = value as Stored | undefined;
+        if (v?.kind === 'props') state.#props.set(v.path, new Map(v.props.map((p) => [propKey(p.ns, p.local), p])));
+        else if (v?.kind === 'locks') state.#locks.set(v.path, v.locks);
+      }
+    }
+    return state;
   }
 
-  deadProperties(path: string): PropertyBag | undefined {
-    const pm = this.#props.get(path);
-    return pm && Object.keys(pm.properties).length ? pm.properties : undefined;
+  async close(): Promise<void> {
+    await this.#store.disconnect().catch(() => {});
   }
 
-  /** Unexpired locks held on `path` itself. */
-  locksOn(path: string): Lock[] {
-    const lm = this.#locks.get(path);
-    if (!lm) return [];
-    lm.locks = lm.locks.filter((l) => !l.expired());
-    return lm.locks;
+  async #persistProps(path: string): Promise<void> {
+    const m = this.#props.get(path);
+    if (m && m.size) await this.#store.set('p' + path, { kind: 'props', path, props: [...m.values()] });
+    else { this.#props.delete(path); await this.#store.delete('p' + path); }
+  }
+
+  async #persistLocks(path: string): Promise<void> {
+    const l = this.#locks.get(path);
+    if (l && l.length) await this.#store.set('l' + path, { kind: 'locks', path, locks: l });
+    else { this.#locks.delete(path); await this.#store.delete('l' + path); }
+  }
+
+  // ---- dead properties
+
+  properties(path: string): ReadonlyMap<string, DeadProperty> | undefined {
+    return this.#props.get(path);
+  }
+
+  /** Replace the whole property set of a resource (PROPPATCH applies all or nothing). */
+  async setProperties(path: string, props: Map<string, DeadProperty>): Promise<void> {
+    this.#props.set(path, props);
+    await this.#persistProps(path);
+  }
+
+  // ---- locks
+
+  /** Unexpired locks taken on `path` itself. */
+  locksOn(path: string): LockRecord[] {
+    const l = this.#locks.get(path);
+    if (!l) return [];
+    const now = Date.now();
+    if (l.some((x) => x.expiresAt <= now)) {
+      const live = l.filter((x) => x.expiresAt > now);
+      this.#locks.set(path, live);
+      void this.#persistLocks(path).catch(() => {});
+      return live;
+    }
+    return l;
   }
 
   /** Locks that cover `path`: its own, and depth-infinity locks of its ancestors. */
-  locksCovering(path: string): Array<{ root: string; lock: Lock }> {
-    const out: Array<{ root: string; lock: Lock }> = [];
-    for (const lock of this.locksOn(path)) out.push({ root: path, lock });
+  locksCovering(path: string): LockRecord[] {
+    const out = [...this.locksOn(path)];
     let p = path;
     while (p !== '/') {
       p = parentOf(p);
-      for (const lock of this.locksOn(p)) if (lock.depth !== 0) out.push({ root: p, lock });
+      for (const lock of this.locksOn(p)) if (lock.depth === 'infinity') out.push(lock);
     }
     return out;
   }
 
-  /** Locks on `path` or anywhere below it (a DELETE or MOVE of a tree must own them all). */
-  locksWithin(path: string): Array<{ root: string; lock: Lock }> {
-    const out: Array<{ root: string; lock: Lock }> = this.locksCovering(path).filter((l) => l.root !== path);
-    for (const p of this.#locks.keys()) if (isWithin(p, path)) for (const lock of this.locksOn(p)) out.push({ root: p, lock });
+  /** Locks that cover `path` or anything below it (a tree operation must own them all). */
+  locksWithin(path: string): LockRecord[] {
+    const out = this.locksCovering(path);
+    for (const p of this.#locks.keys()) if (p !== path && isWithin(p, path)) out.push(...this.locksOn(p));
     return out;
   }
 
-  /** The resource is gone: its properties and locks go with it. */
-  delete(path: string): void {
-    for (const m of [this.#props, this.#locks]) for (const p of [...m.keys()]) if (isWithin(p, path)) m.delete(p);
+  findLock(token: string): LockRecord | undefined {
+    for (const p of this.#locks.keys()) for (const l of this.locksOn(p)) if (l.token === token) return l;
+    return undefined;
   }
 
-  /** Dead properties follow their resource; locks do not (RFC 4918 §9.9.4: a MOVE does not move locks). */
-  move(from: string, to: string): void {
-    this.delete(to);
-    for (const p of [...this.#props.keys()]) {
-      if (!isWithin(p, from)) continue;
-      this.#props.set(to + p.slice(from.length), this.#props.get(p)!);
+  async addLock(lock: LockRecord): Promise<void> {
+    this.#locks.set(lock.root, [...this.locksOn(lock.root), lock]);
+    await this.#persistLocks(lock.root);
+  }
+
+  async refreshLock(lock: LockRecord, timeoutSeconds: number): Promise<void> {
+    lock.timeoutSeconds = timeoutSeconds;
+    lock.expiresAt = Date.now() + timeoutSeconds * 1000;
+    await this.#persistLocks(lock.root);
+  }
+
+  async removeLock(lock: LockRecord): Promise<void> {
+    this.#locks.set(lock.root, this.locksOn(lock.root).filter((l) => l.token !== lock.token));
+    await this.#persistLocks(lock.root);
+  }
+
+  // ---- namespace changes
+
+  #pathsWithin(m: Map<string, unknown>, path: string, shallow = false): string[] {
+    return [...m.keys()].filter((p) => (shallow ? p === path : isWithin(p, path)));
+  }
+
+  /** The resource is gone: its properties and the locks on it and below go with it. */
+  async delete(path: string): Promise<void> {
+    for (const p of this.#pathsWithin(this.#props, path)) { this.#props.delete(p); await this.#persistProps(p); }
+    for (const p of this.#pathsWithin(this.#locks, path)) { this.#locks.delete(p); await this.#persistLocks(p); }
+  }
+
+  /** Dead properties follow their resource; locks stay behind (RFC 4918 §9.9.4) and so are dropped. */
+  async move(from: string, to: string): Promise<void> {
+    await this.delete(to);
+    for (const p of this.#pathsWithin(this.#props, from)) {
+      const target = to + p.slice(from.length);
+      this.#props.set(target, this.#props.get(p)!);
       this.#props.delete(p);
+      await this.#persistProps(p);
+      await this.#persistProps(target);
     }
-    for (const p of [...this.#locks.keys()]) if (isWithin(p, from)) this.#locks.delete(p);
+    for (const p of this.#pathsWithin(this.#locks, from)) { this.#locks.delete(p); await this.#persistLocks(p); }
   }
 
-  copy(from: string, to: string, shallow: boolean): void {
-    this.delete(to);
-    for (const [p, pm] of [...this.#props]) {
-      if (!(shallow ? p === from : isWithin(p, from))) continue;
-      const copy = new v2.LocalPropertyManager();
-      // Values are plain XML trees (webdav-server elements carry methods on the prototype only).
-      copy.properties = JSON.parse(JSON.stringify(pm.properties)) as PropertyBag;
-      this.#props.set(to + p.slice(from.length), copy);
+  /** A copy gets the dead properties of the source (RFC 4918 §9.8.2), never its locks. */
+  async copy(from: string, to: string, shallow: boolean): Promise<void> {
+    await this.delete(to);
+    for (const p of this.#pathsWithin(this.#props, from, shallow)) {
+      const target = to + p.slice(from.length);
+      this.#props.set(target, new Map(this.#props.get(p)!));
+      await this.#persistProps(target);
     }
   }
 }

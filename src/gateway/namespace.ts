@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalFromUrlPath, isWithin, parentOf } from '../davpath.js';
 import { BadRequestError, ConflictError, DavgateError, ExistsError, NotFoundError, PreconditionFailedError } from '../errors.js';
-import { assertUnlocked, davPath, identityOf, parseDepth, type GatewayContext } from './request.js';
+import { checkIfHeader, checkLocks, checkWritable, davPath, identityOf, parseDepth, type GatewayContext } from './request.js';
 
 // MKCOL, DELETE, COPY and MOVE (RFC 4918 §9.3, §9.6, §9.8, §9.9).
 
@@ -24,7 +24,7 @@ export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, repl
     return;
   }
   if (path === '/') throw new ExistsError();
-  assertUnlocked(ctx, req, path);
+  await checkWritable(ctx, req, path);
   try {
     await ctx.cache.mkdir(path, identityOf(req));
   } catch (err) {
@@ -38,9 +38,9 @@ export async function handleDelete(ctx: GatewayContext, req: FastifyRequest, rep
   const path = davPath(req);
   if (path === '/') throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'the root cannot be deleted');
   parseDepth(req, 'infinity', ['infinity']);
-  assertUnlocked(ctx, req, path, true);
+  await checkWritable(ctx, req, path, true);
   await ctx.cache.remove(path, identityOf(req));
-  ctx.state.delete(path);
+  await ctx.state.delete(path);
   reply.code(204).send();
 }
 
@@ -80,18 +80,20 @@ export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, r
     : parseDepth(req, 'infinity', ['0', '1', 'infinity']);
   if (from === to) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'source and destination are the same');
   if (from === '/' || isWithin(to, from)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'destination is inside the source');
-  if (move) assertUnlocked(ctx, req, from, true);
-  assertUnlocked(ctx, req, to, true);
+  // Untagged If lists apply to the Request-URI (the source); the tokens count for both ends.
+  const tokens = await checkIfHeader(ctx, req, from);
+  if (move) checkLocks(ctx, from, tokens, true);
+  checkLocks(ctx, to, tokens, true);
   const parent = parentOf(to);
   if (!(await exists(ctx, parent, identity))) throw new ConflictError('destination parent does not exist');
   const existed = await exists(ctx, to, identity);
   if (existed && !overwrite) throw new PreconditionFailedError('destination exists and Overwrite is F');
   if (move) {
     await ctx.cache.move(from, to, overwrite, identity);
-    ctx.state.move(from, to);
+    await ctx.state.move(from, to);
   } else {
     await ctx.cache.copy(from, to, overwrite, depth === '0', identity);
-    ctx.state.copy(from, to, depth === '0');
+    await ctx.state.copy(from, to, depth === '0');
   }
   reply.code(existed ? 204 : 201).send();
 }

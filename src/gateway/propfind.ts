@@ -6,8 +6,8 @@ import { contentTypeOf } from './get.js';
 import { etagOf } from './conditional.js';
 import { davPath, identityOf, parseDepth, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { child, escapeXml, parseXml, readBody, type XmlElement } from './xml.js';
-import { deadPropertyXml, splitPropertyName, type DeadProperty } from './deadprops.js';
-import type { Lock } from './davstate.js';
+import { propKey } from './davstate.js';
+import { activeLockXml } from './lock.js';
 import { writeChunk } from './drain.js';
 
 // PROPFIND (RFC 4918 §9.1), streamed: the 207 body is written resource by resource with
@@ -16,7 +16,12 @@ import { writeChunk } from './drain.js';
 const DAV = 'DAV:';
 const LIVE = ['creationdate', 'displayname', 'getcontentlength', 'getcontenttype', 'getetag', 'getlastmodified',
   'resourcetype', 'supportedlock', 'lockdiscovery'] as const;
-type Live = typeof LIVE[number];
+/** RFC 4331 quota properties: answered only when asked for by name (never in allprop). */
+const QUOTA = ['quota-available-bytes', 'quota-used-bytes'] as const;
+type Live = typeof LIVE[number] | typeof QUOTA[number];
+
+/** Per-request facts that are the same for every entry (fetched once). */
+export interface PropfindExtras { quota?: { availableBytes: number; usedBytes: number } }
 
 type Request =
   | { kind: 'allprop' }
@@ -40,20 +45,11 @@ function iso8601(ms: number): string {
 const SUPPORTED_LOCK = '<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>'
   + '<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>';
 
-export function activeLock(lock: Lock, root: string): string {
-  const scope = lock.lockKind.scope.value.toLowerCase() === 'shared' ? 'shared' : 'exclusive';
-  const remaining = Math.max(0, Math.round((lock.expirationDate - Date.now()) / 1000));
-  // Owners are stored as XML we serialised ourselves (gateway/lock.ts).
-  const owner = typeof lock.owner === 'string' ? lock.owner : lock.owner ? deadPropertyXml(lock.owner as DeadProperty['value']) : '';
-  return `<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope><D:${scope}/></D:lockscope>`
-    + `<D:depth>${lock.depth === 0 ? '0' : 'infinity'}</D:depth>${owner ? `<D:owner>${owner}</D:owner>` : ''}`
-    + `<D:timeout>Second-${remaining}</D:timeout><D:locktoken><D:href>${escapeXml(lock.uuid)}</D:href></D:locktoken>`
-    + `<D:lockroot><D:href>${escapeXml(encodeHref(root))}</D:href></D:lockroot></D:activelock>`;
-}
-
 /** The value of a live property, or undefined when it does not apply to this node. */
-function liveValue(ctx: GatewayContext, node: Node, name: Live): string | undefined {
+function liveValue(ctx: GatewayContext, node: Node, name: Live, extras: PropfindExtras): string | undefined {
   switch (name) {
+    case 'quota-available-bytes': return extras.quota ? String(extras.quota.availableBytes) : undefined;
+    case 'quota-used-bytes': return extras.quota ? String(extras.quota.usedBytes) : undefined;
     case 'creationdate': return iso8601(node.birthtimeMs);
     case 'displayname': return escapeXml(nameOf(node.path));
     case 'getcontentlength': return node.kind === 'file' ? String(node.size) : undefined;
@@ -62,41 +58,39 @@ function liveValue(ctx: GatewayContext, node: Node, name: Live): string | undefi
     case 'getlastmodified': return new Date(node.mtimeMs).toUTCString();
     case 'resourcetype': return node.kind === 'dir' ? '<D:collection/>' : '';
     case 'supportedlock': return SUPPORTED_LOCK;
-    case 'lockdiscovery': return ctx.state.locksCovering(node.path).map((l) => activeLock(l.lock, l.root)).join('');
+    case 'lockdiscovery': return ctx.state.locksCovering(node.path).map(activeLockXml).join('');
   }
 }
 
 /** One <D:response> for a node, with only the properties asked for. */
-export function responseXml(ctx: GatewayContext, node: Node, req: Request): string {
+export function responseXml(ctx: GatewayContext, node: Node, req: Request, extras: PropfindExtras = {}): string {
   const href = encodeHref(node.path) + (node.kind === 'dir' && node.path !== '/' ? '/' : '');
-  const dead = ctx.state.deadProperties(node.path);
+  const dead = ctx.state.properties(node.path);
   const found: string[] = [];
   const missing: string[] = [];
   if (req.kind === 'prop') {
-    let nsCount = 0;
+    let n = 0;
     for (const p of req.props) {
-      const live = p.ns === DAV ? (LIVE as readonly string[]).includes(p.local) : false;
-      const value = live ? liveValue(ctx, node, p.local as Live) : undefined;
-      const deadProp = !live && dead ? dead[p.ns + p.local] : undefined;
-      const tag = p.ns === DAV ? `D:${p.local}` : `X${nsCount}:${p.local}`;
-      const decl = p.ns === DAV ? '' : p.ns ? ` xmlns:X${nsCount++}="${escapeXml(p.ns, true)}"` : ` xmlns=""`;
-      const el = p.ns === DAV || p.ns ? tag : p.local;
-      if (value !== undefined) found.push(value === '' ? `<${el}${decl}/>` : `<${el}${decl}>${value}</${el}>`);
-      else if (deadProp) found.push(`<${el}${decl}>${deadPropertyXml(deadProp.value)}</${el}>`);
-      else missing.push(`<${el}${decl}/>`);
+      const live = p.ns === DAV && ((LIVE as readonly string[]).includes(p.local) || (QUOTA as readonly string[]).includes(p.local));
+      const value = live ? liveValue(ctx, node, p.local as Live, extras) : undefined;
+      const deadProp = live ? undefined : dead?.get(propKey(p.ns, p.local));
+      const tag = p.ns === DAV ? `D:${p.local}` : p.ns ? `X${n}:${p.local}` : p.local;
+      const decl = p.ns === DAV ? '' : p.ns ? ` xmlns:X${n++}="${escapeXml(p.ns, true)}"` : ' xmlns=""';
+      const content = value ?? deadProp?.xml;
+      if (content === undefined) missing.push(`<${tag}${decl}/>`);
+      else found.push(content === '' ? `<${tag}${decl}/>` : `<${tag}${decl}>${content}</${tag}>`);
     }
   } else {
     for (const name of LIVE) {
-      const value = liveValue(ctx, node, name);
+      const value = liveValue(ctx, node, name, extras);
       if (value === undefined) continue;
       found.push(req.kind === 'propname' || value === '' ? `<D:${name}/>` : `<D:${name}>${value}</D:${name}>`);
     }
-    let i = 0;
-    for (const [name, prop] of Object.entries(dead ?? {})) {
-      const { ns, local } = splitPropertyName(name);
-      const decl = ` xmlns:Y${i}="${escapeXml(ns, true)}"`;
-      const tag = `Y${i++}:${local}`;
-      found.push(req.kind === 'propname' ? `<${tag}${decl}/>` : `<${tag}${decl}>${deadPropertyXml(prop.value)}</${tag}>`);
+    let n = 0;
+    for (const p of dead?.values() ?? []) {
+      const tag = p.ns === DAV ? `D:${p.local}` : p.ns ? `Y${n}:${p.local}` : p.local;
+      const decl = p.ns === DAV ? '' : p.ns ? ` xmlns:Y${n++}="${escapeXml(p.ns, true)}"` : ' xmlns=""';
+      found.push(req.kind === 'propname' || p.xml === '' ? `<${tag}${decl}/>` : `<${tag}${decl}>${p.xml}</${tag}>`);
     }
   }
   let out = `<D:response><D:href>${href}</D:href>`;
@@ -105,10 +99,11 @@ export function responseXml(ctx: GatewayContext, node: Node, req: Request): stri
   return out + '</D:response>\n';
 }
 
-
 export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const path = davPath(req);
-  const depth = parseDepth(req, 'infinity', ['0', '1', 'infinity']);
+  // RFC 4918 makes a missing Depth mean infinity; clients that omit it (Windows among them)
+  // want a listing, so without infinity enabled it is answered as Depth 1.
+  const depth = parseDepth(req, ctx.config.webdav.allowInfiniteDepth ? 'infinity' : '1', ['0', '1', 'infinity']);
   if (depth === 'infinity' && !ctx.config.webdav.allowInfiniteDepth) {
     req.raw.resume();
     throw new DavgateError('DAVGATE_FINITE_DEPTH', 'Depth: infinity is disabled on this server');
@@ -118,22 +113,28 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
   const identity = identityOf(req);
   const node = await ctx.cache.getnode(path, identity);
   if (node.kind === 'file' && urlHasTrailingSlash(req) && path !== '/') throw new DavgateError('DAVGATE_NOT_FOUND', 'not a collection');
+  const extras: PropfindExtras = {};
+  if (request.kind === 'prop' && request.props.some((p) => p.ns === DAV && p.local.startsWith('quota-'))) {
+    extras.quota = await ctx.cache.quota(path).catch(() => undefined);
+  }
   reply.hijack();
   const res = reply.raw;
   res.writeHead(207, { 'content-type': 'application/xml; charset=utf-8' });
+  // Responses are batched into ~64 KiB writes: one write per entry costs more than the XML.
+  let buffered = `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">\n` + responseXml(ctx, node, request, extras);
   try {
-    await writeChunk(res, `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">\n` + responseXml(ctx, node, request));
     if (node.kind === 'dir' && depth !== '0') {
       const pending = [node.path];
       while (pending.length) {
         const dir = pending.shift()!;
         for await (const c of ctx.cache.list(dir, identity)) {
-          await writeChunk(res, responseXml(ctx, c, request));
+          buffered += responseXml(ctx, c, request, extras);
+          if (buffered.length >= 65536) { await writeChunk(res, buffered); buffered = ''; }
           if (depth === 'infinity' && c.kind === 'dir') pending.push(c.path);
         }
       }
     }
-    res.end('</D:multistatus>\n');
+    res.end(buffered + '</D:multistatus>\n');
   } catch (err) {
     req.log.warn({ err }, 'PROPFIND aborted mid-body');
     res.destroy();

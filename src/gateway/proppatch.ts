@@ -1,18 +1,80 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequestError } from '../errors.js';
-import type { XmlElement } from './xml.js';
+import { encodeHref } from '../davpath.js';
+import { checkWritable, davPath, identityOf, type GatewayContext } from './request.js';
+import { escapeXml, innerXml, parseXml, readBody, type XmlElement } from './xml.js';
+import { propKey, type DeadProperty } from './davstate.js';
 
-// PROPPATCH bodies are checked here before webdav-server applies them (RFC 4918 §14.19):
-// a DAV:propertyupdate whose children are DAV:set or DAV:remove, each with one DAV:prop.
-// Anything else is a 400 from us instead of an exception inside webdav-server.
+// PROPPATCH (RFC 4918 §9.2): instructions run in document order and all or none apply
+// (a failing one makes the others 424 Failed Dependency). Values are kept as XML with their
+// namespaces. Live properties computed from the upstream are protected (403).
 
 const DAV = 'DAV:';
+const MS = 'urn:schemas-microsoft-com:';
 
-export function checkPropertyUpdate(root: XmlElement | undefined): void {
+/** Computed from the upstream or the lock table; a client cannot set them. */
+export const PROTECTED = new Set(['creationdate', 'displayname', 'getcontentlength', 'getcontenttype', 'getetag',
+  'getlastmodified', 'lockdiscovery', 'resourcetype', 'supportedlock', 'quota-available-bytes', 'quota-used-bytes']);
+
+interface Instruction { op: 'set' | 'remove'; el: XmlElement }
+
+function instructions(root: XmlElement | undefined): Instruction[] {
   if (!root || root.ns !== DAV || root.local !== 'propertyupdate') throw new BadRequestError('PROPPATCH body must be a DAV:propertyupdate element', 'DAVGATE_BAD_XML');
-  if (root.children.length === 0) throw new BadRequestError('PROPPATCH body has no set or remove', 'DAVGATE_BAD_XML');
+  const out: Instruction[] = [];
   for (const op of root.children) {
     if (op.ns !== DAV || (op.local !== 'set' && op.local !== 'remove')) throw new BadRequestError(`unexpected element ${op.local} in propertyupdate`, 'DAVGATE_BAD_XML');
-    const props = op.children.filter((c) => c.ns === DAV && c.local === 'prop');
-    if (props.length !== 1 || op.children.length !== 1) throw new BadRequestError(`DAV:${op.local} must contain exactly one DAV:prop`, 'DAVGATE_BAD_XML');
+    const prop = op.children.length === 1 ? op.children[0]! : undefined;
+    if (!prop || prop.ns !== DAV || prop.local !== 'prop') throw new BadRequestError(`DAV:${op.local} must contain exactly one DAV:prop`, 'DAVGATE_BAD_XML');
+    for (const el of prop.children) out.push({ op: op.local, el });
   }
+  if (out.length === 0) throw new BadRequestError('PROPPATCH names no property', 'DAVGATE_BAD_XML');
+  return out;
+}
+
+function propTag(ns: string, local: string): string {
+  return ns === DAV ? `<D:${local}/>` : ns ? `<X:${local} xmlns:X="${escapeXml(ns, true)}"/>` : `<${local} xmlns=""/>`;
+}
+
+export async function handleProppatch(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const path = davPath(req);
+  const body = await readBody(req.raw, ctx.config.webdav.maxXmlBodyBytes);
+  const list = instructions(parseXml(body));
+  const node = await ctx.cache.getnode(path, identityOf(req));
+  await checkWritable(ctx, req, path);
+
+  const failed = new Map<number, number>();
+  list.forEach((ins, i) => {
+    if (ins.el.ns === DAV && PROTECTED.has(ins.el.local)) failed.set(i, 403);
+  });
+  let mtime: number | undefined;
+  if (failed.size === 0) {
+    const next = new Map<string, DeadProperty>(ctx.state.properties(path) ?? []);
+    for (const { op, el } of list) {
+      const key = propKey(el.ns, el.local);
+      if (op === 'remove') next.delete(key);
+      else next.set(key, { ns: el.ns, local: el.local, xml: innerXml(el) });
+      // Windows sends the file time it wants as Win32LastModifiedTime: pass it on where the upstream can.
+      if (op === 'set' && el.ns === MS && el.local === 'Win32LastModifiedTime' && node.kind === 'file') {
+        const t = Date.parse(el.text.trim());
+        if (!Number.isNaN(t)) mtime = t;
+      }
+    }
+    await ctx.state.setProperties(path, next);
+    if (mtime !== undefined) await ctx.cache.setMtime(path, mtime, identityOf(req)).catch((err) => req.log.warn({ err }, 'setting mtime failed'));
+  }
+
+  const byStatus = new Map<number, string[]>();
+  list.forEach((ins, i) => {
+    const status = failed.size === 0 ? 200 : failed.get(i) ?? 424;
+    byStatus.set(status, [...(byStatus.get(status) ?? []), propTag(ins.el.ns, ins.el.local)]);
+  });
+  const text: Record<number, string> = { 200: 'OK', 403: 'Forbidden', 424: 'Failed Dependency' };
+  let xml = `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:"><D:response><D:href>${encodeHref(path)}${node.kind === 'dir' && path !== '/' ? '/' : ''}</D:href>`;
+  for (const [status, tags] of byStatus) {
+    xml += `<D:propstat><D:prop>${tags.join('')}</D:prop><D:status>HTTP/1.1 ${status} ${text[status]}</D:status>`;
+    if (status === 403) xml += '<D:error><D:cannot-modify-protected-property/></D:error>';
+    xml += '</D:propstat>';
+  }
+  xml += '</D:response></D:multistatus>\n';
+  reply.code(207).type('application/xml; charset=utf-8').send(xml);
 }

@@ -1,7 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequestError, DavgateError, IncompleteBodyError, NotFoundError, PreconditionFailedError } from '../errors.js';
-import { assertUnlocked, davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
+import { checkWritable, davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { etagOf } from './conditional.js';
 
 // PUT (RFC 9110 §9.3.4, RFC 4918 §9.7): streamed write-through. The upstream commits only a
@@ -36,7 +36,7 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   const size = declaredLength(req);
   const max = ctx.config.webdav.maxPutBytes;
   if (max !== undefined && size !== undefined && size > max) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `body over ${max} bytes`);
-  assertUnlocked(ctx, req, path);
+  await checkWritable(ctx, req, path);
   const identity = identityOf(req);
   let existed = true;
   try {

@@ -3,7 +3,9 @@ import type { Config } from '../config.js';
 import type { CacheManager } from '../cachemgr/cachemgr.js';
 import type { Metrics } from '../metrics.js';
 import { canonicalFromUrlPath } from '../davpath.js';
-import { BadRequestError, DavgateError, statusOf } from '../errors.js';
+import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError, statusOf } from '../errors.js';
+import { etagOf } from './conditional.js';
+import { evaluateIf, parseIf, stateTokens, type ResourceState } from './ifheader.js';
 import type { DavState } from './davstate.js';
 import { escapeXml } from './xml.js';
 
@@ -80,26 +82,40 @@ export function sendError(reply: FastifyReply, err: unknown): void {
   reply.code(status).type('text/plain; charset=utf-8').send(escapeXml(message) + '\n');
 }
 
-/** Lock tokens the client submitted in an If header (RFC 4918 §10.4), any list. */
-export function submittedTokens(req: FastifyRequest): Set<string> {
-  const out = new Set<string>();
-  const ifHeader = req.headers.if;
-  if (typeof ifHeader === 'string') {
-    for (const m of ifHeader.matchAll(/<([^>]*)>/g)) if (!/^https?:/i.test(m[1]!)) out.add(m[1]!.trim());
+/** The state of a resource as the If header sees it: its ETag and the tokens of the locks covering it. */
+async function resourceState(ctx: GatewayContext, req: FastifyRequest, path: string): Promise<ResourceState> {
+  const lockTokens = new Set(ctx.state.locksCovering(path).map((l) => l.token));
+  try {
+    return { etag: etagOf(await ctx.cache.getnode(path, identityOf(req))), lockTokens };
+  } catch (err) {
+    if (err instanceof NotFoundError) return { lockTokens };
+    throw err;
   }
-  return out;
+}
+
+/** The If header must hold (else 412, RFC 4918 §10.4); returns the lock tokens it submits. */
+export async function checkIfHeader(ctx: GatewayContext, req: FastifyRequest, path: string): Promise<Set<string>> {
+  const header = req.headers.if;
+  if (typeof header !== 'string' || header.trim() === '') return new Set();
+  const parsed = parseIf(header);
+  if (!(await evaluateIf(parsed, path, (p) => resourceState(ctx, req, p)))) throw new PreconditionFailedError('the If header does not hold');
+  return stateTokens(parsed);
 }
 
 /**
- * A write to `path` (or, with `tree`, to anything below it) must present the token of every
- * exclusive lock that covers it, or one of the shared locks. Otherwise 423 Locked.
+ * May this request change `path` (or, with `tree`, anything below it)? The If header must
+ * hold, then every exclusive lock covering the target must have its token submitted, or at
+ * least one of the shared locks (else 423 Locked).
  */
-export function assertUnlocked(ctx: GatewayContext, req: FastifyRequest, path: string, tree = false): void {
+export async function checkWritable(ctx: GatewayContext, req: FastifyRequest, path: string, tree = false): Promise<void> {
+  checkLocks(ctx, path, await checkIfHeader(ctx, req, path), tree);
+}
+
+/** 423 unless the submitted tokens own the locks covering `path` (and, with `tree`, below it). */
+export function checkLocks(ctx: GatewayContext, path: string, tokens: ReadonlySet<string>, tree = false): void {
   const covering = tree ? ctx.state.locksWithin(path) : ctx.state.locksCovering(path);
   if (covering.length === 0) return;
-  const tokens = submittedTokens(req);
-  const shared = covering.filter((c) => c.lock.lockKind.scope.value.toLowerCase() === 'shared');
-  const exclusive = covering.filter((c) => c.lock.lockKind.scope.value.toLowerCase() !== 'shared');
-  const ok = exclusive.every((c) => tokens.has(c.lock.uuid)) && (shared.length === 0 || shared.some((c) => tokens.has(c.lock.uuid)) || exclusive.length > 0);
+  const exclusive = covering.filter((l) => l.scope === 'exclusive');
+  const ok = exclusive.length > 0 ? exclusive.every((l) => tokens.has(l.token)) : covering.some((l) => tokens.has(l.token));
   if (!ok) throw new DavgateError('DAVGATE_LOCKED', 'resource is locked');
 }

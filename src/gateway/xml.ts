@@ -6,10 +6,18 @@ import { BadRequestError, DavgateError } from '../errors.js';
 // hard size limit, then parsed namespace-aware: WebDAV elements are identified by
 // (namespace URI, local name), never by prefix.
 
+export interface XmlAttribute { readonly ns: string; readonly local: string; readonly value: string }
+
 export interface XmlElement {
   readonly ns: string;
   readonly local: string;
+  /** Attributes other than namespace declarations, with their resolved namespace. */
+  readonly attrs: XmlAttribute[];
+  /** Element children only. */
   readonly children: XmlElement[];
+  /** Mixed content in document order: elements and text. */
+  readonly nodes: Array<XmlElement | string>;
+  /** Concatenated text of the direct text children. */
   text: string;
 }
 
@@ -38,14 +46,21 @@ export function parseXml(body: Buffer): XmlElement | undefined {
   const stack: XmlElement[] = [];
   let root: XmlElement | undefined;
   parser.on('opentag', (tag) => {
-    const el: XmlElement = { ns: tag.uri ?? '', local: tag.local ?? tag.name, children: [], text: '' };
+    const attrs: XmlAttribute[] = [];
+    for (const a of Object.values(tag.attributes)) {
+      if (typeof a === 'string' || a.prefix === 'xmlns' || a.name === 'xmlns') continue;
+      attrs.push({ ns: a.uri ?? '', local: a.local ?? a.name, value: a.value });
+    }
+    const el: XmlElement = { ns: tag.uri ?? '', local: tag.local ?? tag.name, attrs, children: [], nodes: [], text: '' };
     const parent = stack[stack.length - 1];
-    if (parent) parent.children.push(el);
+    if (parent) { parent.children.push(el); parent.nodes.push(el); }
     else if (root) throw new Error('more than one root element');
     else root = el;
     stack.push(el);
   });
-  parser.on('text', (t) => { const top = stack[stack.length - 1]; if (top) top.text += t; });
+  const onText = (t: string) => { const top = stack[stack.length - 1]; if (top) { top.text += t; top.nodes.push(t); } };
+  parser.on('text', onText);
+  parser.on('cdata', onText);
   parser.on('closetag', () => { stack.pop(); });
   try {
     parser.write(text).close();
@@ -64,4 +79,29 @@ const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"
 /** Escape for text content and attribute values alike. Quotes are left alone in text (ETags are quoted). */
 export function escapeXml(s: string, attribute = false): string {
   return s.replace(attribute ? /[&<>"']/g : /[&<>]/g, (c) => ESC[c]!);
+}
+
+const XML_NS = 'http://www.w3.org/XML/1998/namespace';
+
+/**
+ * Serialise the content of an element (its mixed children) so that it means the same in any
+ * context: every element declares its own namespace prefix, and elements in no namespace
+ * carry xmlns="" so that no inherited default namespace can capture them.
+ */
+export function innerXml(el: XmlElement, depth = 0): string {
+  let out = '';
+  for (const n of el.nodes) {
+    if (typeof n === 'string') { out += escapeXml(n); continue; }
+    const prefix = `n${depth}`;
+    const tag = n.ns ? `${prefix}:${n.local}` : n.local;
+    let head = n.ns ? ` xmlns:${prefix}="${escapeXml(n.ns, true)}"` : ' xmlns=""';
+    n.attrs.forEach((a, i) => {
+      if (!a.ns) head += ` ${a.local}="${escapeXml(a.value, true)}"`;
+      else if (a.ns === XML_NS) head += ` xml:${a.local}="${escapeXml(a.value, true)}"`;
+      else head += ` xmlns:a${depth}_${i}="${escapeXml(a.ns, true)}" a${depth}_${i}:${a.local}="${escapeXml(a.value, true)}"`;
+    });
+    const inner = innerXml(n, depth + 1);
+    out += inner ? `<${tag}${head}>${inner}</${tag}>` : `<${tag}${head}/>`;
+  }
+  return out;
 }
