@@ -69,8 +69,11 @@ export const configSchema = z.object({
     maxPutBytes: byteSize.optional(),
     /** Lock timeouts asked for (Second-n, Infinite) are capped here; also the default. */
     maxLockTimeout: duration.pipe(z.number().min(1000)).default(3_600_000),
-    /** Origins allowed by CORS; "*" allows any origin without credentials. */
-    corsOrigins: z.array(z.string()).default(['*']),
+    /**
+     * Origins allowed by CORS (browser clients); "*" allows any origin without credentials.
+     * Empty by default: a gateway on loopback without auth must not be readable by any web page.
+     */
+    corsOrigins: z.array(z.string()).default([]),
     /** AppleDouble ("._name") and .DS_Store files from macOS: store them like any file, or refuse them (403). */
     appleDouble: z.enum(['store', 'refuse']).default('store'),
   }).strict().default({}),
