@@ -1,9 +1,10 @@
 import type { Readable } from 'node:stream';
 import pLimit from 'p-limit';
+import { LRUCache } from 'lru-cache';
 import type { Entry, Quota, Upstream } from '../upstream/types.js';
 import { PreconditionFailedError, DavgateError, NotFoundError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import { parentOf } from '../davpath.js';
+import { isWithin, parentOf } from '../davpath.js';
 import { BlockStore, blockId } from './blockstore.js';
 import { NodeTable, nodeKey, versionOf, type Node } from './nodetable.js';
 import { SingleFlight } from './singleflight.js';
@@ -43,6 +44,8 @@ export class CacheManager {
   readonly #statFlight = new SingleFlight<Node>();
   readonly #readAhead: ReadAhead;
   readonly #fetchLimit: ReturnType<typeof pLimit>;
+  /** Paths known to be absent, by node key, for one TTL (none when the TTL is 0). */
+  readonly #missing: LRUCache<string, string> | undefined;
 
   private constructor(upstream: Upstream, opts: CacheOptions, blocks: BlockStore, table: NodeTable, metrics?: Metrics) {
     this.upstream = upstream;
@@ -53,6 +56,7 @@ export class CacheManager {
     this.#metrics = metrics;
     this.#readAhead = new ReadAhead(opts.readAheadMaxBlocks);
     this.#fetchLimit = pLimit(opts.maxInflightFetches);
+    this.#missing = opts.ttl > 0 ? new LRUCache({ max: 10_000, ttl: opts.ttl }) : undefined;
   }
 
   static async open(upstream: Upstream, opts: CacheOptions, metrics?: Metrics): Promise<CacheManager> {
@@ -100,6 +104,7 @@ export class CacheManager {
   /** Record a freshly seen entry; a changed version drops the old blocks. */
   async #install(entry: Entry, identity: string, persist = true): Promise<Node> {
     const key = nodeKey(this.upstream.id, identity, entry.path);
+    this.#missing?.delete(key);
     const node = this.#nodeFrom(entry, key);
     const prev = this.#table.peek(key) ?? (persist ? await this.#table.load(key) : undefined);
     if (prev && prev.version !== node.version) {
@@ -114,11 +119,35 @@ export class CacheManager {
     return node;
   }
 
-  /** getnode: the node for a path, fresh within the TTL, else revalidated upstream. */
+  /**
+   * getnode: the node for a path, fresh within the TTL, else revalidated upstream. A name
+   * missing in one Unicode normal form is looked up in the other (macOS sends NFD, most
+   * clients NFC), so a file is found whichever form created it; node.path is the real name.
+   */
   async getnode(path: string, identity = ''): Promise<Node> {
+    try {
+      return await this.#getnodeExact(path, identity);
+    } catch (err) {
+      if (!(err instanceof NotFoundError) || /^[\x00-\x7f]*$/.test(path)) throw err;
+      for (const alt of new Set([path.normalize('NFC'), path.normalize('NFD')])) {
+        if (alt === path) continue;
+        try {
+          return await this.#getnodeExact(alt, identity);
+        } catch (e) {
+          if (!(e instanceof NotFoundError)) throw e;
+        }
+      }
+      throw err;
+    }
+  }
+
+  async #getnodeExact(path: string, identity: string): Promise<Node> {
     const key = nodeKey(this.upstream.id, identity, path);
     const cached = this.#table.peek(key);
     if (cached && Date.now() - cached.checkedAt < this.#opts.ttl) return cached;
+    // Absent within the TTL too: clients probe the same missing names over and over
+    // (Finder: ._*, .DS_Store, .Spotlight-V100, ...); they cost no upstream round trip.
+    if (this.#missing?.has(key)) throw new NotFoundError(path);
     return this.#statFlight.run(key, async () => {
       let entry: Entry;
       try {
@@ -126,6 +155,7 @@ export class CacheManager {
       } catch (err) {
         if (err instanceof NotFoundError) {
           this.#metrics?.revalidations.inc({ result: 'gone' });
+          this.#missing?.set(key, path);
           await this.#table.delete(key);
           void this.#blocks.dropKey(key);
         }
@@ -260,6 +290,7 @@ export class CacheManager {
       // Unconfirmed until the next getnode; same validator there means the blocks stay valid.
       this.#table.remember({ ...node, key: newKey, path: newPath, checkedAt: 0 });
     }
+    this.#forgetMissingUnder(to);
     this.#forgetPath(parentOf(from), identity);
     this.#forgetPath(parentOf(to), identity);
   }
@@ -267,6 +298,7 @@ export class CacheManager {
   async copy(from: string, to: string, overwrite: boolean, shallow: boolean, identity = ''): Promise<void> {
     await this.#upstreamCall('copy', () => this.upstream.copy(from, to, overwrite, shallow));
     await this.#dropTree(to);
+    this.#forgetMissingUnder(to);
     this.#forgetPath(parentOf(to), identity);
   }
 
@@ -285,6 +317,7 @@ export class CacheManager {
   async invalidate(prefix: string): Promise<number> {
     const keys = await this.#table.invalidate(prefix);
     for (const k of keys) this.#readAhead.forget(k);
+    this.#forgetMissingUnder(prefix);
     return keys.length;
   }
 
@@ -298,6 +331,14 @@ export class CacheManager {
   }
 
   #forgetPath(path: string, identity: string): void {
-    this.#table.forget(nodeKey(this.upstream.id, identity, path));
+    const key = nodeKey(this.upstream.id, identity, path);
+    this.#table.forget(key);
+    this.#missing?.delete(key);
+  }
+
+  /** Forget that anything at or under `prefix` was absent (a tree appeared there). */
+  #forgetMissingUnder(prefix: string): void {
+    if (!this.#missing) return;
+    for (const [key, path] of this.#missing.entries()) if (isWithin(path, prefix)) this.#missing.delete(key);
   }
 }

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalFromUrlPath, isWithin, parentOf } from '../davpath.js';
 import { BadRequestError, ConflictError, DavgateError, ExistsError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { checkIfHeader, checkLocks, checkWritable, davPath, identityOf, parseDepth, type GatewayContext } from './request.js';
+import { isAppleDouble } from './put.js';
 
 // MKCOL, DELETE, COPY and MOVE (RFC 4918 §9.3, §9.6, §9.8, §9.9).
 
@@ -23,7 +24,8 @@ export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, repl
     reply.code(415).send('MKCOL with a body is not supported\n');
     return;
   }
-  if (path === '/') throw new ExistsError();
+  if (path === '/' || (await exists(ctx, path, identityOf(req)))) throw new ExistsError();
+  if (ctx.config.webdav.appleDouble === 'refuse' && isAppleDouble(path)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'AppleDouble names are refused by this server');
   await checkWritable(ctx, req, path);
   try {
     await ctx.cache.mkdir(path, identityOf(req));
@@ -38,9 +40,10 @@ export async function handleDelete(ctx: GatewayContext, req: FastifyRequest, rep
   const path = davPath(req);
   if (path === '/') throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'the root cannot be deleted');
   parseDepth(req, 'infinity', ['infinity']);
-  await checkWritable(ctx, req, path, true);
-  await ctx.cache.remove(path, identityOf(req));
-  await ctx.state.delete(path);
+  const node = await ctx.cache.getnode(path, identityOf(req));
+  await checkWritable(ctx, req, node.path, true);
+  await ctx.cache.remove(node.path, identityOf(req));
+  await ctx.state.delete(node.path);
   reply.code(204).send();
 }
 
@@ -70,11 +73,11 @@ function overwriteOf(req: FastifyRequest): boolean {
 
 export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const move = req.method === 'MOVE';
-  const from = davPath(req);
   const to = destinationOf(req);
   const overwrite = overwriteOf(req);
   const identity = identityOf(req);
-  const source = await ctx.cache.getnode(from, identity);
+  const source = await ctx.cache.getnode(davPath(req), identity);
+  const from = source.path;
   const depth = source.kind === 'dir'
     ? parseDepth(req, 'infinity', move ? ['infinity'] : ['0', 'infinity'])
     : parseDepth(req, 'infinity', ['0', '1', 'infinity']);

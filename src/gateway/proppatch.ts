@@ -36,10 +36,10 @@ function propTag(ns: string, local: string): string {
 }
 
 export async function handleProppatch(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const path = davPath(req);
   const body = await readBody(req.raw, ctx.config.webdav.maxXmlBodyBytes);
   const list = instructions(parseXml(body));
-  const node = await ctx.cache.getnode(path, identityOf(req));
+  const node = await ctx.cache.getnode(davPath(req), identityOf(req));
+  const path = node.path;
   await checkWritable(ctx, req, path);
 
   const failed = new Map<number, number>();

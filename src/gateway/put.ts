@@ -22,16 +22,35 @@ class BodyLimit extends Transform {
   }
 }
 
+/**
+ * The body length the client promised: Content-Length, else macOS's X-Expected-Entity-Length
+ * on a chunked upload; undefined for a chunked body of unknown length. No body at all and no
+ * length is an empty file.
+ */
 function declaredLength(req: FastifyRequest): number | undefined {
-  const raw = req.headers['content-length'];
+  const raw = req.headers['content-length'] ?? (req.headers['transfer-encoding'] ? req.headers['x-expected-entity-length'] : undefined);
   if (raw === undefined) return req.headers['transfer-encoding'] ? undefined : 0;
-  if (!/^\d{1,16}$/.test(raw)) throw new BadRequestError('Content-Length is not a number');
+  if (typeof raw !== 'string' || !/^\d{1,16}$/.test(raw)) throw new BadRequestError('Content-Length / X-Expected-Entity-Length is not a number');
   return Number(raw);
 }
 
+/** AppleDouble companions ("._name") and Finder's .DS_Store. */
+export function isAppleDouble(path: string): boolean {
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  return name.startsWith('._') || name === '.DS_Store';
+}
+
+/** rclone and ownCloud clients send the file's modification time as X-OC-Mtime (Unix seconds). */
+function clientMtime(req: FastifyRequest): number | undefined {
+  const raw = req.headers['x-oc-mtime'];
+  if (typeof raw !== 'string' || !/^\d{1,12}(\.\d+)?$/.test(raw.trim())) return undefined;
+  return Number(raw.trim()) * 1000;
+}
+
 export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const path = davPath(req);
+  let path = davPath(req);
   if (path === '/' || urlHasTrailingSlash(req)) throw new DavgateError('DAVGATE_IS_A_DIRECTORY', 'cannot PUT to a collection');
+  if (ctx.config.webdav.appleDouble === 'refuse' && isAppleDouble(path)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'AppleDouble and .DS_Store files are refused by this server');
   if (req.headers['content-range']) throw new BadRequestError('Content-Range on PUT is not supported');
   const size = declaredLength(req);
   const max = ctx.config.webdav.maxPutBytes;
@@ -44,6 +63,7 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
     if (old.kind === 'dir') throw new DavgateError('DAVGATE_IS_A_DIRECTORY', 'cannot PUT to a collection');
     if (req.headers['if-none-match']?.trim() === '*') throw new PreconditionFailedError();
     if (req.headers['if-match'] && !req.headers['if-match'].split(',').some((t) => t.trim() === '*' || t.trim() === etagOf(old))) throw new PreconditionFailedError();
+    path = old.path; // the existing name, whichever Unicode form it was created in
   } catch (err) {
     if (!(err instanceof NotFoundError)) throw err;
     if (req.headers['if-match']) throw new PreconditionFailedError();
@@ -59,6 +79,12 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   } catch (err) {
     if (!req.raw.complete) throw new IncompleteBodyError('the client aborted the upload; nothing was stored');
     throw err;
+  }
+  const mtime = clientMtime(req);
+  if (mtime !== undefined && ctx.cache.upstream.capabilities.setMtime) {
+    await ctx.cache.setMtime(path, mtime, identity);
+    node = await ctx.cache.getnode(path, identity);
+    reply.header('x-oc-mtime', 'accepted');
   }
   reply.code(existed ? 204 : 201).header('etag', etagOf(node)).send();
 }

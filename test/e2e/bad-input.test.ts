@@ -46,7 +46,9 @@ async function walk(dir: string, skip?: string): Promise<string[]> {
       const full = join(d, name);
       if (skip !== undefined && full === skip) continue;
       out.push(relative(dir, full));
-      if ((await lstat(full)).isDirectory()) await visit(full);
+      // A temporary file may vanish between readdir and lstat: that is the cleanup being waited for.
+      const st = await lstat(full).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return undefined; throw e; });
+      if (st?.isDirectory()) await visit(full);
     }
   };
   await visit(dir);
