@@ -3,6 +3,51 @@
 # Idempotent, and a fast no-op when every command is already present.
 set -euo pipefail
 
+# ---- BEGIN ceph (single-node Ceph for test/helpers/ceph.ts; see shared/CEPH.md) ----
+# Self-contained, and placed before the generic check below because that one exits early
+# when its own commands are present. ~25 s to install; a no-op when the commands exist.
+ceph_missing=0
+for cmd in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-mds ceph-fuse; do
+  command -v "$cmd" >/dev/null 2>&1 || ceph_missing=1
+done
+if [ "$ceph_missing" -eq 1 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    CEPH_SUDO=()
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    CEPH_SUDO=(sudo -n)
+  else
+    echo "test-deps: the ceph commands are missing; as root run:" >&2
+    echo "  apt-get update && apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw ceph-common ceph-mds ceph-fuse" >&2
+    exit 1
+  fi
+  echo "test-deps: installing ceph-mon ceph-osd radosgw ceph-common ceph-mds ceph-fuse" >&2
+  # Without systemd the package scripts must not start daemons: policy-rc.d answering 101 stops them.
+  ceph_own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${CEPH_SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${CEPH_SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
+    ceph_own_policy=1
+  fi
+  ceph_rc=0
+  { "${CEPH_SUDO[@]}" apt-get update &&
+    "${CEPH_SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ceph-mon ceph-osd radosgw ceph-common ceph-mds ceph-fuse; } || ceph_rc=$?
+  if [ "$ceph_own_policy" -eq 1 ]; then
+    "${CEPH_SUDO[@]}" rm -f /usr/sbin/policy-rc.d
+  fi
+  if [ "$ceph_rc" -ne 0 ]; then
+    echo "test-deps: installing the ceph packages failed (exit $ceph_rc)" >&2
+    exit "$ceph_rc"
+  fi
+  for cmd in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-mds ceph-fuse; do
+    if ! command -v "$cmd" >/dev/null 2>&1; then
+      echo "test-deps: $cmd still missing after installing the ceph packages" >&2
+      exit 1
+    fi
+  done
+fi
+# ---- END ceph ----
+
 # command -> Debian package
 declare -A PKG_FOR=(
   [litmus]=litmus

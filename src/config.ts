@@ -36,9 +36,43 @@ const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, c
 });
 
 export const configSchema = z.object({
-  upstream: z.object({
-    type: z.literal('fs').default('fs'),
-    root: z.string().min(1).default('./data'),
+  upstream: z.discriminatedUnion('type', [
+    z.object({
+      type: z.literal('fs'),
+      root: z.string().min(1).default('./data'),
+    }).strict(),
+    z.object({
+      type: z.literal('s3'),
+      /** Omit for AWS; e.g. http://127.0.0.1:7480 for Ceph RGW or MinIO. */
+      endpoint: z.string().url().optional(),
+      region: z.string().default('us-east-1'),
+      bucket: z.string().min(1),
+      prefix: z.string().default(''),
+      /** Path-style addressing (http://host/bucket/key), which most non-AWS stores need. */
+      forcePathStyle: z.boolean().default(true),
+      /** Else the standard AWS environment variables / profiles are used. */
+      accessKeyId: z.string().optional(),
+      secretAccessKey: z.string().optional(),
+      quotaBytes: byteSize.optional(),
+      partSize: byteSize.pipe(z.number().int().min(5 * MiB)).default(8 * MiB),
+    }).strict(),
+    z.object({
+      type: z.literal('webdav'),
+      url: z.string().url(),
+      username: z.string().optional(),
+      password: z.string().optional(),
+      /** Forward each client's own Basic credentials upstream; the user then keys the cache. */
+      passThroughAuth: z.boolean().default(false),
+      quotaBytes: byteSize.optional(),
+    }).strict(),
+  ]).default({ type: 'fs', root: './data' }),
+  /** Per-operation upstream limits and retries (reads only are retried). */
+  upstreamPolicy: z.object({
+    timeout: duration.default(30_000),
+    retries: z.number().int().min(0).max(10).default(2),
+    /** After this many consecutive failures the upstream is considered down for `downFor`. */
+    failureThreshold: z.number().int().min(1).default(3),
+    downFor: duration.default(1000),
   }).strict().default({}),
   cache: z.object({
     dir: z.string().min(1).default('./.davgate/cache'),
@@ -103,7 +137,15 @@ export function isLoopback(host: string): boolean {
 
 /** Environment variables DAVGATE_<SECTION>_<KEY> (e.g. DAVGATE_CACHE_BLOCK_SIZE) mapped to schema keys. */
 const ENV_KEYS: Record<string, string[]> = {
+  DAVGATE_UPSTREAM_TYPE: ['upstream', 'type'],
   DAVGATE_UPSTREAM_ROOT: ['upstream', 'root'],
+  DAVGATE_UPSTREAM_URL: ['upstream', 'url'],
+  DAVGATE_UPSTREAM_ENDPOINT: ['upstream', 'endpoint'],
+  DAVGATE_UPSTREAM_BUCKET: ['upstream', 'bucket'],
+  DAVGATE_UPSTREAM_PREFIX: ['upstream', 'prefix'],
+  DAVGATE_UPSTREAM_REGION: ['upstream', 'region'],
+  DAVGATE_UPSTREAM_USERNAME: ['upstream', 'username'],
+  DAVGATE_UPSTREAM_PASSWORD: ['upstream', 'password'],
   DAVGATE_CACHE_DIR: ['cache', 'dir'],
   DAVGATE_CACHE_BLOCK_SIZE: ['cache', 'blockSize'],
   DAVGATE_CACHE_MAX_BYTES: ['cache', 'maxBytes'],
@@ -169,14 +211,24 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     if (v !== undefined && v !== '') setPath(fromEnv, path, v);
   }
   const raw = merge(merge(fromFile, fromEnv), opts.overrides ?? {});
+  // The upstream type defaults to fs, also when only some of its keys are given.
+  const up = raw.upstream as Record<string, unknown> | undefined;
+  if (up && typeof up === 'object' && up.type === undefined) up.type = 'fs';
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`);
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   const c = parsed.data;
-  c.upstream.root = resolve(c.upstream.root);
+  if (c.upstream.type === 'fs') c.upstream.root = resolve(c.upstream.root);
   c.cache.dir = resolve(c.cache.dir);
   if (c.auth.htpasswd) c.auth.htpasswd = resolve(c.auth.htpasswd);
   return deepFreeze(c);
+}
+
+const SECRET_KEYS = new Set(['secretAccessKey', 'password']);
+
+/** The configuration with secrets masked, for printing (`config check`) and logs. */
+export function redacted(c: Config): unknown {
+  return JSON.parse(JSON.stringify(c, (k, v) => (SECRET_KEYS.has(k) && v ? '***' : v)));
 }

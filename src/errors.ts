@@ -88,6 +88,9 @@ export class InsufficientStorageError extends DavgateError {
 export class ConfigError extends DavgateError {
   constructor(message: string) { super('DAVGATE_CONFIG', message); }
 }
+export class UnauthorizedError extends DavgateError {
+  constructor(message = 'the upstream refused these credentials') { super('DAVGATE_UNAUTHORIZED', message); }
+}
 export class CacheInUseError extends DavgateError {
   constructor(dir: string) { super('DAVGATE_CACHE_IN_USE', `cache directory ${dir} is in use by another davgate process`); }
 }

@@ -1,17 +1,28 @@
 #!/usr/bin/env node
 import { mkdir } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { loadConfig, hostOf, portOf, type Config } from './config.js';
+import { loadConfig, hostOf, portOf, redacted, type Config } from './config.js';
 import { DavgateError } from './errors.js';
-import { FsUpstream } from './upstream/fs.js';
+import { openUpstream } from './upstream/index.js';
+import { Metrics } from './metrics.js';
 import { buildGateway } from './gateway/app.js';
 
 // The command line: `davgate serve` and `davgate config check`. Flags override DAVGATE_*
 // environment variables, which override the YAML file.
 
+/** --upstream takes a directory, an s3://bucket/prefix URL or an http(s):// WebDAV URL. */
+function upstreamFrom(o: Record<string, unknown>): Record<string, unknown> | undefined {
+  const u = o.upstream as string | undefined;
+  if (u === undefined) return undefined;
+  const s3 = /^s3:\/\/([^/]+)\/?(.*)$/.exec(u);
+  if (s3) return { type: 's3', bucket: s3[1], prefix: s3[2], endpoint: o.s3Endpoint, region: o.s3Region };
+  if (/^https?:\/\//i.test(u)) return { type: 'webdav', url: u };
+  return { type: 'fs', root: u };
+}
+
 function overridesFrom(o: Record<string, unknown>): Record<string, unknown> {
   return {
-    upstream: { root: o.upstream },
+    upstream: upstreamFrom(o),
     cache: { dir: o.cache, blockSize: o.blockSize, maxBytes: o.cacheMaxBytes, ttl: o.ttl, nodeTable: o.nodeTable },
     listen: o.listen,
     admin: { listen: o.adminListen },
@@ -28,7 +39,9 @@ function configFrom(o: Record<string, unknown>): Config {
 function withConfigOptions(cmd: Command): Command {
   return cmd
     .option('-c, --config <file>', 'YAML configuration file')
-    .option('--upstream <dir>', 'directory to serve (upstream.root)')
+    .option('--upstream <dir|s3://bucket/prefix|http(s)://url>', 'what to serve: a directory, an S3 bucket, or a WebDAV server')
+    .option('--s3-endpoint <url>', 'S3 endpoint for s3:// upstreams (omit for AWS)')
+    .option('--s3-region <region>', 'S3 region')
     .option('--cache <dir>', 'cache directory (cache.dir)')
     .option('--listen <host:port>', 'WebDAV listen address (default 127.0.0.1:8080)')
     .option('--admin-listen <host:port>', 'admin listen address for /metrics, /healthz (default 127.0.0.1:9180)')
@@ -42,11 +55,20 @@ function withConfigOptions(cmd: Command): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']));
 }
 
+function describeUpstream(config: Config): string {
+  const u = config.upstream;
+  return u.type === 'fs' ? u.root : u.type === 's3' ? `s3://${u.bucket}/${u.prefix} at ${u.endpoint ?? 'AWS'}` : u.url;
+}
+
 async function serve(o: Record<string, unknown>): Promise<void> {
   const config = configFrom(o);
-  if (!o.upstream && !o.config && !process.env.DAVGATE_UPSTREAM_ROOT) await mkdir(config.upstream.root, { recursive: true });
-  const upstream = await FsUpstream.open(config.upstream.root);
-  const gw = await buildGateway(config, upstream);
+  if (config.upstream.type === 'fs' && !o.upstream && !o.config && !process.env.DAVGATE_UPSTREAM_ROOT) await mkdir(config.upstream.root, { recursive: true });
+  const metrics = new Metrics();
+  const upstream = await openUpstream(config, {
+    onRetry: (operation) => metrics.upstreamRetries.inc({ operation }),
+    onHealth: (up) => metrics.upstreamUp.set(up ? 1 : 0),
+  });
+  const gw = await buildGateway(config, upstream, { metrics });
   const stop = async (signal: string) => {
     gw.app.log.info(`${signal}: shutting down`);
     const force = setTimeout(() => process.exit(1), 10_000);
@@ -67,7 +89,7 @@ async function serve(o: Record<string, unknown>): Promise<void> {
     await gw.close().catch(() => {}); // releases the cache LOCK
     throw err;
   }
-  console.log(`davgate: serving ${config.upstream.root} (cache ${config.cache.dir})`);
+  console.log(`davgate: serving ${describeUpstream(config)} (cache ${config.cache.dir})`);
   console.log(`davgate: serving WebDAV at ${url}/`);
   console.log(`davgate: admin at ${adminUrl}/`);
   console.log(`davgate: mount it with e.g.  rclone mount :webdav: /mnt/dav --webdav-url ${url}/   (see README, "Mounting")`);
@@ -78,7 +100,7 @@ withConfigOptions(program.command('serve').description('serve the upstream throu
 withConfigOptions(program.command('config').description('check a configuration').argument('<action>', 'check'))
   .action((action: string, o: Record<string, unknown>) => {
     if (action !== 'check') throw new DavgateError('DAVGATE_CONFIG', `unknown config action "${action}"`);
-    console.log(JSON.stringify(configFrom(o), null, 2));
+    console.log(JSON.stringify(redacted(configFrom(o)), null, 2));
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -18,9 +18,13 @@ export class Metrics {
   readonly cacheBlockCount = new Gauge({ name: 'davgate_cache_blocks', help: 'Block files in the cache', registers: [this.registry] });
   readonly evictions = new Counter({ name: 'davgate_cache_evicted_bytes_total', help: 'Bytes evicted from the cache', registers: [this.registry] });
   readonly corruptBlocks = new Counter({ name: 'davgate_cache_corrupt_blocks_total', help: 'Block files dropped because size or checksum was wrong', registers: [this.registry] });
+  readonly upstreamRetries = new Counter({ name: 'davgate_upstream_retries_total', help: 'Upstream operations retried after a transient failure', labelNames: ['operation'] as const, registers: [this.registry] });
+  readonly upstreamUp = new Gauge({ name: 'davgate_upstream_up', help: '1 while the upstream answers, 0 while it is considered down', registers: [this.registry] });
+  readonly staleServed = new Counter({ name: 'davgate_stale_served_total', help: 'Requests answered from cached data because the upstream could not be reached', registers: [this.registry] });
   readonly revalidations = new Counter({ name: 'davgate_node_revalidations_total', help: 'Node revalidations by result (same, changed, gone)', labelNames: ['result'] as const, registers: [this.registry] });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    this.upstreamUp.set(1);
   }
 }

@@ -3,14 +3,19 @@ import pLimit from 'p-limit';
 import { LRUCache } from 'lru-cache';
 import type { Entry, Quota, Upstream } from '../upstream/types.js';
 import { PreconditionFailedError, DavgateError, NotFoundError } from '../errors.js';
+
+const isTransient = (err: unknown): boolean =>
+  err instanceof DavgateError && (err.code === 'DAVGATE_UPSTREAM_UNAVAILABLE' || err.code === 'DAVGATE_UPSTREAM_TIMEOUT');
 import type { Metrics } from '../metrics.js';
 import { isWithin, parentOf } from '../davpath.js';
 import { BlockStore, blockId } from './blockstore.js';
 import { NodeTable, nodeKey, versionOf, type Node } from './nodetable.js';
 import { SingleFlight } from './singleflight.js';
+import { SHARED, type Identity } from './identity.js';
 import { ReadAhead } from './readahead.js';
 
 export type { Node } from './nodetable.js';
+export { SHARED, type Identity } from './identity.js';
 
 // The cache manager (DESIGN.md, Contracts): getnode/getdata over a node table and a block
 // store, write-through writes, and namespace operations that keep the cache coherent.
@@ -102,8 +107,8 @@ export class CacheManager {
   }
 
   /** Record a freshly seen entry; a changed version drops the old blocks. */
-  async #install(entry: Entry, identity: string, persist = true): Promise<Node> {
-    const key = nodeKey(this.upstream.id, identity, entry.path);
+  async #install(entry: Entry, identity: Identity, persist = true): Promise<Node> {
+    const key = nodeKey(this.upstream.id, identity.key, entry.path);
     this.#missing?.delete(key);
     const node = this.#nodeFrom(entry, key);
     const prev = this.#table.peek(key) ?? (persist ? await this.#table.load(key) : undefined);
@@ -124,7 +129,7 @@ export class CacheManager {
    * missing in one Unicode normal form is looked up in the other (macOS sends NFD, most
    * clients NFC), so a file is found whichever form created it; node.path is the real name.
    */
-  async getnode(path: string, identity = ''): Promise<Node> {
+  async getnode(path: string, identity: Identity = SHARED): Promise<Node> {
     try {
       return await this.#getnodeExact(path, identity);
     } catch (err) {
@@ -141,8 +146,8 @@ export class CacheManager {
     }
   }
 
-  async #getnodeExact(path: string, identity: string): Promise<Node> {
-    const key = nodeKey(this.upstream.id, identity, path);
+  async #getnodeExact(path: string, identity: Identity): Promise<Node> {
+    const key = nodeKey(this.upstream.id, identity.key, path);
     const cached = this.#table.peek(key);
     if (cached && Date.now() - cached.checkedAt < this.#opts.ttl) return cached;
     // Absent within the TTL too: clients probe the same missing names over and over
@@ -151,13 +156,21 @@ export class CacheManager {
     return this.#statFlight.run(key, async () => {
       let entry: Entry;
       try {
-        entry = await this.#upstreamCall('stat', () => this.upstream.stat(path));
+        entry = await this.#upstreamCall('stat', () => this.upstream.stat(path, identity));
       } catch (err) {
         if (err instanceof NotFoundError) {
           this.#metrics?.revalidations.inc({ result: 'gone' });
           this.#missing?.set(key, path);
           await this.#table.delete(key);
           void this.#blocks.dropKey(key);
+        } else if (isTransient(err)) {
+          // An unreachable upstream is not a deletion (Arla's disconnected operation): what
+          // we knew is served, marked stale, until the upstream answers again.
+          const known = cached ?? await this.#table.load(key);
+          if (known) {
+            this.#metrics?.staleServed.inc();
+            return { ...known, stale: true };
+          }
         }
         throw err;
       }
@@ -166,10 +179,10 @@ export class CacheManager {
   }
 
   /** Children of a directory as nodes, streamed; each is remembered so a following GET skips a stat. */
-  async *list(path: string, identity = ''): AsyncGenerator<Node> {
+  async *list(path: string, identity: Identity = SHARED): AsyncGenerator<Node> {
     let result = 'error';
     try {
-      for await (const entry of this.upstream.list(path)) {
+      for await (const entry of this.upstream.list(path, identity)) {
         yield await this.#install(entry, identity, false);
       }
       result = 'ok';
@@ -186,7 +199,7 @@ export class CacheManager {
   }
 
   /** getdata: one verified block of a node, from the cache or fetched once for all askers. */
-  async getdata(node: Node, index: number): Promise<Buffer> {
+  async getdata(node: Node, index: number, identity: Identity = SHARED): Promise<Buffer> {
     const length = this.#blockLength(node, index);
     if (length === 0) return Buffer.alloc(0);
     const id = blockId(node.key, node.version, index);
@@ -198,14 +211,14 @@ export class CacheManager {
         return buf;
       }
     }
-    const { promise, joined } = this.#blockFlight.run(id, () => this.#fetch(node, index, length));
+    const { promise, joined } = this.#blockFlight.run(id, () => this.#fetch(node, index, length, identity));
     this.#metrics?.cacheBlocks.inc({ result: joined ? 'join' : 'miss' });
     const buf = await promise;
     this.#metrics?.bytesServed.inc({ source: joined ? 'cache' : 'upstream' }, buf.length);
     return buf;
   }
 
-  async #fetch(node: Node, index: number, length: number): Promise<Buffer> {
+  async #fetch(node: Node, index: number, length: number, identity: Identity): Promise<Buffer> {
     // Installed while we waited for our turn (the single-flight gap): read it instead.
     if (this.#blocks.has(node.key, node.version, index)) {
       const buf = await this.#blocks.read(node.key, node.version, index, length);
@@ -214,7 +227,7 @@ export class CacheManager {
     let data: Buffer;
     try {
       data = await this.#fetchLimit(() => this.#upstreamCall('read',
-        () => this.upstream.read(node.path, index * this.blockSize, length, node.validator)));
+        () => this.upstream.read(node.path, index * this.blockSize, length, node.validator, identity)));
     } catch (err) {
       // Changed or gone behind our back: the next getnode must ask the upstream again.
       if (err instanceof PreconditionFailedError || err instanceof NotFoundError) this.#table.forget(node.key);
@@ -231,28 +244,28 @@ export class CacheManager {
     return data;
   }
 
-  #prefetch(node: Node, index: number): void {
+  #prefetch(node: Node, index: number, identity: Identity): void {
     const id = blockId(node.key, node.version, index);
     if (this.#blockFlight.has(id) || this.#blocks.has(node.key, node.version, index)) return;
     const length = this.#blockLength(node, index);
     if (length === 0) return;
     this.#metrics?.cacheBlocks.inc({ result: 'prefetch' });
-    this.#blockFlight.run(id, () => this.#fetch(node, index, length)).promise.catch(() => {});
+    this.#blockFlight.run(id, () => this.#fetch(node, index, length, identity)).promise.catch(() => {});
   }
 
   /**
    * The bytes start..end (inclusive) of a node as block-sized buffers, fetched with a
    * growing read-ahead window on sequential access.
    */
-  async *readRange(node: Node, start: number, end: number): AsyncGenerator<Buffer> {
+  async *readRange(node: Node, start: number, end: number, identity: Identity = SHARED): AsyncGenerator<Buffer> {
     if (end < start) return;
     const first = Math.floor(start / this.blockSize);
     const last = Math.floor(end / this.blockSize);
     const lastOfFile = Math.floor(Math.max(0, node.size - 1) / this.blockSize);
     for (let i = first; i <= last; i++) {
       const ahead = this.#readAhead.advance(node.key, i);
-      for (let j = 1; j <= ahead && i + j <= lastOfFile; j++) this.#prefetch(node, i + j);
-      const buf = await this.getdata(node, i);
+      for (let j = 1; j <= ahead && i + j <= lastOfFile; j++) this.#prefetch(node, i + j, identity);
+      const buf = await this.getdata(node, i, identity);
       const from = i === first ? start - i * this.blockSize : 0;
       const to = i === last ? end - i * this.blockSize + 1 : buf.length;
       yield from === 0 && to === buf.length ? buf : buf.subarray(from, to);
@@ -260,31 +273,31 @@ export class CacheManager {
   }
 
   /** Write-through: the upstream commits atomically, then the new node is installed. */
-  async write(path: string, body: Readable, size: number | undefined, identity = ''): Promise<Node> {
-    const entry = await this.#upstreamCall('write', () => this.upstream.write(path, body, size));
+  async write(path: string, body: Readable, size: number | undefined, identity: Identity = SHARED): Promise<Node> {
+    const entry = await this.#upstreamCall('write', () => this.upstream.write(path, body, size, identity));
     this.#forgetPath(parentOf(path), identity);
     return this.#install(entry, identity);
   }
 
-  async mkdir(path: string, identity = ''): Promise<void> {
-    await this.#upstreamCall('mkdir', () => this.upstream.mkdir(path));
+  async mkdir(path: string, identity: Identity = SHARED): Promise<void> {
+    await this.#upstreamCall('mkdir', () => this.upstream.mkdir(path, identity));
     this.#forgetPath(path, identity);
     this.#forgetPath(parentOf(path), identity);
   }
 
-  async remove(path: string, identity = ''): Promise<void> {
-    await this.#upstreamCall('remove', () => this.upstream.remove(path));
+  async remove(path: string, identity: Identity = SHARED): Promise<void> {
+    await this.#upstreamCall('remove', () => this.upstream.remove(path, identity));
     await this.#dropTree(path);
     this.#forgetPath(parentOf(path), identity);
   }
 
-  async move(from: string, to: string, overwrite: boolean, identity = ''): Promise<void> {
-    await this.#upstreamCall('move', () => this.upstream.move(from, to, overwrite));
+  async move(from: string, to: string, overwrite: boolean, identity: Identity = SHARED): Promise<void> {
+    await this.#upstreamCall('move', () => this.upstream.move(from, to, overwrite, identity));
     await this.#dropTree(to);
     // Re-key every node we know under `from`: one directory rename each, no refetch.
     for (const node of this.#table.under(from)) {
       const newPath = to + node.path.slice(from.length);
-      const newKey = nodeKey(this.upstream.id, identity, newPath);
+      const newKey = nodeKey(this.upstream.id, identity.key, newPath);
       await this.#blocks.rekey(node.key, newKey);
       this.#table.forget(node.key);
       // Unconfirmed until the next getnode; same validator there means the blocks stay valid.
@@ -295,21 +308,21 @@ export class CacheManager {
     this.#forgetPath(parentOf(to), identity);
   }
 
-  async copy(from: string, to: string, overwrite: boolean, shallow: boolean, identity = ''): Promise<void> {
-    await this.#upstreamCall('copy', () => this.upstream.copy(from, to, overwrite, shallow));
+  async copy(from: string, to: string, overwrite: boolean, shallow: boolean, identity: Identity = SHARED): Promise<void> {
+    await this.#upstreamCall('copy', () => this.upstream.copy(from, to, overwrite, shallow, identity));
     await this.#dropTree(to);
     this.#forgetMissingUnder(to);
     this.#forgetPath(parentOf(to), identity);
   }
 
-  async quota(path: string): Promise<Quota | undefined> {
+  async quota(path: string, identity: Identity = SHARED): Promise<Quota | undefined> {
     if (!this.upstream.capabilities.quota || !this.upstream.quota) return undefined;
-    return this.#upstreamCall('quota', () => this.upstream.quota!(path));
+    return this.#upstreamCall('quota', () => this.upstream.quota!(path, identity));
   }
 
-  async setMtime(path: string, mtimeMs: number, identity = ''): Promise<void> {
+  async setMtime(path: string, mtimeMs: number, identity: Identity = SHARED): Promise<void> {
     if (!this.upstream.capabilities.setMtime || !this.upstream.setMtime) return;
-    await this.#upstreamCall('setmtime', () => this.upstream.setMtime!(path, mtimeMs));
+    await this.#upstreamCall('setmtime', () => this.upstream.setMtime!(path, mtimeMs, identity));
     this.#forgetPath(path, identity);
   }
 
@@ -330,8 +343,8 @@ export class CacheManager {
     }
   }
 
-  #forgetPath(path: string, identity: string): void {
-    const key = nodeKey(this.upstream.id, identity, path);
+  #forgetPath(path: string, identity: Identity): void {
+    const key = nodeKey(this.upstream.id, identity.key, path);
     this.#table.forget(key);
     this.#missing?.delete(key);
   }

@@ -26,6 +26,8 @@ export interface Node {
   readonly version: string;
   /** When this record was last confirmed upstream (ms since epoch). */
   readonly checkedAt: number;
+  /** Served from the cache because the upstream could not be reached to revalidate it. */
+  readonly stale?: boolean;
 }
 
 export function nodeKey(upstreamId: string, identity: string, path: string): string {

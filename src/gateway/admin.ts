@@ -16,6 +16,11 @@ export function buildAdminApp(cache: CacheManager, metrics: Metrics, logLevel: s
   });
   app.get('/healthz', async () => 'ok\n');
   app.get('/readyz', async (_req, reply) => {
+    // The breaker's view first: a down upstream is not ready even before the next probe.
+    if ((cache.upstream as { healthy?: boolean }).healthy === false) {
+      reply.code(503);
+      return 'upstream down\n';
+    }
     try {
       await cache.upstream.stat('/');
       return 'ready\n';

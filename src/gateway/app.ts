@@ -1,6 +1,6 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
-import { CacheManager } from '../cachemgr/cachemgr.js';
+import { CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Upstream } from '../upstream/types.js';
 import { Metrics } from '../metrics.js';
 import { ReadOnlyError } from '../errors.js';
@@ -12,7 +12,7 @@ import { handleCopyMove, handleDelete, handleMkcol } from './namespace.js';
 import { HtpasswdAuth, type User } from './auth.js';
 import { buildAdminApp } from './admin.js';
 import { handleLock, handleUnlock } from './lock.js';
-import { sendError, type GatewayContext } from './request.js';
+import { identityFor, sendError, type GatewayContext } from './request.js';
 import { handleProppatch } from './proppatch.js';
 
 type Handler = (ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply) => Promise<void>;
@@ -23,7 +23,7 @@ const CORS_HEADERS = 'Authorization, Content-Type, Depth, Destination, If, Lock-
 const ALLOW = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK';
 
 declare module 'fastify' {
-  interface FastifyRequest { davUser?: User }
+  interface FastifyRequest { davUser?: User; davIdentity?: Identity }
 }
 
 export interface Gateway {
@@ -62,6 +62,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
 
   const known = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', ...DAV_METHODS]);
   app.addHook('onRequest', (req, reply, done) => {
+    req.davIdentity = identityFor(config, req.headers.authorization);
     const start = process.hrtime.bigint();
     const method = known.has(req.method) ? req.method : 'OTHER';
     reply.raw.once('close', () => {

@@ -40,6 +40,8 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
     'last-modified': httpDate(node.mtimeMs),
     'accept-ranges': 'bytes',
   };
+  // The upstream is unreachable and this is what the cache last knew (RFC 9111 §5.5 warning).
+  if (node.stale) Object.assign(headers, { 'x-davgate-stale': '1', 'warning': '110 - "Response is Stale"' });
   if (verdict === 'not-modified') {
     reply.code(304).headers(headers).send();
     return;
@@ -57,7 +59,7 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
     return;
   }
   // Fetch the first block before committing to a status, so a failure is still an error reply.
-  const blocks = ctx.cache.readRange(node, start, end);
+  const blocks = ctx.cache.readRange(node, start, end, identityOf(req));
   const first = await blocks.next();
   reply.hijack();
   const res = reply.raw;

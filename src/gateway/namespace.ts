@@ -3,10 +3,11 @@ import { canonicalFromUrlPath, isWithin, parentOf } from '../davpath.js';
 import { BadRequestError, ConflictError, DavgateError, ExistsError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { checkIfHeader, checkLocks, checkWritable, davPath, identityOf, parseDepth, type GatewayContext } from './request.js';
 import { isAppleDouble } from './put.js';
+import type { Identity } from '../cachemgr/cachemgr.js';
 
 // MKCOL, DELETE, COPY and MOVE (RFC 4918 §9.3, §9.6, §9.8, §9.9).
 
-async function exists(ctx: GatewayContext, path: string, identity: string): Promise<boolean> {
+async function exists(ctx: GatewayContext, path: string, identity: Identity): Promise<boolean> {
   try {
     await ctx.cache.getnode(path, identity);
     return true;

@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
-import type { CacheManager } from '../cachemgr/cachemgr.js';
+import { SHARED, type CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Metrics } from '../metrics.js';
 import { canonicalFromUrlPath } from '../davpath.js';
 import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError, statusOf } from '../errors.js';
@@ -17,9 +18,20 @@ export interface GatewayContext {
   readonly metrics: Metrics;
 }
 
-/** The identity of the caller for cache keys; '' while the upstream is shared by all users. */
-export function identityOf(_req: FastifyRequest): string {
-  return '';
+/** The identity a request acts as (set by app.ts for every request; see identityFor). */
+export function identityOf(req: FastifyRequest): Identity {
+  return req.davIdentity ?? SHARED;
+}
+
+/**
+ * With pass-through auth the client's own credentials go to the upstream, and a digest of them
+ * keys the cache: a wrong password is a different identity, so it can never read what a right
+ * one cached. Otherwise all users share one identity (and the gateway authenticates itself).
+ */
+export function identityFor(config: Config, authorization: string | undefined): Identity {
+  const up = config.upstream;
+  if (up.type !== 'webdav' || !up.passThroughAuth || !authorization) return SHARED;
+  return { key: createHash('sha256').update(authorization).digest('hex'), authorization };
 }
 
 /** The still-encoded path of the request target, also in absolute form (RFC 9112 §3.2.2). */
@@ -70,6 +82,8 @@ export function sendError(reply: FastifyReply, err: unknown): void {
     return;
   }
   const cond = known ? PRECONDITION[err.code] : undefined;
+  // The upstream refused the client's own credentials (pass-through auth): ask for others.
+  if (status === 401) reply.header('www-authenticate', 'Basic realm="davgate", charset="UTF-8"');
   if (status === 416 && err instanceof DavgateError && (err as DavgateError & { size?: number }).size !== undefined) {
     reply.header('content-range', `bytes */${(err as DavgateError & { size?: number }).size}`);
   }

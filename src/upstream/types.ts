@@ -40,6 +40,16 @@ export interface Capabilities {
   readonly setMtime: boolean;
 }
 
+/**
+ * Who an operation is for. Backends that act with the caller's own credentials (WebDAV with
+ * pass-through auth) use `authorization`; the others ignore it. Trailing and optional in
+ * every method, so a backend that does not care simply omits the parameter.
+ */
+export interface CallContext {
+  /** The client's Authorization header, forwarded as is. */
+  readonly authorization?: string;
+}
+
 export interface Quota {
   readonly availableBytes: number;
   readonly usedBytes: number;
@@ -51,21 +61,21 @@ export interface Upstream {
   readonly capabilities: Capabilities;
 
   /** Metadata of one path. NotFoundError when absent. */
-  stat(path: string): Promise<Entry>;
+  stat(path: string, ctx?: CallContext): Promise<Entry>;
 
   /**
    * Children of a directory, streamed: a backend never reads a whole huge directory into
    * one array before yielding the first entry. Order is unspecified. Temporary files of
    * in-progress writes are never listed. NotFoundError / NotADirectoryError.
    */
-  list(path: string): AsyncIterable<Entry>;
+  list(path: string, ctx?: CallContext): AsyncIterable<Entry>;
 
   /**
    * Up to `length` bytes at `offset` (fewer only at end of file). When `expectValidator`
    * is given and the object no longer has it, throws PreconditionFailedError instead of
    * returning bytes of another version.
    */
-  read(path: string, offset: number, length: number, expectValidator?: string): Promise<Buffer>;
+  read(path: string, offset: number, length: number, expectValidator?: string, ctx?: CallContext): Promise<Buffer>;
 
   /**
    * Store `body` at `path`, atomically: readers see the old object or the complete new
@@ -73,29 +83,29 @@ export interface Upstream {
    * errors (client abort), nothing is committed and IncompleteBodyError (or the body's
    * error) is thrown. ConflictError when the parent directory is missing.
    */
-  write(path: string, body: Readable, size?: number): Promise<Entry>;
+  write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry>;
 
   /** Create one directory. ExistsError if present, ConflictError if the parent is missing. */
-  mkdir(path: string): Promise<void>;
+  mkdir(path: string, ctx?: CallContext): Promise<void>;
 
   /** Delete a file or a whole directory tree. NotFoundError when absent. */
-  remove(path: string): Promise<void>;
+  remove(path: string, ctx?: CallContext): Promise<void>;
 
   /**
    * Rename. With overwrite=false an existing destination gives ExistsError; with true it
    * is replaced (a directory destination is removed first). ConflictError when the
    * destination's parent is missing.
    */
-  move(from: string, to: string, overwrite: boolean): Promise<void>;
+  move(from: string, to: string, overwrite: boolean, ctx?: CallContext): Promise<void>;
 
   /** Copy a file or a tree (depth infinity) or only the collection itself (shallow). */
-  copy(from: string, to: string, overwrite: boolean, shallow?: boolean): Promise<void>;
+  copy(from: string, to: string, overwrite: boolean, shallow?: boolean, ctx?: CallContext): Promise<void>;
 
   /** Free/used space, where capabilities.quota. */
-  quota?(path: string): Promise<Quota>;
+  quota?(path: string, ctx?: CallContext): Promise<Quota>;
 
   /** Set the modification time, where capabilities.setMtime. */
-  setMtime?(path: string, mtimeMs: number): Promise<void>;
+  setMtime?(path: string, mtimeMs: number, ctx?: CallContext): Promise<void>;
 
   close?(): Promise<void>;
 }

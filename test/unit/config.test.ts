@@ -42,7 +42,8 @@ describe('loadConfig', () => {
     assert.equal(c.admin.listen, '127.0.0.1:9180');
     assert.equal(c.webdav.allowInfiniteDepth, false);
     assert.equal(c.auth.allowAnonymousPublic, false);
-    assert.equal(c.upstream.root, resolve('./data'), 'relative paths are resolved');
+    assert.equal(c.upstream.type, 'fs');
+    assert.equal(c.upstream.type === 'fs' && c.upstream.root, resolve('./data'), 'relative paths are resolved');
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.cache), 'the configuration is frozen');
   });
 

@@ -1,0 +1,134 @@
+import type { Readable } from 'node:stream';
+import { DavgateError, UpstreamUnavailableError } from '../errors.js';
+import type { CallContext, Entry, Quota, Upstream } from './types.js';
+
+// Wraps any upstream with the outage policy (issue 5): a timeout per operation, bounded
+// retries with exponential backoff and full jitter for idempotent reads only, a retry budget
+// so that an outage cannot turn into a retry storm, and a breaker: after `failureThreshold`
+// consecutive failures the upstream counts as down and calls fail at once for `downFor`,
+// after which one call probes it again. Cached data keeps being served meanwhile
+// (cachemgr), and /readyz reports `healthy`.
+
+export interface UpstreamPolicy {
+  timeout: number;
+  retries: number;
+  failureThreshold: number;
+  downFor: number;
+}
+
+export interface UpstreamEvents {
+  onRetry?(operation: string): void;
+  onHealth?(healthy: boolean): void;
+}
+
+const transient = (err: unknown): boolean =>
+  err instanceof DavgateError && (err.code === 'DAVGATE_UPSTREAM_UNAVAILABLE' || err.code === 'DAVGATE_UPSTREAM_TIMEOUT');
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class ResilientUpstream implements Upstream {
+  readonly inner: Upstream;
+  readonly #policy: UpstreamPolicy;
+  readonly #events: UpstreamEvents;
+  #failures = 0;
+  #downUntil = 0;
+  #probing = false;
+  /** Retries cost a token; successes earn a tenth of one back (at most 10 banked). */
+  #retryTokens = 10;
+
+  constructor(inner: Upstream, policy: UpstreamPolicy, events: UpstreamEvents = {}) {
+    this.inner = inner;
+    this.#policy = policy;
+    this.#events = events;
+  }
+
+  get id(): string { return this.inner.id; }
+  get capabilities() { return this.inner.capabilities; }
+  /** False while the breaker is open (the upstream failed repeatedly and was not seen back). */
+  get healthy(): boolean { return this.#failures < this.#policy.failureThreshold; }
+
+  #succeeded(): void {
+    const wasDown = !this.healthy;
+    this.#failures = 0;
+    this.#downUntil = 0;
+    this.#retryTokens = Math.min(10, this.#retryTokens + 0.1);
+    if (wasDown) this.#events.onHealth?.(true);
+  }
+
+  #failed(): void {
+    this.#failures++;
+    if (this.#failures === this.#policy.failureThreshold) this.#events.onHealth?.(false);
+    if (!this.healthy) this.#downUntil = Date.now() + this.#policy.downFor;
+  }
+
+  #timed<T>(p: Promise<T>, operation: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', `upstream ${operation} timed out after ${this.#policy.timeout} ms`)), this.#policy.timeout);
+    });
+    p.catch(() => {}); // a late failure after the timeout is not unhandled
+    return Promise.race([p, limit]).finally(() => clearTimeout(timer));
+  }
+
+  async #call<T>(operation: string, retryable: boolean, fn: () => Promise<T>, timed = true): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      if (!this.healthy) {
+        // Down: fail fast, except for one probe once `downFor` has passed.
+        if (Date.now() < this.#downUntil || this.#probing) throw new UpstreamUnavailableError('upstream is down');
+        this.#probing = true;
+      }
+      try {
+        const v = await (timed ? this.#timed(fn(), operation) : fn());
+        this.#succeeded();
+        return v;
+      } catch (err) {
+        if (!transient(err)) { this.#succeeded(); throw err; } // the upstream answered
+        this.#failed();
+        if (!retryable || attempt >= this.#policy.retries || !this.healthy || this.#retryTokens < 1) throw err;
+        this.#retryTokens--;
+        this.#events.onRetry?.(operation);
+        await sleep(Math.random() * Math.min(2000, 100 * 2 ** attempt));
+      } finally {
+        this.#probing = false;
+      }
+    }
+  }
+
+  stat(path: string, ctx?: CallContext): Promise<Entry> { return this.#call('stat', true, () => this.inner.stat(path, ctx)); }
+
+  async *list(path: string, ctx?: CallContext): AsyncIterable<Entry> {
+    // Retried only until the first entry: after that the caller has already used some.
+    const it = await this.#call('list', true, async () => {
+      const iter = this.inner.list(path, ctx)[Symbol.asyncIterator]();
+      return { iter, first: await iter.next() };
+    });
+    let next = it.first;
+    while (!next.done) {
+      yield next.value;
+      next = await this.#call('list', false, () => it.iter.next());
+    }
+  }
+
+  read(path: string, offset: number, length: number, v?: string, ctx?: CallContext): Promise<Buffer> {
+    return this.#call('read', true, () => this.inner.read(path, offset, length, v, ctx));
+  }
+
+  // A body streams at the client's pace: no timeout on the whole write, and never a retry.
+  write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> { return this.#call('write', false, () => this.inner.write(path, body, size, ctx), false); }
+  mkdir(path: string, ctx?: CallContext): Promise<void> { return this.#call('mkdir', false, () => this.inner.mkdir(path, ctx)); }
+  remove(path: string, ctx?: CallContext): Promise<void> { return this.#call('remove', false, () => this.inner.remove(path, ctx), false); }
+  move(a: string, b: string, o: boolean, ctx?: CallContext): Promise<void> { return this.#call('move', false, () => this.inner.move(a, b, o, ctx), false); }
+  copy(a: string, b: string, o: boolean, s?: boolean, ctx?: CallContext): Promise<void> { return this.#call('copy', false, () => this.inner.copy(a, b, o, s, ctx), false); }
+
+  quota(path: string, ctx?: CallContext): Promise<Quota> {
+    if (!this.inner.quota) return Promise.reject(new DavgateError('DAVGATE_UNSUPPORTED', 'quota is not supported by this upstream'));
+    return this.#call('quota', true, () => this.inner.quota!(path, ctx));
+  }
+
+  setMtime(path: string, ms: number, ctx?: CallContext): Promise<void> {
+    if (!this.inner.setMtime) return Promise.reject(new DavgateError('DAVGATE_UNSUPPORTED', 'setMtime is not supported by this upstream'));
+    return this.#call('setmtime', false, () => this.inner.setMtime!(path, ms, ctx));
+  }
+
+  close(): Promise<void> { return this.inner.close?.() ?? Promise.resolve(); }
+}

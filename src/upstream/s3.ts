@@ -1,0 +1,334 @@
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import {
+  S3Client, HeadObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, DeleteObjectsCommand,
+  DeleteObjectCommand, CopyObjectCommand, CreateMultipartUploadCommand, UploadPartCopyCommand,
+  CompleteMultipartUploadCommand, AbortMultipartUploadCommand, type ListObjectsV2CommandOutput, type _Object,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import pLimit from 'p-limit';
+import {
+  ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
+  NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
+} from '../errors.js';
+import { isWithin, nameOf, parentOf } from '../davpath.js';
+import type { Capabilities, Entry, Quota, Upstream } from './types.js';
+
+// An S3-compatible object store (AWS S3, Ceph RGW, MinIO) as the upstream.
+// Directories are key prefixes with "/" as delimiter; MKCOL writes an empty marker object
+// "dir/" so that empty directories exist. The ETag is the validator, and ranged reads are
+// conditional on it (If-Match), so a block is never cut from another version of an object.
+
+export interface S3UpstreamOptions {
+  endpoint?: string;
+  region: string;
+  bucket: string;
+  prefix: string;
+  forcePathStyle: boolean;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  /** Reported as quota-available-bytes: object stores have no free space to ask for. */
+  quotaBytes?: number;
+  /** Multipart part size for large PUTs: memory per upload is bounded by partSize × queueSize. */
+  partSize?: number;
+}
+
+const MULTIPART_COPY_LIMIT = 5 * 1024 ** 3;
+const COPY_PART = 512 * 1024 ** 2;
+const COPY_CONCURRENCY = 16;
+
+function statusOfSdk(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+}
+
+/** SDK errors become davgate errors here and nowhere else (DESIGN.md, Contracts). */
+function translate(err: unknown, path: string): DavgateError {
+  if (err instanceof DavgateError) return err;
+  const status = statusOfSdk(err);
+  const name = (err as Error)?.name;
+  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return new NotFoundError(path);
+  if (status === 412 || name === 'PreconditionFailed') return new PreconditionFailedError('object changed upstream');
+  if (status === 403) return new DavgateError('DAVGATE_FORBIDDEN_PATH', 'access denied by the object store');
+  if (name === 'TimeoutError' || name === 'RequestTimeout') return new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', 'object store timed out', { cause: err });
+  return new UpstreamUnavailableError(`object store error${status ? ` ${status}` : ''}: ${name ?? 'unknown'}`, { cause: err });
+}
+
+/** Counts the body and fails it when it ends short of, or runs past, the declared size. */
+class SizeCheck extends Transform {
+  #seen = 0;
+  constructor(readonly expected: number | undefined) { super(); }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.#seen += chunk.length;
+    if (this.expected !== undefined && this.#seen > this.expected) cb(new IncompleteBodyError('body longer than Content-Length'));
+    else cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    cb(this.expected !== undefined && this.#seen !== this.expected ? new IncompleteBodyError() : null);
+  }
+}
+
+export class S3Upstream implements Upstream {
+  readonly id: string;
+  readonly capabilities: Capabilities;
+  readonly #s3: S3Client;
+  readonly #opts: S3UpstreamOptions;
+  readonly #prefix: string;
+
+  constructor(opts: S3UpstreamOptions, client?: S3Client) {
+    this.#opts = opts;
+    this.#prefix = opts.prefix.replace(/^\/+|\/+$/g, '') ? opts.prefix.replace(/^\/+|\/+$/g, '') + '/' : '';
+    this.#s3 = client ?? new S3Client({
+      region: opts.region,
+      endpoint: opts.endpoint,
+      forcePathStyle: opts.forcePathStyle,
+      credentials: opts.accessKeyId && opts.secretAccessKey ? { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey } : undefined,
+      maxAttempts: 1, // retries are the cache manager's business (bounded, jittered, reads only)
+    });
+    this.id = `s3:${opts.endpoint ?? 'aws'}/${opts.bucket}/${this.#prefix}`;
+    this.capabilities = Object.freeze({ serverSideCopy: true, quota: opts.quotaBytes !== undefined, setMtime: false });
+  }
+
+  #key(path: string): string {
+    if (path.includes('\0')) throw new ForbiddenPathError('NUL byte');
+    return this.#prefix + path.slice(1);
+  }
+
+  #dirKey(path: string): string {
+    return path === '/' ? this.#prefix : this.#key(path) + '/';
+  }
+
+  #pathOf(key: string): string {
+    return '/' + key.slice(this.#prefix.length).replace(/\/$/, '');
+  }
+
+  async #call<T>(path: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw translate(err, path);
+    }
+  }
+
+  #fileEntry(path: string, etag: string | undefined, size: number, modified: Date | undefined): Entry {
+    const mtimeMs = modified?.getTime() ?? 0;
+    return { name: nameOf(path), path, kind: 'file', size, mtimeMs, birthtimeMs: mtimeMs, validator: `${etag ?? ''}:${size}` };
+  }
+
+  #dirEntry(path: string, modified?: Date): Entry {
+    const mtimeMs = modified?.getTime() ?? 0;
+    return { name: nameOf(path), path, kind: 'dir', size: 0, mtimeMs, birthtimeMs: mtimeMs, validator: `dir:${mtimeMs}` };
+  }
+
+  async #fileOrUndefined(path: string): Promise<Entry | undefined> {
+    try {
+      const h = await this.#s3.send(new HeadObjectCommand({ Bucket: this.#opts.bucket, Key: this.#key(path) }));
+      return this.#fileEntry(path, h.ETag, h.ContentLength ?? 0, h.LastModified);
+    } catch (err) {
+      const e = translate(err, path);
+      if (e instanceof NotFoundError) return undefined;
+      throw e;
+    }
+  }
+
+  /** A directory exists when its marker or any key below it does. */
+  async #dirOrUndefined(path: string): Promise<Entry | undefined> {
+    if (path === '/') return this.#dirEntry('/');
+    const out = await this.#call(path, () => this.#s3.send(new ListObjectsV2Command({ Bucket: this.#opts.bucket, Prefix: this.#dirKey(path), MaxKeys: 1 })));
+    const first = out.Contents?.[0];
+    if (!first) return undefined;
+    return this.#dirEntry(path, first.Key === this.#dirKey(path) ? first.LastModified : undefined);
+  }
+
+  async stat(path: string): Promise<Entry> {
+    if (path === '/') return this.#dirEntry('/');
+    const file = await this.#fileOrUndefined(path);
+    if (file) return file;
+    const dir = await this.#dirOrUndefined(path);
+    if (dir) return dir;
+    throw new NotFoundError(path);
+  }
+
+  async *list(path: string): AsyncIterable<Entry> {
+    const prefix = this.#dirKey(path);
+    let token: string | undefined;
+    let any = false;
+    do {
+      const page: ListObjectsV2CommandOutput = await this.#call(path, () => this.#s3.send(new ListObjectsV2Command({
+        Bucket: this.#opts.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token,
+      })));
+      const entries: Entry[] = [];
+      for (const o of page.Contents ?? []) {
+        any = true;
+        if (o.Key === prefix || !o.Key) continue; // the directory's own marker
+        entries.push(this.#fileEntry(this.#pathOf(o.Key), o.ETag, o.Size ?? 0, o.LastModified));
+      }
+      for (const p of page.CommonPrefixes ?? []) {
+        any = true;
+        if (p.Prefix) entries.push(this.#dirEntry(this.#pathOf(p.Prefix)));
+      }
+      // Keys and rolled-up prefixes come back as two lists; merged, a page is in key order again.
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      yield* entries;
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    if (!any && path !== '/') {
+      // Nothing listed: an absent path, or a file (never an empty, marked directory: the marker lists).
+      if (await this.#fileOrUndefined(path)) throw new NotADirectoryError();
+      throw new NotFoundError(path);
+    }
+  }
+
+  async read(path: string, offset: number, length: number, expectValidator?: string): Promise<Buffer> {
+    if (length <= 0) return Buffer.alloc(0);
+    const etag = expectValidator?.slice(0, expectValidator.lastIndexOf(':')) || undefined;
+    try {
+      const out = await this.#s3.send(new GetObjectCommand({
+        Bucket: this.#opts.bucket, Key: this.#key(path), Range: `bytes=${offset}-${offset + length - 1}`, IfMatch: etag,
+      }));
+      const body = out.Body as Readable | undefined;
+      if (!body) return Buffer.alloc(0);
+      const chunks: Buffer[] = [];
+      for await (const c of body) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    } catch (err) {
+      if (statusOfSdk(err) === 416) return Buffer.alloc(0); // at or past the end
+      throw translate(err, path);
+    }
+  }
+
+  async #requireParent(path: string): Promise<void> {
+    const parent = parentOf(path);
+    if (parent === '/') return;
+    const p = await this.#fileOrUndefined(parent) ?? await this.#dirOrUndefined(parent);
+    if (!p || p.kind !== 'dir') throw new ConflictError(`parent collection of ${path} does not exist`);
+  }
+
+  async write(path: string, body: Readable, size?: number): Promise<Entry> {
+    if (path === '/') throw new IsADirectoryError();
+    await this.#requireParent(path);
+    if (await this.#dirOrUndefined(path)) throw new IsADirectoryError();
+    const checked = new SizeCheck(size);
+    body.on('error', (e) => checked.destroy(e));
+    body.pipe(checked);
+    const upload = new Upload({
+      client: this.#s3,
+      params: { Bucket: this.#opts.bucket, Key: this.#key(path), Body: checked },
+      partSize: this.#opts.partSize ?? 8 * 1024 * 1024,
+      queueSize: 4,
+      leavePartsOnError: false, // an aborted upload leaves no parts behind
+    });
+    try {
+      await upload.done();
+    } catch (err) {
+      throw err instanceof DavgateError ? err : translate(err, path);
+    }
+    return this.stat(path);
+  }
+
+  async mkdir(path: string): Promise<void> {
+    if (path === '/' || (await this.#fileOrUndefined(path)) || (await this.#dirOrUndefined(path))) throw new ExistsError();
+    await this.#requireParent(path);
+    await this.#call(path, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#opts.bucket, Key: this.#dirKey(path), Body: '' })));
+  }
+
+  async *#allKeys(prefix: string): AsyncIterable<_Object> {
+    let token: string | undefined;
+    do {
+      const page: ListObjectsV2CommandOutput = await this.#call(prefix, () => this.#s3.send(new ListObjectsV2Command({ Bucket: this.#opts.bucket, Prefix: prefix, ContinuationToken: token })));
+      yield* page.Contents ?? [];
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async remove(path: string): Promise<void> {
+    if (path === '/') throw new ForbiddenPathError('the root cannot be removed');
+    const entry = await this.stat(path);
+    if (entry.kind === 'file') {
+      await this.#call(path, () => this.#s3.send(new DeleteObjectCommand({ Bucket: this.#opts.bucket, Key: this.#key(path) })));
+      return;
+    }
+    let batch: string[] = [];
+    const flush = async () => {
+      if (!batch.length) return;
+      const keys = batch;
+      batch = [];
+      const out = await this.#call(path, () => this.#s3.send(new DeleteObjectsCommand({ Bucket: this.#opts.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } })));
+      if (out.Errors?.length) throw new UpstreamUnavailableError(`object store refused to delete ${out.Errors.length} objects`);
+    };
+    for await (const o of this.#allKeys(this.#dirKey(path))) {
+      if (o.Key) batch.push(o.Key);
+      if (batch.length === 1000) await flush();
+    }
+    await flush();
+  }
+
+  async #copyObject(fromKey: string, toKey: string, size: number, path: string): Promise<void> {
+    const source = `${this.#opts.bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}`;
+    if (size <= MULTIPART_COPY_LIMIT) {
+      await this.#call(path, () => this.#s3.send(new CopyObjectCommand({ Bucket: this.#opts.bucket, Key: toKey, CopySource: source })));
+      return;
+    }
+    // Above 5 GiB a copy must be multipart (UploadPartCopy of ranges).
+    const { UploadId } = await this.#call(path, () => this.#s3.send(new CreateMultipartUploadCommand({ Bucket: this.#opts.bucket, Key: toKey })));
+    try {
+      const parts: Array<{ ETag?: string; PartNumber: number }> = [];
+      for (let off = 0, n = 1; off < size; off += COPY_PART, n++) {
+        const end = Math.min(size, off + COPY_PART) - 1;
+        const r = await this.#call(path, () => this.#s3.send(new UploadPartCopyCommand({
+          Bucket: this.#opts.bucket, Key: toKey, UploadId, PartNumber: n, CopySource: source, CopySourceRange: `bytes=${off}-${end}`,
+        })));
+        parts.push({ ETag: r.CopyPartResult?.ETag, PartNumber: n });
+      }
+      await this.#call(path, () => this.#s3.send(new CompleteMultipartUploadCommand({ Bucket: this.#opts.bucket, Key: toKey, UploadId, MultipartUpload: { Parts: parts } })));
+    } catch (err) {
+      await this.#s3.send(new AbortMultipartUploadCommand({ Bucket: this.#opts.bucket, Key: toKey, UploadId })).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Shared rules of copy and move: destination parent, overwrite, no copy into itself. */
+  async #prepareDestination(from: string, to: string, overwrite: boolean): Promise<Entry> {
+    if (from === '/' || to === '/' || from === to) throw new ForbiddenPathError('cannot copy or move the root or onto itself');
+    if (isWithin(to, from)) throw new ConflictError('destination is inside the source');
+    const source = await this.stat(from);
+    await this.#requireParent(to);
+    const existing = await this.#fileOrUndefined(to) ?? await this.#dirOrUndefined(to);
+    if (existing) {
+      if (!overwrite) throw new ExistsError();
+      if (existing.kind === 'dir' || source.kind === 'dir') await this.remove(to);
+    }
+    return source;
+  }
+
+  async copy(from: string, to: string, overwrite: boolean, shallow = false): Promise<void> {
+    const source = await this.#prepareDestination(from, to, overwrite);
+    if (source.kind === 'file') return this.#copyObject(this.#key(from), this.#key(to), source.size, from);
+    await this.#call(to, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#opts.bucket, Key: this.#dirKey(to), Body: '' })));
+    if (shallow) return;
+    // Server-side copies, several at a time: a tree of thousands of keys would otherwise
+    // take one round trip per key in sequence.
+    const fromPrefix = this.#dirKey(from);
+    const limit = pLimit(COPY_CONCURRENCY);
+    const pending: Array<Promise<void>> = [];
+    for await (const o of this.#allKeys(fromPrefix)) {
+      if (!o.Key || o.Key === fromPrefix) continue;
+      const key = o.Key;
+      pending.push(limit(() => this.#copyObject(key, this.#dirKey(to) + key.slice(fromPrefix.length), o.Size ?? 0, from)));
+      if (pending.length >= 1000) await Promise.all(pending.splice(0));
+    }
+    await Promise.all(pending);
+  }
+
+  async move(from: string, to: string, overwrite: boolean): Promise<void> {
+    // S3 has no rename: a server-side copy, then the source goes.
+    await this.copy(from, to, overwrite);
+    await this.remove(from);
+  }
+
+  async quota(): Promise<Quota> {
+    return { availableBytes: this.#opts.quotaBytes ?? 0, usedBytes: 0 };
+  }
+
+  async close(): Promise<void> {
+    this.#s3.destroy();
+  }
+}
