@@ -48,16 +48,33 @@ if [ "$ceph_missing" -eq 1 ]; then
 fi
 # ---- END ceph ----
 
-# command -> Debian package
+# command -> Debian package. Commands are looked up on PATH and in the sbin/libexec directories
+# (mount.davfs lives in /usr/sbin, the gvfs daemons in /usr/libexec, neither always on PATH).
+# gvfs-backends (gvfsd-dav) pulls in ~75 packages (udisks2, samba and MTP libraries, a systemd
+# update): about 10 s here; the package scripts start no daemon (udev sees a chroot).
 declare -A PKG_FOR=(
   [litmus]=litmus
   [rclone]=rclone
   [fusermount3]=fuse3
+  [mount.davfs]=davfs2
+  [gio]=libglib2.0-bin
+  [dbus-daemon]=dbus-daemon
+  [gvfsd-dav]=gvfs-backends
+  [gvfsd-fuse]=gvfs-fuse
 )
+
+have() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  local d
+  for d in /usr/sbin /sbin /usr/libexec /usr/lib/gvfs; do
+    [ -x "$d/$1" ] && return 0
+  done
+  return 1
+}
 
 missing=()
 for cmd in "${!PKG_FOR[@]}"; do
-  if ! command -v "$cmd" >/dev/null 2>&1; then
+  if ! have "$cmd"; then
     missing+=("${PKG_FOR[$cmd]}")
   fi
 done
@@ -92,7 +109,7 @@ echo "test-deps: installing ${missing[*]}" >&2
 
 still=()
 for cmd in "${!PKG_FOR[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || still+=("$cmd")
+  have "$cmd" || still+=("$cmd")
 done
 if [ "${#still[@]}" -ne 0 ]; then
   echo "test-deps: still missing after install: ${still[*]}" >&2
