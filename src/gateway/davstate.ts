@@ -16,6 +16,8 @@ export interface DeadProperty {
   readonly local: string;
   /** The property's content, serialised so that it means the same in any context (xml.ts innerXml). */
   readonly xml: string;
+  /** xml:lang in scope where it was set (RFC 4918 §4.3: kept with the value). */
+  readonly lang?: string;
 }
 
 export interface LockRecord {
@@ -32,6 +34,9 @@ export interface LockRecord {
   timeoutSeconds: number;
   expiresAt: number;
 }
+
+/** One resource, one key: a name upstream in NFD and its NFC spelling share properties and locks. */
+const nfc = (path: string): string => path.normalize('NFC');
 
 export function propKey(ns: string, local: string): string {
   return `{${ns}}${local}`;
@@ -82,11 +87,12 @@ export class DavState {
   // ---- dead properties
 
   properties(path: string): ReadonlyMap<string, DeadProperty> | undefined {
-    return this.#props.get(path);
+    return this.#props.get(nfc(path));
   }
 
   /** Replace the whole property set of a resource (PROPPATCH applies all or nothing). */
   async setProperties(path: string, props: Map<string, DeadProperty>): Promise<void> {
+    path = nfc(path);
     this.#props.set(path, props);
     await this.#persistProps(path);
   }
@@ -95,6 +101,7 @@ export class DavState {
 
   /** Unexpired locks taken on `path` itself. */
   locksOn(path: string): LockRecord[] {
+    path = nfc(path);
     const l = this.#locks.get(path);
     if (!l) return [];
     const now = Date.now();
@@ -109,6 +116,7 @@ export class DavState {
 
   /** Locks that cover `path`: its own, and depth-infinity locks of its ancestors. */
   locksCovering(path: string): LockRecord[] {
+    path = nfc(path);
     const out = [...this.locksOn(path)];
     let p = path;
     while (p !== '/') {
@@ -120,6 +128,7 @@ export class DavState {
 
   /** Locks that cover `path` or anything below it (a tree operation must own them all). */
   locksWithin(path: string): LockRecord[] {
+    path = nfc(path);
     const out = this.locksCovering(path);
     for (const p of this.#locks.keys()) if (p !== path && isWithin(p, path)) out.push(...this.locksOn(p));
     return out;
@@ -131,6 +140,7 @@ export class DavState {
   }
 
   async addLock(lock: LockRecord): Promise<void> {
+    if (lock.root !== nfc(lock.root)) lock = { ...lock, root: nfc(lock.root) };
     this.#locks.set(lock.root, [...this.locksOn(lock.root), lock]);
     await this.#persistLocks(lock.root);
   }
@@ -154,12 +164,15 @@ export class DavState {
 
   /** The resource is gone: its properties and the locks on it and below go with it. */
   async delete(path: string): Promise<void> {
+    path = nfc(path);
     for (const p of this.#pathsWithin(this.#props, path)) { this.#props.delete(p); await this.#persistProps(p); }
     for (const p of this.#pathsWithin(this.#locks, path)) { this.#locks.delete(p); await this.#persistLocks(p); }
   }
 
   /** Dead properties follow their resource; locks stay behind (RFC 4918 §9.9.4) and so are dropped. */
   async move(from: string, to: string): Promise<void> {
+    from = nfc(from);
+    to = nfc(to);
     await this.delete(to);
     for (const p of this.#pathsWithin(this.#props, from)) {
       const target = to + p.slice(from.length);
@@ -173,6 +186,8 @@ export class DavState {
 
   /** A copy gets the dead properties of the source (RFC 4918 §9.8.2), never its locks. */
   async copy(from: string, to: string, shallow: boolean): Promise<void> {
+    from = nfc(from);
+    to = nfc(to);
     await this.delete(to);
     for (const p of this.#pathsWithin(this.#props, from, shallow)) {
       const target = to + p.slice(from.length);

@@ -27,7 +27,7 @@ export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, repl
   }
   if (path === '/' || (await exists(ctx, path, identityOf(req)))) throw new ExistsError();
   if (ctx.config.webdav.appleDouble === 'refuse' && isAppleDouble(path)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'AppleDouble names are refused by this server');
-  await checkWritable(ctx, req, path);
+  await checkWritable(ctx, req, path, { membership: true });
   try {
     await ctx.cache.mkdir(path, identityOf(req));
   } catch (err) {
@@ -42,7 +42,7 @@ export async function handleDelete(ctx: GatewayContext, req: FastifyRequest, rep
   if (path === '/') throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'the root cannot be deleted');
   parseDepth(req, 'infinity', ['infinity']);
   const node = await ctx.cache.getnode(path, identityOf(req));
-  await checkWritable(ctx, req, node.path, true);
+  await checkWritable(ctx, req, node.path, { tree: true, membership: true });
   await ctx.cache.remove(node.path, identityOf(req));
   await ctx.state.delete(node.path);
   reply.code(204).send();
@@ -60,7 +60,7 @@ export function destinationOf(req: FastifyRequest): string {
   const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i.exec(raw);
   const pathname = abs ? (abs[1] ?? '/') : raw.startsWith('/') ? raw.split(/[?#]/)[0]! : '';
   if (!pathname) throw new BadRequestError('Destination must be an absolute URI or path', 'DAVGATE_BAD_DESTINATION');
-  return canonicalFromUrlPath(pathname);
+  return canonicalFromUrlPath(pathname).normalize('NFC');
 }
 
 function overwriteOf(req: FastifyRequest): boolean {
@@ -86,8 +86,9 @@ export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, r
   if (from === '/' || isWithin(to, from)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'destination is inside the source');
   // Untagged If lists apply to the Request-URI (the source); the tokens count for both ends.
   const tokens = await checkIfHeader(ctx, req, from);
-  if (move) checkLocks(ctx, from, tokens, true);
-  checkLocks(ctx, to, tokens, true);
+  if (move) checkLocks(ctx, from, tokens, { tree: true, membership: true });
+  checkLocks(ctx, to, tokens, { tree: true, membership: true });
+  if (ctx.config.webdav.appleDouble === 'refuse' && isAppleDouble(to)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'AppleDouble and .DS_Store names are refused by this server');
   const parent = parentOf(to);
   if (!(await exists(ctx, parent, identity))) throw new ConflictError('destination parent does not exist');
   const existed = await exists(ctx, to, identity);

@@ -77,8 +77,9 @@ export function responseXml(ctx: GatewayContext, node: Node, req: Request, extra
       const tag = p.ns === DAV ? `D:${p.local}` : p.ns ? `X${n}:${p.local}` : p.local;
       const decl = p.ns === DAV ? '' : p.ns ? ` xmlns:X${n++}="${escapeXml(p.ns, true)}"` : ' xmlns=""';
       const content = value ?? deadProp?.xml;
+      const attrs = decl + (deadProp?.lang ? ` xml:lang="${escapeXml(deadProp.lang, true)}"` : '');
       if (content === undefined) missing.push(`<${tag}${decl}/>`);
-      else found.push(content === '' ? `<${tag}${decl}/>` : `<${tag}${decl}>${content}</${tag}>`);
+      else found.push(content === '' ? `<${tag}${attrs}/>` : `<${tag}${attrs}>${content}</${tag}>`);
     }
   } else {
     for (const name of LIVE) {
@@ -89,7 +90,8 @@ export function responseXml(ctx: GatewayContext, node: Node, req: Request, extra
     let n = 0;
     for (const p of dead?.values() ?? []) {
       const tag = p.ns === DAV ? `D:${p.local}` : p.ns ? `Y${n}:${p.local}` : p.local;
-      const decl = p.ns === DAV ? '' : p.ns ? ` xmlns:Y${n++}="${escapeXml(p.ns, true)}"` : ' xmlns=""';
+      const decl = (p.ns === DAV ? '' : p.ns ? ` xmlns:Y${n++}="${escapeXml(p.ns, true)}"` : ' xmlns=""')
+        + (p.lang && req.kind !== 'propname' ? ` xml:lang="${escapeXml(p.lang, true)}"` : '');
       found.push(req.kind === 'propname' || p.xml === '' ? `<${tag}${decl}/>` : `<${tag}${decl}>${p.xml}</${tag}>`);
     }
   }

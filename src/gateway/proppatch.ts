@@ -16,7 +16,10 @@ const MS = 'urn:schemas-microsoft-com:';
 export const PROTECTED = new Set(['creationdate', 'displayname', 'getcontentlength', 'getcontenttype', 'getetag',
   'getlastmodified', 'lockdiscovery', 'resourcetype', 'supportedlock', 'quota-available-bytes', 'quota-used-bytes']);
 
-interface Instruction { op: 'set' | 'remove'; el: XmlElement }
+interface Instruction { op: 'set' | 'remove'; el: XmlElement; lang?: string }
+
+const XML_NS = 'http://www.w3.org/XML/1998/namespace';
+const langOf = (el: XmlElement): string | undefined => el.attrs.find((a) => a.ns === XML_NS && a.local === 'lang')?.value;
 
 function instructions(root: XmlElement | undefined): Instruction[] {
   if (!root || root.ns !== DAV || root.local !== 'propertyupdate') throw new BadRequestError('PROPPATCH body must be a DAV:propertyupdate element', 'DAVGATE_BAD_XML');
@@ -25,7 +28,8 @@ function instructions(root: XmlElement | undefined): Instruction[] {
     if (op.ns !== DAV || (op.local !== 'set' && op.local !== 'remove')) throw new BadRequestError(`unexpected element ${op.local} in propertyupdate`, 'DAVGATE_BAD_XML');
     const prop = op.children.length === 1 ? op.children[0]! : undefined;
     if (!prop || prop.ns !== DAV || prop.local !== 'prop') throw new BadRequestError(`DAV:${op.local} must contain exactly one DAV:prop`, 'DAVGATE_BAD_XML');
-    for (const el of prop.children) out.push({ op: op.local, el });
+    const inherited = langOf(prop) ?? langOf(op) ?? langOf(root);
+    for (const el of prop.children) out.push({ op: op.local, el, lang: langOf(el) ?? inherited });
   }
   if (out.length === 0) throw new BadRequestError('PROPPATCH names no property', 'DAVGATE_BAD_XML');
   return out;
@@ -49,10 +53,10 @@ export async function handleProppatch(ctx: GatewayContext, req: FastifyRequest, 
   let mtime: number | undefined;
   if (failed.size === 0) {
     const next = new Map<string, DeadProperty>(ctx.state.properties(path) ?? []);
-    for (const { op, el } of list) {
+    for (const { op, el, lang } of list) {
       const key = propKey(el.ns, el.local);
       if (op === 'remove') next.delete(key);
-      else next.set(key, { ns: el.ns, local: el.local, xml: innerXml(el) });
+      else next.set(key, { ns: el.ns, local: el.local, xml: innerXml(el), ...(lang ? { lang } : {}) });
       // Windows sends the file time it wants as Win32LastModifiedTime: pass it on where the upstream can.
       if (op === 'set' && el.ns === MS && el.local === 'Win32LastModifiedTime' && node.kind === 'file') {
         const t = Date.parse(el.text.trim());

@@ -55,7 +55,6 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   const size = declaredLength(req);
   const max = ctx.config.webdav.maxPutBytes;
   if (max !== undefined && size !== undefined && size > max) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `body over ${max} bytes`);
-  await checkWritable(ctx, req, path);
   const identity = identityOf(req);
   let existed = true;
   try {
@@ -69,6 +68,7 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
     if (req.headers['if-match']) throw new PreconditionFailedError();
     existed = false;
   }
+  await checkWritable(ctx, req, path, { membership: !existed });
   const body = max !== undefined ? req.raw.pipe(new BodyLimit(max)) : req.raw;
   if (body !== req.raw) req.raw.on('error', (e) => body.destroy(e));
   // A client that goes away mid-body must fail the write, not leave it waiting.

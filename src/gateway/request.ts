@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { SHARED, type CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Metrics } from '../metrics.js';
-import { canonicalFromUrlPath } from '../davpath.js';
+import { canonicalFromUrlPath, parentOf } from '../davpath.js';
 import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError, statusOf } from '../errors.js';
 import { etagOf } from './conditional.js';
 import { evaluateIf, parseIf, stateTokens, type ResourceState } from './ifheader.js';
@@ -45,9 +45,13 @@ function rawPathOf(req: FastifyRequest): string {
   return q === -1 ? url : url.slice(0, q);
 }
 
-/** The canonical DAV path of the request URL. */
+/**
+ * The canonical DAV path of the request URL, in Unicode NFC: macOS sends names decomposed
+ * (NFD), everyone else composed, and one name must be one resource. New names are stored
+ * in NFC; names already upstream in NFD are still found (CacheManager.getnode).
+ */
 export function davPath(req: FastifyRequest): string {
-  return canonicalFromUrlPath(rawPathOf(req));
+  return canonicalFromUrlPath(rawPathOf(req)).normalize('NFC');
 }
 
 /** True when the URL names a collection (ends with "/"). */
@@ -116,18 +120,26 @@ export async function checkIfHeader(ctx: GatewayContext, req: FastifyRequest, pa
   return stateTokens(parsed);
 }
 
-/**
- * May this request change `path` (or, with `tree`, anything below it)? The If header must
- * hold, then every exclusive lock covering the target must have its token submitted, or at
- * least one of the shared locks (else 423 Locked).
- */
-export async function checkWritable(ctx: GatewayContext, req: FastifyRequest, path: string, tree = false): Promise<void> {
-  checkLocks(ctx, path, await checkIfHeader(ctx, req, path), tree);
+/** What a write touches, for the lock check. */
+export interface WriteScope {
+  /** The whole tree below `path` (DELETE, MOVE source, COPY/MOVE destination). */
+  tree?: boolean;
+  /** It adds or removes a member of the parent collection, whose locks of any depth then apply (RFC 4918 §7.5). */
+  membership?: boolean;
 }
 
-/** 423 unless the submitted tokens own the locks covering `path` (and, with `tree`, below it). */
-export function checkLocks(ctx: GatewayContext, path: string, tokens: ReadonlySet<string>, tree = false): void {
-  const covering = tree ? ctx.state.locksWithin(path) : ctx.state.locksCovering(path);
+/**
+ * May this request change `path`? The If header must hold, then every exclusive lock covering
+ * the target must have its token submitted, or at least one of the shared locks (else 423).
+ */
+export async function checkWritable(ctx: GatewayContext, req: FastifyRequest, path: string, scope: WriteScope = {}): Promise<void> {
+  checkLocks(ctx, path, await checkIfHeader(ctx, req, path), scope);
+}
+
+/** 423 unless the submitted tokens own the locks that apply to changing `path`. */
+export function checkLocks(ctx: GatewayContext, path: string, tokens: ReadonlySet<string>, scope: WriteScope = {}): void {
+  const covering = scope.tree ? ctx.state.locksWithin(path) : ctx.state.locksCovering(path);
+  if (scope.membership && path !== '/') covering.push(...ctx.state.locksOn(parentOf(path)).filter((l) => l.depth === '0'));
   if (covering.length === 0) return;
   const exclusive = covering.filter((l) => l.scope === 'exclusive');
   const ok = exclusive.length > 0 ? exclusive.every((l) => tokens.has(l.token)) : covering.some((l) => tokens.has(l.token));

@@ -292,7 +292,9 @@ describe('locks', () => {
     assert.equal((await put('/c1/member.txt', 'changed', ifh)).status, 204);
     const pp = await raw(url, 'PROPPATCH', '/c1/member.txt', { ...XML_HEADERS, ...ifh }, propertyupdate('<D:set><D:prop><Z:x>1</Z:x></D:prop></D:set>', ' xmlns:Z="urn:z"'));
     assert.equal(pp.status, 207);
-    assert.equal((await raw(url, 'MOVE', '/outside.txt', { destination: '/c1/moved-in.txt', ...ifh })).status, 201);
+    // The untagged If applies to the Request-URI (the unlocked source); the locked destination is
+    // named with a tagged list (RFC 4918 §10.4.3).
+    assert.equal((await raw(url, 'MOVE', '/outside.txt', { destination: '/c1/moved-in.txt', ...tagged })).status, 201);
     assert.equal((await raw(url, 'DELETE', '/c1/new.txt', ifh)).status, 204);
     assert.equal(await readFile(join(gw.upstreamDir, 'c1/member.txt'), 'utf8'), 'changed');
     assert.ok(existsSync(join(gw.upstreamDir, 'c1/newdir')));
@@ -302,6 +304,43 @@ describe('locks', () => {
     // UNLOCK through a member the lock covers (RFC 4918 §9.11: the Request-URI must be in the lock's scope).
     assert.equal((await raw(url, 'UNLOCK', '/c1/sub/new.txt', { 'lock-token': `<${token}>` })).status, 204);
     assert.equal((await raw(url, 'MKCOL', '/c1/after-unlock')).status, 201);
+  });
+
+  // RFC 4918 §7.5: "A depth-0 write lock on a collection protects the collection properties plus
+  // the internal member URLs of that collection, while not protecting the content or properties
+  // of member resources." Adding or removing a member changes the collection's membership.
+  test('a depth-0 lock on a collection protects its membership, not its members\' content', async () => {
+    assert.equal((await raw(url, 'MKCOL', '/d0')).status, 201);
+    for (const n of ['member.txt', 'to-move-out.txt', 'to-delete.txt']) assert.equal((await put(`/d0/${n}`, 'm')).status, 201);
+    for (const n of ['d0-move-in.txt', 'd0-copy-in.txt']) assert.equal((await put(`/${n}`, 'o')).status, 201);
+    const token = await lockOk(url, '/d0', { depth: '0' });
+    // Not protected: the member's content and properties.
+    assert.equal((await put('/d0/member.txt', 'changed by anyone')).status, 204);
+    const pp = await raw(url, 'PROPPATCH', '/d0/member.txt', XML_HEADERS, propertyupdate('<D:set><D:prop><Z:x>1</Z:x></D:prop></D:set>', ' xmlns:Z="urn:z"'));
+    assert.equal(only(pp.text).get('{urn:z}x')?.status, 200);
+    // Protected: the collection's own properties and its set of members.
+    const attempts: Array<[string, string, Record<string, string>, string?]> = [
+      ['PROPPATCH', '/d0', XML_HEADERS, propertyupdate('<D:set><D:prop><Z:x>1</Z:x></D:prop></D:set>', ' xmlns:Z="urn:z"')],
+      ['PUT', '/d0/new.txt', {}, 'new member'],
+      ['MKCOL', '/d0/newdir', {}],
+      ['DELETE', '/d0/to-delete.txt', {}],
+      ['MOVE', '/d0/to-move-out.txt', { destination: '/d0-moved-out.txt' }],
+      ['MOVE', '/d0-move-in.txt', { destination: '/d0/moved-in.txt' }],
+      ['COPY', '/d0-copy-in.txt', { destination: '/d0/copied-in.txt' }],
+    ];
+    const wrong: string[] = [];
+    for (const [method, path, headers, body] of attempts) {
+      const res = await raw(url, method, path, headers, body);
+      if (res.status !== 423) wrong.push(`${method} ${path} → ${res.status}`);
+    }
+    const left = ['new.txt', 'newdir', 'moved-in.txt', 'copied-in.txt'].filter((n) => existsSync(join(gw.upstreamDir, 'd0', n)));
+    const gone = ['to-delete.txt', 'to-move-out.txt'].filter((n) => !existsSync(join(gw.upstreamDir, 'd0', n)));
+    const del = await raw(url, 'DELETE', '/d0');
+    if (del.status !== 423) wrong.push(`DELETE /d0 → ${del.status}`);
+    // The member is not in the scope of a depth-0 lock: UNLOCK through it is refused.
+    assert.equal((await raw(url, 'UNLOCK', '/d0/member.txt', { 'lock-token': `<${token}>` })).status, 409);
+    assert.equal((await raw(url, 'UNLOCK', '/d0', { 'lock-token': `<${token}>` })).status, 204);
+    assert.deepEqual(wrong, [], `changes to the membership of a depth-0-locked collection without its token: ${wrong.join('; ')}; created: ${left.join(', ')}; removed: ${gone.join(', ')}`);
   });
 
   test('LOCK without a Depth header locks the whole tree (depth infinity)', async () => {
@@ -509,8 +548,9 @@ describe('locks and dead properties survive a restart (cache.nodeTable sqlite)',
       propertyupdate('<D:set><D:prop><Z:color>blue <Y:shade xmlns:Y="urn:y" level="2">dark</Y:shade></Z:color></D:prop></D:set>', ' xmlns:Z="urn:z"'));
     assert.equal(pp.status, 207);
     assert.equal(only(pp.text).get('{urn:z}color')?.status, 200);
+    assert.equal((await raw(url, 'MKCOL', '/keep2')).status, 201);
     const fileToken = await lockOk(url, '/keep/a.txt', { depth: '0', timeout: 'Second-3600' });
-    const dirToken = await lockOk(url, '/keep', { scope: 'shared', depth: 'infinity', timeout: 'Second-3600' });
+    const dirToken = await lockOk(url, '/keep2', { scope: 'shared', depth: 'infinity', timeout: 'Second-3600' });
     await gw.close();
     gw = undefined;
 
@@ -522,18 +562,27 @@ describe('locks and dead properties survive a restart (cache.nodeTable sqlite)',
     const color = props.get('{urn:z}color');
     assert.equal(color?.status, 200, `dead property lost over the restart: ${pf.text}`);
     assert.equal(canon(color!.el.nodes), canon(parseDoc('<r xmlns:Y="urn:y">blue <Y:shade level="2">dark</Y:shade></r>').nodes));
-    const tokens = descendants(props.get('{DAV:}lockdiscovery')!.el, DAV, 'locktoken').map((t) => textOf(kid(t, DAV, 'href')).trim()).sort();
-    assert.deepEqual(tokens, [fileToken, dirToken].sort(), `locks lost over the restart: ${pf.text}`);
-    const secs = descendants(props.get('{DAV:}lockdiscovery')!.el, DAV, 'timeout').map((t) => Number(/(\d+)$/.exec(textOf(t).trim())?.[1]));
+    const tokens = descendants(props.get('{DAV:}lockdiscovery')!.el, DAV, 'locktoken').map((t) => textOf(kid(t, DAV, 'href')).trim());
+    assert.deepEqual(tokens, [fileToken], `file lock lost over the restart: ${pf.text}`);
+    const pf2 = await raw(url, 'PROPFIND', '/keep2', { depth: '0', ...XML_HEADERS }, propfindBody('<D:lockdiscovery/>'));
+    const dirLock = descendants(only(pf2.text).get('{DAV:}lockdiscovery')!.el, DAV, 'activelock');
+    assert.equal(dirLock.length, 1, `collection lock lost over the restart: ${pf2.text}`);
+    assert.equal(textOf(kid(kid(dirLock[0]!, DAV, 'locktoken')!, DAV, 'href')).trim(), dirToken);
+    assert.ok(kid(kid(dirLock[0]!, DAV, 'lockscope')!, DAV, 'shared'));
+    assert.equal(textOf(kid(dirLock[0]!, DAV, 'depth')).trim().toLowerCase(), 'infinity');
+    const secs = [...descendants(parseDoc(pf.text), DAV, 'timeout'), ...descendants(parseDoc(pf2.text), DAV, 'timeout')]
+      .map((t) => Number(/(\d+)$/.exec(textOf(t).trim())?.[1]));
+    assert.equal(secs.length, 2);
     for (const s of secs) assert.ok(s > 3000 && s <= 3600, `timeout after restart ${s}`);
 
     // And they still work as locks.
     assert.equal((await raw(url, 'PUT', '/keep/a.txt', {}, 'intruder')).status, 423);
-    assert.equal((await raw(url, 'PUT', '/keep/b.txt', {}, 'intruder')).status, 423);
+    assert.equal((await raw(url, 'PUT', '/keep2/b.txt', {}, 'intruder')).status, 423);
     assert.equal((await raw(url, 'PUT', '/keep/a.txt', { if: `(<${fileToken}>)` }, 'owner')).status, 204);
     assert.equal((await raw(url, 'UNLOCK', '/keep/a.txt', { 'lock-token': `<${fileToken}>` })).status, 204);
-    assert.equal((await raw(url, 'UNLOCK', '/keep', { 'lock-token': `<${dirToken}>` })).status, 204);
-    assert.equal((await raw(url, 'PUT', '/keep/b.txt', {}, 'b')).status, 201);
+    assert.equal((await raw(url, 'UNLOCK', '/keep2', { 'lock-token': `<${dirToken}>` })).status, 204);
+    assert.equal((await raw(url, 'PUT', '/keep2/b.txt', {}, 'b')).status, 201);
+    assert.equal((await raw(url, 'PUT', '/keep/a.txt', {}, 'free')).status, 204);
   });
 });
 

@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { FsUpstream } from '../../src/upstream/fs.js';
 import { buildGateway, type Gateway } from '../../src/gateway/app.js';
 import { CountingUpstream } from './counting-upstream.js';
+import type { Upstream } from '../../src/upstream/types.js';
 
 export interface TestGateway {
   url: string;
@@ -21,12 +22,18 @@ export interface TestGateway {
  * A real gateway in this process on random loopback ports, over a real directory, with the
  * upstream wrapped so tests can count what reaches it.
  */
-export async function startGateway(overrides: Record<string, unknown> = {}, dirs: { upstreamDir?: string; cacheDir?: string } = {}): Promise<TestGateway> {
+export async function startGateway(
+  overrides: Record<string, unknown> = {},
+  dirs: { upstreamDir?: string; cacheDir?: string; upstream?: Upstream } = {},
+): Promise<TestGateway> {
   const upstreamDir = dirs.upstreamDir ?? await mkdtemp(join(tmpdir(), 'davgate-up-'));
   const cacheDir = dirs.cacheDir ?? await mkdtemp(join(tmpdir(), 'davgate-cache-'));
-  const base = { upstream: { root: upstreamDir }, cache: { dir: cacheDir }, listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, logLevel: 'silent' };
-  const config = loadConfig({ overrides: deepMerge(base, overrides) });
-  const upstream = new CountingUpstream(await FsUpstream.open(upstreamDir));
+  const base = { upstream: { type: 'fs', root: upstreamDir }, cache: { dir: cacheDir }, listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, logLevel: 'silent' };
+  const merged = deepMerge(base, overrides);
+  if (overrides.upstream) merged.upstream = overrides.upstream; // another backend's keys replace the fs ones
+  const config = loadConfig({ overrides: merged });
+  // Another backend (S3, WebDAV) may be handed in; the count is taken in front of it all the same.
+  const upstream = new CountingUpstream(dirs.upstream ?? await FsUpstream.open(upstreamDir));
   const gateway = await buildGateway(config, upstream);
   const url = (await gateway.app.listen({ host: '127.0.0.1', port: 0 })) + '/';
   const adminUrl = (await gateway.admin.listen({ host: '127.0.0.1', port: 0 })) + '/';

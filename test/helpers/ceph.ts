@@ -1,0 +1,639 @@
+// A throw-away single-node Ceph (Pacific, Debian packages) for e2e tests: S3 through the RADOS
+// Gateway and, optionally, CephFS through ceph-fuse. Everything lives in one temporary directory
+// (config, mon store, pid files, admin sockets, logs) and listens on 127.0.0.1 only, on random ports.
+// The recipe and its measurements are in shared/CEPH.md; scripts/test-deps.sh installs the packages.
+//
+// Start order: mon -> osd (memstore: data in RAM) -> radosgw (+ a test user) -> [mds + ceph-fuse].
+// Stop order matters (CEPH.md): unmount first, then radosgw, mds, osd, mon, each by the pid in its
+// pid file, waiting for each to exit. Stopping everything at once makes radosgw hang for its 120 s
+// exit alarm. The daemons daemonize, so they are not our children: their exit is watched through
+// /proc/<pid>/stat, where an exited daemon may stay a zombie (state Z) until init reaps it.
+//
+// A process 'exit' handler SIGKILLs whatever is still running, so a crashed test run leaves no
+// daemons behind (it cannot help against SIGKILL of the test process itself).
+import { spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import { join } from 'node:path';
+import { freeDir, removeDir, sleep } from './gateway-process.js';
+
+/** Fixed credentials of the S3 test user created in every cluster (AWS-shaped: 20 and 40 chars). */
+export const CEPH_S3_ACCESS_KEY = 'DAVGATETESTACCESSKEY';
+export const CEPH_S3_SECRET_KEY = 'davgateTestSecretKey0000000000000000000x';
+export const CEPH_S3_USER = 'davgate-test';
+
+/** memstore keeps all object data in RAM; this caps it (the OSD reports this as its size). */
+const MEMSTORE_BYTES = 1024 * 1024 * 1024;
+const CMD_TIMEOUT_MS = 30_000;
+const STEP_TIMEOUT_MS = 30_000;
+const POLL_MS = 50;
+const LOG_TAIL_BYTES = 8 * 1024;
+const LOG_SNAPSHOT_BYTES = 64 * 1024;
+const REQUIRED_COMMANDS = ['ceph-authtool', 'monmaptool', 'ceph-mon', 'ceph-osd', 'ceph', 'radosgw', 'radosgw-admin'];
+const CEPHFS_COMMANDS = ['ceph-mds', 'ceph-fuse'];
+
+export interface CephS3Endpoint {
+  /** http://127.0.0.1:<port> of the RADOS Gateway (use path-style addressing). */
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  region: string;
+}
+
+export interface StartCephOptions {
+  /** Also start an MDS, create a file system and mount it with ceph-fuse (~0.7 s more). */
+  cephfs?: boolean;
+}
+
+export interface CephCluster {
+  /** Temporary directory holding everything; removed by stop(). */
+  dir: string;
+  /** Path of the cluster's ceph.conf (pass as CEPH_CONF to ceph CLI tools). */
+  conf: string;
+  s3: CephS3Endpoint;
+  /** ceph-fuse mount point of the file system root, when started with { cephfs: true }. */
+  cephfsMount?: string;
+  /** Pids of the cluster's daemons (mon, osd, radosgw, and mds, ceph-fuse with CephFS). */
+  pids(): number[];
+  /** Unmounts, stops the daemons in order (SIGKILL after a grace period), removes `dir`. Idempotent. */
+  stop(): Promise<void>;
+  /** Tails of every daemon's log; after stop(), the tails as they were when it stopped. */
+  log(): Promise<string>;
+  /** Stops radosgw only (an S3 outage: connections to the endpoint are refused). Idempotent. */
+  stopRgw(): Promise<void>;
+  /** Starts radosgw again on the same port, with the same data; resolves once the port answers. */
+  startRgw(): Promise<void>;
+}
+
+interface Daemon {
+  /** Ceph entity name, used for the log and pid file names: mon.a, osd.0, client.rgw.a, mds.a, client.fuse. */
+  name: string;
+  pid: number;
+  /** /proc/<pid>/stat field 22, to never signal a recycled pid. */
+  starttime: string;
+}
+
+/** Milliseconds to wait after SIGTERM before SIGKILL, per daemon kind. */
+function graceMs(d: Daemon): number {
+  // ceph-mds 16.2 takes a fixed ~4.8 s to stop after SIGTERM (a 1 s wait for the mon to ack its
+  // "down:dne" beacon, then internal threads that only notice on their next wake-up). Its data is
+  // in the OSD and the file system is unmounted by then, so a short grace and SIGKILL lose nothing.
+  if (d.name.startsWith('mds.')) return 1_000;
+  return 10_000;
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc helpers
+
+interface ProcStat {
+  state: string;
+  starttime: string;
+}
+
+function readStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ppid ..."; comm may contain spaces and parentheses, so split after the last ')'.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const state = rest[0];
+  const starttime = rest[19]; // field 22 overall
+  if (state === undefined || starttime === undefined) return undefined;
+  return { state, starttime };
+}
+
+/** True while the daemon runs: its pid exists, is not a zombie, and is still the same process. */
+function isRunning(d: Daemon): boolean {
+  const st = readStat(d.pid);
+  return st !== undefined && st.state !== 'Z' && st.state !== 'X' && st.starttime === d.starttime;
+}
+
+function signal(d: Daemon, sig: NodeJS.Signals): void {
+  if (!isRunning(d)) return;
+  try {
+    process.kill(d.pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** Decodes the octal escapes (\040 etc.) of /proc/self/mountinfo fields. */
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+function isMountPoint(path: string): boolean {
+  let info: string;
+  try {
+    info = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return false;
+  }
+  return info.split('\n').some((line) => {
+    const f = line.split(' ');
+    return f[4] !== undefined && unescapeMountField(f[4]) === path;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// process helpers
+
+/** Thrown when a daemon or a set-up command fails; the message carries the relevant log tails. */
+export class CephStartError extends Error {
+  override name = 'CephStartError';
+}
+
+interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command that does not daemonize and collects its output. Never rejects on exit status. */
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = CMD_TIMEOUT_MS): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.once('error', reject);
+    child.once('close', (code, sig) => resolve({ code, signal: sig, stdout, stderr }));
+  });
+}
+
+function describeRun(cmd: string, args: string[], r: RunResult): string {
+  return `\`${cmd} ${args.join(' ')}\` exited with ${r.code ?? r.signal}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
+}
+
+/** Returns two distinct free TCP ports on 127.0.0.1 (both held open until both are known). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () =>
+      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+        const s = createServer();
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', () => resolve(s));
+      }),
+    ),
+  );
+  const ports = servers.map((s) => {
+    const a = s.address();
+    if (a === null || typeof a === 'string') throw new Error('no port');
+    return a.port;
+  });
+  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  return ports;
+}
+
+function portAnswers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: '127.0.0.1', port });
+    const done = (ok: boolean): void => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(1_000, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+async function tailFile(path: string, bytes: number): Promise<string> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const { size } = await fh.stat();
+    const len = Math.min(size, bytes);
+    const buf = Buffer.alloc(len);
+    await fh.read(buf, 0, len, size - len);
+    return (size > len ? '[...]\n' : '') + buf.toString('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// crash safety: one 'exit' handler for all live clusters
+
+interface LiveCluster {
+  daemons: Daemon[];
+  mount?: string;
+  dir: string;
+}
+
+const live = new Set<LiveCluster>();
+let exitHandlerInstalled = false;
+
+function unmountSync(path: string): void {
+  for (const [cmd, args] of [
+    ['fusermount3', ['-uz', path]],
+    ['fusermount', ['-uz', path]],
+    ['umount', ['-l', path]],
+  ] as const) {
+    if (!isMountPoint(path)) return;
+    spawnSync(cmd, [...args], { stdio: 'ignore', timeout: 5_000 });
+  }
+}
+
+function killLiveSync(): void {
+  for (const c of live) {
+    for (const d of c.daemons) signal(d, 'SIGKILL');
+    if (c.mount !== undefined) unmountSync(c.mount);
+    if (c.mount === undefined || !isMountPoint(c.mount)) {
+      try {
+        rmSync(c.dir, { recursive: true, force: true });
+      } catch {
+        // best effort
+      }
+    }
+  }
+  live.clear();
+}
+
+function track(c: LiveCluster): void {
+  if (!exitHandlerInstalled) {
+    process.on('exit', killLiveSync);
+    exitHandlerInstalled = true;
+  }
+  live.add(c);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function cephConf(o: { dir: string; fsid: string; monPort: number; rgwPort: number }): string {
+  const { dir } = o;
+  return `# written by test/helpers/ceph.ts; see shared/CEPH.md
+[global]
+fsid = ${o.fsid}
+mon host = v1:127.0.0.1:${o.monPort}
+public addr = 127.0.0.1
+ms bind msgr2 = false
+auth cluster required = none
+auth service required = none
+auth client required = none
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon allow pool delete = true
+mon warn on pool no redundancy = false
+mon warn on insecure global id reclaim allowed = false
+# the mon shuts itself down below 5 % free disk by default; a full CI disk should not do that
+mon data avail crit = 1
+osd objectstore = memstore
+memstore device bytes = ${MEMSTORE_BYTES}
+run dir = ${dir}/run
+pid file = ${dir}/run/$name.pid
+admin socket = ${dir}/run/$name.asok
+log file = ${dir}/log/$name.log
+keyring = ${dir}/keyring
+mon data = ${dir}/mon/$cluster-$id
+osd data = ${dir}/osd/$cluster-$id
+mds data = ${dir}/mds/$cluster-$id
+
+[mon]
+# The key setting: with the 1 s default, start-up takes ~12 s and the first bucket and object ~2 s each.
+paxos propose interval = 0.01
+paxos min wait = 0.001
+
+[client]
+# CLI calls (ceph, radosgw-admin) and ceph-fuse are all client.admin: one socket each, or they collide.
+admin socket = ${dir}/run/$name.$pid.asok
+
+[client.rgw.a]
+admin socket = ${dir}/run/$name.asok
+rgw frontends = beast endpoint=127.0.0.1:${o.rgwPort}
+# the default 512 threads cost ~45 MB
+rgw thread pool size = 64
+`;
+}
+
+/**
+ * Starts a single-node Ceph: mon, osd (memstore), radosgw with a test user, and with
+ * `{ cephfs: true }` an mds and a ceph-fuse mount. Throws (after stopping what it started)
+ * with the failing daemon's log tail when a step fails.
+ */
+export async function startCeph(opts: StartCephOptions = {}): Promise<CephCluster> {
+  const cephfs = opts.cephfs === true;
+  const t0 = performance.now();
+  const marks: string[] = [];
+  const mark = (what: string): void => {
+    marks.push(`${what} ${((performance.now() - t0) / 1000).toFixed(2)}s`);
+  };
+
+  const dir = await freeDir('davgate-ceph-');
+  const conf = join(dir, 'ceph.conf');
+  const env: NodeJS.ProcessEnv = { ...process.env, CEPH_CONF: conf };
+  const daemons: Daemon[] = [];
+  let rgwPort = 0;
+  const mountPoint = cephfs ? join(dir, 'mnt') : undefined;
+  const liveEntry: LiveCluster = { daemons, dir };
+  track(liveEntry);
+
+  let stopped: Promise<void> | undefined;
+  let logSnapshot: string | undefined;
+  const stopMarks: string[] = [];
+
+  const logTails = async (bytes: number): Promise<string> => {
+    const logDir = join(dir, 'log');
+    let names: string[];
+    try {
+      names = (await readdir(logDir)).sort();
+    } catch {
+      return '';
+    }
+    const parts: string[] = [];
+    for (const n of names) {
+      const t = await tailFile(join(logDir, n), bytes);
+      if (t.trim() !== '') parts.push(`--- ${n} ---\n${t}`);
+    }
+    return parts.join('\n');
+  };
+
+  /** SIGTERM, wait, SIGKILL after the grace period; resolves true when it took a SIGKILL. */
+  const stopDaemon = async (d: Daemon): Promise<boolean> => {
+    if (!isRunning(d)) return false;
+    signal(d, 'SIGTERM');
+    const deadline = Date.now() + graceMs(d);
+    while (isRunning(d) && Date.now() < deadline) await sleep(POLL_MS / 2);
+    if (isRunning(d)) {
+      signal(d, 'SIGKILL');
+      const killDeadline = Date.now() + 5_000;
+      while (isRunning(d) && Date.now() < killDeadline) await sleep(POLL_MS / 2);
+      return true;
+    }
+    return false;
+  };
+
+  const unmount = async (): Promise<void> => {
+    if (mountPoint === undefined || !isMountPoint(mountPoint)) return;
+    for (const [cmd, args] of [
+      ['fusermount3', ['-u', mountPoint]],
+      ['fusermount', ['-u', mountPoint]],
+      ['umount', [mountPoint]],
+    ] as const) {
+      if (!isMountPoint(mountPoint)) return;
+      await run(cmd, [...args], env, 10_000).catch(() => undefined);
+    }
+    if (isMountPoint(mountPoint)) {
+      // busy (a test left a file open): detach it, ceph-fuse is killed below anyway
+      await run('umount', ['-l', mountPoint], env, 10_000).catch(() => undefined);
+    }
+  };
+
+  const stopAll = (): Promise<void> => {
+    stopped ??= (async () => {
+      const s0 = performance.now();
+      const since = (): string => `${((performance.now() - s0) / 1000).toFixed(2)}s`;
+      const byPrefix = (p: string): Daemon[] => daemons.filter((d) => d.name.startsWith(p));
+      await unmount();
+      for (const group of ['client.fuse', 'client.rgw.', 'mds.', 'osd.', 'mon.']) {
+        for (const d of byPrefix(group)) {
+          const killed = await stopDaemon(d);
+          stopMarks.push(`${d.name} ${since()}${killed ? ' (SIGKILL)' : ''}`);
+        }
+      }
+      if (mountPoint !== undefined) await unmount(); // a ceph-fuse that was killed leaves a dead mount
+      logSnapshot = await logTails(LOG_SNAPSHOT_BYTES).catch(() => '');
+      if (mountPoint === undefined || !isMountPoint(mountPoint)) await removeDir(dir);
+      live.delete(liveEntry);
+    })();
+    return stopped;
+  };
+
+  /** Fails the start: stops what was started and throws with the relevant log tails. */
+  const fail = async (why: string, logName?: string, stopCluster = true): Promise<never> => {
+    const tails: string[] = [];
+    const names = logName !== undefined ? [logName] : daemons.map((d) => d.name);
+    for (const n of names) {
+      for (const f of [`${n}.log`, `${n}.out`]) {
+        const t = await tailFile(join(dir, 'log', f), LOG_TAIL_BYTES);
+        if (t.trim() !== '') tails.push(`--- ${f} ---\n${t}`);
+      }
+    }
+    if (stopCluster) await stopAll();
+    throw new CephStartError(`ceph did not start: ${why}\n${tails.join('\n')}`);
+  };
+
+  // After start-up, a failing restart of radosgw must not tear the cluster down under the test.
+  let starting = true;
+
+  const checkDaemons = async (): Promise<void> => {
+    for (const d of daemons) {
+      if (!isRunning(d)) await fail(`${d.name} (pid ${d.pid}) died`, d.name, starting);
+    }
+  };
+
+  /** Runs a CLI command; fails the start unless it exits 0. */
+  const must = async (cmd: string, args: string[], logName?: string): Promise<string> => {
+    const r = await run(cmd, args, env);
+    if (r.code !== 0) await fail(describeRun(cmd, args, r), logName, starting);
+    return r.stdout;
+  };
+
+  /** Polls `probe` until it returns true, checking the daemons in between. */
+  const waitFor = async (what: string, probe: () => Promise<boolean>, logName: string): Promise<void> => {
+    const deadline = Date.now() + STEP_TIMEOUT_MS;
+    for (;;) {
+      await checkDaemons();
+      if (await probe().catch(() => false)) return;
+      if (Date.now() > deadline) await fail(`timed out waiting for ${what}`, logName, starting);
+      await sleep(POLL_MS);
+    }
+  };
+
+  /**
+   * Starts a daemonizing command (its foreground process exits once the daemon is set up), then
+   * reads the daemon's pid from its pid file. Output before daemonizing goes to log/<name>.out.
+   */
+  const launch = async (name: string, cmd: string, args: string[], pidFile = join(dir, 'run', `${name}.pid`)): Promise<Daemon> => {
+    const out = await open(join(dir, 'log', `${name}.out`), 'a');
+    let code: number | null;
+    let sig: NodeJS.Signals | null;
+    try {
+      [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+        const child = spawn(cmd, args, { env, stdio: ['ignore', out.fd, out.fd], timeout: STEP_TIMEOUT_MS, killSignal: 'SIGKILL' });
+        child.once('error', reject);
+        child.once('exit', (c, s) => resolve([c, s]));
+      });
+    } finally {
+      await out.close();
+    }
+    if (code !== 0) await fail(`\`${cmd} ${args.join(' ')}\` exited with ${code ?? sig}`, name, starting);
+    const deadline = Date.now() + STEP_TIMEOUT_MS;
+    for (;;) {
+      const text = await readFile(pidFile, 'utf8').catch(() => '');
+      const pid = Number.parseInt(text.trim(), 10);
+      if (Number.isInteger(pid) && pid > 0) {
+        const st = readStat(pid);
+        if (st === undefined || st.state === 'Z') await fail(`${name} (pid ${pid}) died right after starting`, name, starting);
+        const d: Daemon = { name, pid, starttime: st?.starttime ?? '' };
+        daemons.push(d);
+        return d;
+      }
+      if (Date.now() > deadline) await fail(`no pid file ${pidFile}`, name, starting);
+      await sleep(POLL_MS / 2);
+    }
+  };
+
+  const RGW = 'client.rgw.a';
+  const launchRgw = async (): Promise<void> => {
+    // a pid file left by a radosgw that was SIGKILLed must not be mistaken for the new one
+    await rm(join(dir, 'run', `${RGW}.pid`), { force: true });
+    await launch(RGW, 'radosgw', ['-n', RGW]);
+    await waitFor(`radosgw on port ${rgwPort}`, () => portAnswers(rgwPort), RGW);
+  };
+  const stopRgw = async (): Promise<void> => {
+    for (const d of daemons.filter((x) => x.name === RGW)) {
+      await stopDaemon(d);
+      daemons.splice(daemons.indexOf(d), 1); // in place: the exit handler holds this array
+    }
+  };
+
+  const ceph = (args: string[]): Promise<RunResult> => run('ceph', ['--connect-timeout', '10', ...args], env);
+
+  try {
+    const missing = [...REQUIRED_COMMANDS, ...(cephfs ? CEPHFS_COMMANDS : [])].filter(
+      (c) => !['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin'].some((p) => existsSync(join(p, c))),
+    );
+    if (missing.length > 0) {
+      await fail(`missing commands ${missing.join(', ')}: run scripts/test-deps.sh (npm test's pretest)`);
+    }
+
+    const [monPort, port] = await freePorts(2);
+    if (monPort === undefined || port === undefined) throw new Error('no free ports');
+    rgwPort = port;
+    const fsid = randomUUID();
+    for (const sub of ['run', 'log', 'mon', 'osd', 'mds/ceph-a']) await mkdir(join(dir, sub), { recursive: true });
+    await writeFile(conf, cephConf({ dir, fsid, monPort, rgwPort }));
+
+    // 1. mon
+    const keyring = join(dir, 'keyring');
+    const monmap = join(dir, 'monmap');
+    await must('ceph-authtool', ['--create-keyring', keyring, '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *']);
+    await must('monmaptool', ['--create', '--fsid', fsid, '--addv', 'a', `[v1:127.0.0.1:${monPort}]`, monmap]);
+    await must('ceph-mon', ['--mkfs', '-i', 'a', '--monmap', monmap, '--keyring', keyring], 'mon.a');
+    await launch('mon.a', 'ceph-mon', ['-i', 'a']);
+    await waitFor('the mon to answer', async () => (await ceph(['health'])).code === 0, 'mon.a');
+    mark('mon');
+
+    // 2. osd
+    const osdUuid = randomUUID();
+    const osdId = (await must('ceph', ['osd', 'new', osdUuid], 'mon.a')).trim();
+    if (!/^\d+$/.test(osdId)) await fail(`\`ceph osd new\` printed ${JSON.stringify(osdId)}`, 'mon.a');
+    const osdName = `osd.${osdId}`;
+    await mkdir(join(dir, 'osd', `ceph-${osdId}`), { recursive: true });
+    await must('ceph-osd', ['-i', osdId, '--mkfs', '--osd-uuid', osdUuid], osdName);
+    await launch(osdName, 'ceph-osd', ['-i', osdId]);
+    await waitFor(
+      `${osdName} to be up`,
+      async () => {
+        const r = await ceph(['osd', 'dump', '-f', 'json']);
+        if (r.code !== 0) return false;
+        const dump = JSON.parse(r.stdout) as { osds?: { osd: number; up: number }[] };
+        return dump.osds?.some((o) => String(o.osd) === osdId && o.up === 1) === true;
+      },
+      osdName,
+    );
+    mark('osd');
+
+    // 3. radosgw + test user
+    await launchRgw();
+    await must(
+      'radosgw-admin',
+      [
+        'user', 'create',
+        `--uid=${CEPH_S3_USER}`,
+        '--display-name=davgate tests',
+        `--access-key=${CEPH_S3_ACCESS_KEY}`,
+        `--secret-key=${CEPH_S3_SECRET_KEY}`,
+      ],
+      'client.rgw.a',
+    );
+    mark('s3');
+
+    // 4. CephFS
+    if (mountPoint !== undefined) {
+      await must('ceph', ['osd', 'pool', 'create', 'cephfs_metadata', '8'], 'mon.a');
+      await must('ceph', ['osd', 'pool', 'create', 'cephfs_data', '8'], 'mon.a');
+      await must('ceph', ['fs', 'new', 'cephfs', 'cephfs_metadata', 'cephfs_data'], 'mon.a');
+      await launch('mds.a', 'ceph-mds', ['-i', 'a']);
+      await waitFor(
+        'mds.a to be up:active',
+        async () => {
+          const r = await ceph(['mds', 'stat', '-f', 'json']);
+          if (r.code !== 0) return false;
+          const stat = JSON.parse(r.stdout) as {
+            fsmap?: { filesystems?: { mdsmap?: { info?: Record<string, { name?: string; state?: string }> } }[] };
+          };
+          return (stat.fsmap?.filesystems ?? []).some((fs) =>
+            Object.values(fs.mdsmap?.info ?? {}).some((i) => i.name === 'a' && i.state === 'up:active'),
+          );
+        },
+        'mds.a',
+      );
+      await mkdir(mountPoint, { recursive: true });
+      liveEntry.mount = mountPoint;
+      await launch(
+        'client.fuse',
+        'ceph-fuse',
+        ['--pid-file', join(dir, 'run', 'client.fuse.pid'), '--log-file', join(dir, 'log', 'client.fuse.log'), '-n', 'client.admin', mountPoint],
+      );
+      await waitFor(`the ceph-fuse mount at ${mountPoint}`, async () => isMountPoint(mountPoint), 'client.fuse');
+      mark('cephfs');
+    }
+  } catch (err) {
+    await stopAll(); // no-op when fail() already did it
+    throw err;
+  }
+
+  starting = false;
+  const total = ((performance.now() - t0) / 1000).toFixed(2);
+  console.error(`ceph: started in ${total} s (${marks.join(', ')}) in ${dir}`);
+
+  return {
+    dir,
+    conf,
+    s3: {
+      endpoint: `http://127.0.0.1:${rgwPort}`,
+      accessKeyId: CEPH_S3_ACCESS_KEY,
+      secretAccessKey: CEPH_S3_SECRET_KEY,
+      region: 'us-east-1',
+    },
+    ...(mountPoint !== undefined ? { cephfsMount: mountPoint } : {}),
+    pids: () => daemons.map((d) => d.pid),
+    stop: async () => {
+      const s0 = performance.now();
+      const already = stopped !== undefined;
+      await stopAll();
+      if (!already) console.error(`ceph: stopped in ${((performance.now() - s0) / 1000).toFixed(2)} s (${stopMarks.join(', ')})`);
+    },
+    log: async () => logSnapshot ?? (await logTails(LOG_SNAPSHOT_BYTES)),
+    stopRgw: async () => {
+      if (stopped !== undefined) throw new Error('the cluster is stopped');
+      await stopRgw();
+    },
+    startRgw: async () => {
+      if (stopped !== undefined) throw new Error('the cluster is stopped');
+      if (daemons.some((d) => d.name === RGW && isRunning(d))) return;
+      await stopRgw(); // forget a radosgw that died by itself
+      const r0 = performance.now();
+      await launchRgw();
+      console.error(`ceph: radosgw restarted in ${((performance.now() - r0) / 1000).toFixed(2)} s`);
+    },
+  };
+}
