@@ -103,9 +103,14 @@ export class ResilientUpstream implements Upstream {
       return { iter, first: await iter.next() };
     });
     let next = it.first;
-    while (!next.done) {
-      yield next.value;
-      next = await this.#call('list', false, () => it.iter.next());
+    try {
+      while (!next.done) {
+        yield next.value;
+        next = await this.#call('list', false, () => it.iter.next());
+      }
+    } finally {
+      // A consumer that stops early (client gone) must release the inner listing too.
+      if (!next.done) await it.iter.return?.(undefined);
     }
   }
 

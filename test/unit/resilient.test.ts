@@ -83,7 +83,8 @@ function scriptedList(names: string[], err?: Error): AsyncIterable<Entry> & { cl
     }
   }
   const g = gen();
-  return Object.assign(g, { get closed() { return state.closed; } });
+  // defineProperty, not Object.assign: assign would copy the getter's value once (false) instead of the getter.
+  return Object.defineProperty(g, 'closed', { get: () => state.closed }) as AsyncGenerator<Entry> & { closed: boolean };
 }
 
 describe('ResilientUpstream: retries', () => {
