@@ -48,6 +48,54 @@ if [ "$ceph_missing" -eq 1 ]; then
 fi
 # ---- END ceph ----
 
+# ---- BEGIN webdav-upstreams (nginx + dav-ext, Apache mod_dav for test/helpers/dav-servers.ts) ----
+# Self-contained and placed before the generic check below, which exits early when its own
+# commands are present. ~10 s to install; a no-op when everything is there. The servers are
+# started by the tests on random loopback ports; the packages' own services must not start.
+dav_missing=0
+for f in /usr/sbin/nginx /usr/lib/nginx/modules/ngx_http_dav_ext_module.so /usr/sbin/apache2 \
+         /usr/lib/apache2/modules/mod_dav_fs.so /usr/bin/htpasswd; do
+  [ -e "$f" ] || dav_missing=1
+done
+if [ "$dav_missing" -eq 1 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    DAV_SUDO=()
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    DAV_SUDO=(sudo -n)
+  else
+    echo "test-deps: nginx/apache2 WebDAV servers are missing; as root run:" >&2
+    echo "  apt-get update && apt-get install -y --no-install-recommends nginx libnginx-mod-http-dav-ext apache2 apache2-utils" >&2
+    exit 1
+  fi
+  echo "test-deps: installing nginx libnginx-mod-http-dav-ext apache2 apache2-utils" >&2
+  # policy-rc.d answering 101 keeps the package scripts from starting nginx and apache2.
+  dav_own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${DAV_SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${DAV_SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
+    dav_own_policy=1
+  fi
+  dav_rc=0
+  { "${DAV_SUDO[@]}" apt-get update &&
+    "${DAV_SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      nginx libnginx-mod-http-dav-ext apache2 apache2-utils; } || dav_rc=$?
+  if [ "$dav_own_policy" -eq 1 ]; then
+    "${DAV_SUDO[@]}" rm -f /usr/sbin/policy-rc.d
+  fi
+  if [ "$dav_rc" -ne 0 ]; then
+    echo "test-deps: installing the WebDAV server packages failed (exit $dav_rc)" >&2
+    exit "$dav_rc"
+  fi
+  for f in /usr/sbin/nginx /usr/lib/nginx/modules/ngx_http_dav_ext_module.so /usr/sbin/apache2 \
+           /usr/lib/apache2/modules/mod_dav_fs.so /usr/bin/htpasswd; do
+    if [ ! -e "$f" ]; then
+      echo "test-deps: $f still missing after installing the WebDAV server packages" >&2
+      exit 1
+    fi
+  done
+fi
+# ---- END webdav-upstreams ----
+
 # command -> Debian package. Commands are looked up on PATH and in the sbin/libexec directories
 # (mount.davfs lives in /usr/sbin, the gvfs daemons in /usr/libexec, neither always on PATH).
 # gvfs-backends (gvfsd-dav) pulls in ~75 packages (udisks2, samba and MTP libraries, a systemd

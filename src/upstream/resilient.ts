@@ -103,14 +103,25 @@ export class ResilientUpstream implements Upstream {
       return { iter, first: await iter.next() };
     });
     let next = it.first;
+    let failed = false;
     try {
       while (!next.done) {
         yield next.value;
-        next = await this.#call('list', false, () => it.iter.next());
+        try {
+          next = await this.#call('list', false, () => it.iter.next());
+        } catch (err) {
+          failed = true;
+          throw err;
+        }
       }
     } finally {
-      // A consumer that stops early (client gone) must release the inner listing too.
-      if (!next.done) await it.iter.return?.(undefined);
+      // A consumer that stops early (client gone) must release the inner listing too. After a
+      // failed (maybe still pending) next(), return() would queue behind it: do not wait for it.
+      if (!next.done) {
+        const closing = it.iter.return?.(undefined);
+        if (failed) closing?.catch(() => {});
+        else await closing;
+      }
     }
   }
 

@@ -8,7 +8,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import pLimit from 'p-limit';
 import {
   ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
-  NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
+  NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
 } from '../errors.js';
 import { isWithin, nameOf, parentOf } from '../davpath.js';
 import type { Capabilities, Entry, Quota, Upstream } from './types.js';
@@ -87,8 +87,12 @@ export class S3Upstream implements Upstream {
     this.capabilities = Object.freeze({ serverSideCopy: true, quota: opts.quotaBytes !== undefined, setMtime: false });
   }
 
+  /** Confinement: keys are built only from canonical paths, so nothing reaches outside the prefix. */
   #key(path: string): string {
     if (path.includes('\0')) throw new ForbiddenPathError('NUL byte');
+    if (!path.startsWith('/') || (path !== '/' && path.slice(1).split('/').some((seg) => seg === '' || seg === '.' || seg === '..'))) {
+      throw new ForbiddenPathError('not a canonical path');
+    }
     return this.#prefix + path.slice(1);
   }
 
@@ -115,7 +119,8 @@ export class S3Upstream implements Upstream {
 
   #dirEntry(path: string, modified?: Date): Entry {
     const mtimeMs = modified?.getTime() ?? 0;
-    return { name: nameOf(path), path, kind: 'dir', size: 0, mtimeMs, birthtimeMs: mtimeMs, validator: `dir:${mtimeMs}` };
+    // A prefix has no version of its own: the same validator whether it came from list or stat.
+    return { name: nameOf(path), path, kind: 'dir', size: 0, mtimeMs, birthtimeMs: mtimeMs, validator: 'dir' };
   }
 
   async #fileOrUndefined(path: string): Promise<Entry | undefined> {
@@ -178,17 +183,28 @@ export class S3Upstream implements Upstream {
   }
 
   async read(path: string, offset: number, length: number, expectValidator?: string): Promise<Buffer> {
-    if (length <= 0) return Buffer.alloc(0);
     const etag = expectValidator?.slice(0, expectValidator.lastIndexOf(':')) || undefined;
+    if (length <= 0) {
+      await this.stat(path);
+      return Buffer.alloc(0);
+    }
     try {
       const out = await this.#s3.send(new GetObjectCommand({
         Bucket: this.#opts.bucket, Key: this.#key(path), Range: `bytes=${offset}-${offset + length - 1}`, IfMatch: etag,
       }));
       const body = out.Body as Readable | undefined;
+      // Not every store honours If-Match: check the version we got ourselves.
+      if (etag && out.ETag && out.ETag !== etag) {
+        body?.destroy();
+        throw new PreconditionFailedError('object changed upstream');
+      }
       if (!body) return Buffer.alloc(0);
       const chunks: Buffer[] = [];
       for await (const c of body) chunks.push(c as Buffer);
-      return Buffer.concat(chunks);
+      const all = Buffer.concat(chunks);
+      // A store that ignores Range sends the whole object (status 200): cut our part out of it.
+      if (!out.ContentRange && all.length > length) return all.subarray(offset, offset + length);
+      return all.length > length ? all.subarray(0, length) : all;
     } catch (err) {
       if (statusOfSdk(err) === 416) return Buffer.alloc(0); // at or past the end
       throw translate(err, path);
@@ -207,7 +223,8 @@ export class S3Upstream implements Upstream {
     await this.#requireParent(path);
     if (await this.#dirOrUndefined(path)) throw new IsADirectoryError();
     const checked = new SizeCheck(size);
-    body.on('error', (e) => checked.destroy(e));
+    let bodyError: unknown;
+    body.on('error', (e) => { bodyError = e; checked.destroy(e); });
     body.pipe(checked);
     const upload = new Upload({
       client: this.#s3,
@@ -219,7 +236,11 @@ export class S3Upstream implements Upstream {
     try {
       await upload.done();
     } catch (err) {
-      throw err instanceof DavgateError ? err : translate(err, path);
+      // The client's own failure (abort, short body) is not an upstream failure.
+      if (bodyError !== undefined) throw bodyError;
+      if (err instanceof DavgateError) throw err;
+      const cause = (err as { cause?: unknown })?.cause;
+      throw cause instanceof DavgateError ? cause : translate(err, path);
     }
     return this.stat(path);
   }
@@ -227,7 +248,7 @@ export class S3Upstream implements Upstream {
   async mkdir(path: string): Promise<void> {
     if (path === '/' || (await this.#fileOrUndefined(path)) || (await this.#dirOrUndefined(path))) throw new ExistsError();
     await this.#requireParent(path);
-    await this.#call(path, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#opts.bucket, Key: this.#dirKey(path), Body: '' })));
+    await this.#call(path, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#opts.bucket, Key: this.#dirKey(path), Body: '', ContentLength: 0 })));
   }
 
   async *#allKeys(prefix: string): AsyncIterable<_Object> {
@@ -302,7 +323,7 @@ export class S3Upstream implements Upstream {
   async copy(from: string, to: string, overwrite: boolean, shallow = false): Promise<void> {
     const source = await this.#prepareDestination(from, to, overwrite);
     if (source.kind === 'file') return this.#copyObject(this.#key(from), this.#key(to), source.size, from);
-    await this.#call(to, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#opts.bucket, Key: this.#dirKey(to), Body: '' })));
+    await this.#call(to, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#opts.bucket, Key: this.#dirKey(to), Body: '', ContentLength: 0 })));
     if (shallow) return;
     // Server-side copies, several at a time: a tree of thousands of keys would otherwise
     // take one round trip per key in sequence.
@@ -325,7 +346,8 @@ export class S3Upstream implements Upstream {
   }
 
   async quota(): Promise<Quota> {
-    return { availableBytes: this.#opts.quotaBytes ?? 0, usedBytes: 0 };
+    if (this.#opts.quotaBytes === undefined) throw new UnsupportedError('quota');
+    return { availableBytes: this.#opts.quotaBytes, usedBytes: 0 };
   }
 
   async close(): Promise<void> {

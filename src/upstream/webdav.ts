@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { Transform, pipeline, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { SaxesParser } from 'saxes';
 import { Pool, type Dispatcher } from 'undici';
@@ -26,9 +26,13 @@ import type { CallContext, Capabilities, Entry, Quota, Upstream } from './types.
 // Reads are conditional (If-Match with the strong form, or If-Unmodified-Since), and every
 // response is checked again against the validator (ETag, Last-Modified, total size), so a block
 // is never cut from another version of a file. Apache answers If-Match with 412 while its ETag
-// is still weak: then the read is repeated unconditionally and only that check decides.
+// is still weak: when a PROPFIND shows the version is still current, the read is repeated
+// unconditionally and the response check decides.
 // With nginx the validator has one-second resolution: two writes of the same size within one
-// second look alike, a limit of the server (its own ETag is built from the same two numbers).
+// second look alike (nginx's own ETag is built from the same two numbers). Rewrites made through
+// this instance are still told apart: when the server reports a validator the path already had,
+// a generation is appended ("<validator>:g<N>", remembered per path, bounded, per process).
+// Rewrites by others within the same second, or through another gateway process, are not.
 //
 // Writes: PUT streams the body; the server's PUT is what makes a write atomic, and both nginx
 // (client_body_temp_path, then rename) and Apache mod_dav_fs (a temporary file beside the
@@ -58,6 +62,7 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_CONNECTIONS = 16;
 const MAX_TEXT = 64 * 1024; // longest text kept for one XML element
 const MAX_SMALL_BODY = 1024 * 1024; // multistatus bodies of DELETE/MOVE/COPY errors
+const MAX_GENERATIONS = 10_000; // paths whose same-second rewrites are remembered
 
 const PROPS = ['resourcetype', 'getcontentlength', 'getlastmodified', 'getetag', 'creationdate'] as const;
 const QUOTA_PROPS = ['quota-available-bytes', 'quota-used-bytes'] as const;
@@ -80,6 +85,8 @@ interface DavResponse {
   /** Properties from 2xx propstats only; 404/405/... propstats are ignored. */
   props: Map<string, string>;
   collection: boolean;
+  /** At least one propstat succeeded (a response with only 404 propstats describes nothing). */
+  ok: boolean;
 }
 
 function statusCode(line: string): number | undefined {
@@ -110,7 +117,7 @@ class MultiStatusParser {
       const at = (i: number) => this.#stack[i];
       if (at(0) !== 'multistatus') return;
       if (depth === 2 && name === 'response') {
-        this.#cur = { href: '', props: new Map(), collection: false };
+        this.#cur = { href: '', props: new Map(), collection: false, ok: false };
       } else if (!this.#cur || at(1) !== 'response') {
         return;
       } else if (depth === 3 && (name === 'href' || name === 'status')) {
@@ -148,6 +155,7 @@ class MultiStatusParser {
         if (ps && (ps.status === undefined || (ps.status >= 200 && ps.status < 300))) {
           for (const [k, v] of ps.props) cur.props.set(k, v);
           if (ps.collection) cur.collection = true;
+          cur.ok = true;
         }
       } else if (this.#ps && depth === 4 && name === 'status') {
         if (text !== null) this.#ps.status = statusCode(text);
@@ -191,7 +199,14 @@ interface Expect {
 
 const stripWeak = (etag: string): string => etag.trim().replace(/^W\//i, '');
 
-function parseValidator(v: string): Expect | null {
+/** "<base>:g<N>" → {base, gen}; a validator without the suffix is generation 0. */
+function splitGen(v: string): { base: string; gen: number } {
+  const m = /^(.*):g(\d+)$/.exec(v);
+  return m?.[1] !== undefined ? { base: m[1], gen: Number(m[2]) } : { base: v, gen: 0 };
+}
+
+function parseValidator(validator: string): Expect | null {
+  const v = splitGen(validator).base;
   let m = /^("[^"]*"):(-?\d+):(\d+)$/.exec(v);
   if (m) return { etag: m[1], mtimeMs: Number(m[2]), size: Number(m[3]) };
   m = /^lastmodified:(-?\d+):(\d+)$/.exec(v);
@@ -238,10 +253,20 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 function transportError(err: unknown, op: string): DavgateError {
   if (err instanceof DavgateError) return err;
   const code = (err as { code?: string } | undefined)?.code;
+  // e.g. a forwarded Authorization header with a line break in it: never sent.
+  if (code === 'UND_ERR_INVALID_ARG') return new BadRequestError(`invalid request to the WebDAV upstream (${op})`);
   if (code !== undefined && TIMEOUT_CODES.has(code)) {
     return new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', `WebDAV upstream timed out (${op}, ${code})`);
   }
   return new UpstreamUnavailableError(`WebDAV upstream unreachable (${op}${code ? `, ${code}` : ''})`);
+}
+
+/** Abandon a response body (closes its connection); destroy() alone would emit an unhandled AbortError. */
+function discard(res: Dispatcher.ResponseData): void {
+  const b = res.body;
+  if (b.destroyed || b.readableEnded) return;
+  b.on('error', () => undefined);
+  b.destroy();
 }
 
 async function drain(res: Dispatcher.ResponseData): Promise<void> {
@@ -256,7 +281,7 @@ async function smallText(res: Dispatcher.ResponseData, limit = MAX_SMALL_BODY): 
     const b = c as Buffer;
     n += b.length;
     if (n > limit) {
-      res.body.destroy();
+      discard(res);
       break;
     }
     chunks.push(b);
@@ -278,6 +303,12 @@ export class WebDavUpstream implements Upstream {
   readonly #auth: string | undefined;
   readonly #timeout: number;
   readonly #quotaBytes: number | undefined;
+  /**
+   * Rewrites through this instance that the server's validator cannot tell apart (nginx: same
+   * size within the same second): path → (server's validator → how many times content was
+   * replaced under it). Such entries carry "<validator>:g<N>". Bounded; per process.
+   */
+  readonly #gens = new Map<string, Map<string, number>>();
 
   constructor(opts: WebDavUpstreamOptions) {
     let url: URL;
@@ -392,15 +423,53 @@ export class WebDavUpstream implements Upstream {
 
   /** Entry of one multistatus response, or null when it is a failed (non-2xx) response. */
   #entry(path: string, r: DavResponse): Entry | null {
-    if (r.status !== undefined && (r.status < 200 || r.status >= 300)) return null;
+    if (r.status !== undefined ? r.status < 200 || r.status >= 300 : !r.ok) return null;
     const kind = r.collection ? 'dir' : 'file';
     const size = kind === 'dir' ? 0 : toInt(r.props.get('getcontentlength')) ?? 0;
     const mtimeMs = toDate(r.props.get('getlastmodified')) ?? 0;
     const birthtimeMs = toDate(r.props.get('creationdate')) ?? mtimeMs;
     const etag = r.props.get('getetag');
     const strong = etag ? stripWeak(etag) : '';
-    const validator = /^"[^"]*"$/.test(strong) ? `${strong}:${mtimeMs}:${size}` : `lastmodified:${mtimeMs}:${size}`;
-    return { name: nameOf(path), path, kind, size, mtimeMs, birthtimeMs, validator };
+    const base = /^"[^"]*"$/.test(strong) ? `${strong}:${mtimeMs}:${size}` : `lastmodified:${mtimeMs}:${size}`;
+    return { name: nameOf(path), path, kind, size, mtimeMs, birthtimeMs, validator: this.#withGen(path, base) };
+  }
+
+  /** The server's validator, with the generation suffix when a same-second rewrite is remembered. */
+  #withGen(path: string, base: string): string {
+    const gen = this.#gens.get(path)?.get(base);
+    return gen ? `${base}:g${gen}` : base;
+  }
+
+  /**
+   * After this instance replaced the content at `path` (PUT, MOVE or COPY onto it): when the
+   * server reports a validator this path already had (`previous`, or one remembered), count one
+   * more generation, so that the cache never takes the new content for an old one.
+   */
+  async #replaced(path: string, previous: Entry | null, ctx: CallContext | undefined): Promise<Entry> {
+    const now = await this.stat(path, ctx);
+    const base = splitGen(now.validator).base;
+    const prev = previous ? splitGen(previous.validator) : undefined;
+    let gen = this.#gens.get(path)?.get(base) ?? -1;
+    if (prev && prev.base === base) gen = Math.max(gen, prev.gen);
+    gen += 1;
+    this.#remember(path, base, gen);
+    return gen > 0 ? { ...now, validator: `${base}:g${gen}` } : now;
+  }
+
+  #remember(path: string, base: string, gen: number): void {
+    const bases = this.#gens.get(path) ?? new Map<string, number>();
+    this.#gens.delete(path); // most recently used last
+    this.#gens.set(path, bases);
+    bases.delete(base);
+    bases.set(base, gen);
+    if (bases.size > 16) {
+      const oldest = bases.keys().next().value;
+      if (oldest !== undefined) bases.delete(oldest);
+    }
+    if (this.#gens.size > MAX_GENERATIONS) {
+      const oldest = this.#gens.keys().next().value;
+      if (oldest !== undefined) this.#gens.delete(oldest);
+    }
   }
 
   /** PROPFIND with a streamed multistatus answer; 404 → NotFoundError. A redirect is followed once, to the collection form. */
@@ -410,6 +479,13 @@ export class WebDavUpstream implements Upstream {
     if (path !== '/' && [301, 302, 307, 308].includes(res.statusCode)) {
       await drain(res);
       res = await this.#request('PROPFIND', this.#target(path, true), ctx, headers, body);
+    }
+    if (res.statusCode === 400 && path !== '/') {
+      // Apache answers 400 to a path below a file ("/file/x"): that path does not exist.
+      await drain(res);
+      const parent = await this.#statOrNull(parentOf(path), ctx);
+      if (!parent || parent.kind !== 'dir') throw new NotFoundError(path);
+      throw statusError(400, 'PROPFIND', path);
     }
     if (res.statusCode !== 207) await this.#fail(res, 'PROPFIND', path);
     return res;
@@ -430,7 +506,7 @@ export class WebDavUpstream implements Upstream {
       parser.close();
       out.push(...parser.take());
     } catch (e) {
-      res.body.destroy();
+      discard(res);
       throw transportError(e, 'PROPFIND');
     }
     return out;
@@ -469,7 +545,7 @@ export class WebDavUpstream implements Upstream {
         const p = this.#pathOfHref(r.href);
         if (p === null) continue;
         if (p.normalize('NFC') === self) {
-          if (!r.collection && (r.status === undefined || r.status < 300)) throw new NotADirectoryError();
+          if (this.#entry(path, r)?.kind === 'file') throw new NotADirectoryError();
           continue; // the collection itself
         }
         // Only direct children, named as the server names them.
@@ -492,7 +568,7 @@ export class WebDavUpstream implements Upstream {
       throw transportError(e, 'PROPFIND');
     } finally {
       // A consumer that stops early (or an error) must not leave the rest of a huge body queued.
-      if (!res.body.destroyed && !res.body.readableEnded) res.body.destroy();
+      discard(res);
     }
   }
 
@@ -503,10 +579,16 @@ export class WebDavUpstream implements Upstream {
     this.#check(path);
     if (path === '/') throw new IsADirectoryError();
     let expect: Expect | undefined;
+    const changed = () => new PreconditionFailedError(`${path} changed upstream`);
+    /** Is the validator still the current one? (A PROPFIND, for the cases a GET cannot answer.) */
+    const stillCurrent = async () => (await this.stat(path, ctx)).validator === expectValidator;
     if (expectValidator !== undefined) {
       const parsed = parseValidator(expectValidator);
       if (parsed) expect = parsed;
-      else if ((await this.stat(path, ctx)).validator !== expectValidator) throw new PreconditionFailedError(`${path} changed upstream`);
+      else if (!(await stillCurrent())) throw changed();
+      const { base, gen } = splitGen(expectValidator);
+      const known = this.#gens.get(path)?.get(base);
+      if (known !== undefined && known !== gen) throw changed(); // rewritten within the same second
     }
     if (length === 0) return Buffer.alloc(0);
 
@@ -519,28 +601,31 @@ export class WebDavUpstream implements Upstream {
     let res = await get(true);
     if (res.statusCode === 412 && expect?.etag) {
       // Apache never matches If-Match while the ETag is weak (file modified within the last
-      // second): ask again unconditionally and let the response check below decide.
+      // second). If PROPFIND still reports this version, ask again unconditionally and let
+      // the response check below decide.
       await drain(res);
+      if (!(await stillCurrent())) throw changed();
       res = await get(false);
     }
     const status = res.statusCode;
     if (status === 416) {
+      // Past the end, of this version or of another one? (Apache's 416 has no Content-Range.)
       const { total } = contentRange(header(res.headers, 'content-range'));
       await drain(res);
-      if (expect?.size !== undefined && total !== undefined && total !== expect.size) throw new PreconditionFailedError(`${path} changed upstream`);
+      if (expect && (total !== undefined ? total !== expect.size : !(await stillCurrent()))) throw changed();
       return Buffer.alloc(0);
     }
     if (status === 412) {
       await drain(res);
-      throw new PreconditionFailedError(`${path} changed upstream`);
+      throw changed();
     }
     if (status !== 200 && status !== 206) {
-      if ([301, 302, 307, 308, 403, 404, 405].includes(status)) {
+      if ([301, 302, 307, 308, 400, 403, 404, 405].includes(status)) {
         // A collection (nginx redirects to "dir/", Apache answers 404 without mod_dir)?
         await drain(res);
         const e = await this.#statOrNull(path, ctx);
-        if (e?.kind === 'dir') throw new IsADirectoryError();
-        if (!e || status === 404) throw new NotFoundError(path);
+        if (!e) throw new NotFoundError(path);
+        if (e.kind === 'dir') throw new IsADirectoryError();
         throw statusError(status, 'GET', path);
       }
       await this.#fail(res, 'GET', path);
@@ -553,7 +638,7 @@ export class WebDavUpstream implements Upstream {
       const cr = contentRange(header(res.headers, 'content-range'));
       total = cr.total;
       if (cr.start === undefined || cr.start > offset) {
-        res.body.destroy();
+        discard(res);
         throw new UpstreamUnavailableError(`WebDAV upstream sent an unusable range for ${path}`);
       }
       skip = offset - cr.start;
@@ -562,8 +647,8 @@ export class WebDavUpstream implements Upstream {
       skip = offset;
     }
     if (expect && !this.#sameVersion(expect, res.headers, total)) {
-      res.body.destroy();
-      throw new PreconditionFailedError(`${path} changed upstream`);
+      discard(res);
+      throw changed();
     }
     const chunks: Buffer[] = [];
     let got = 0;
@@ -583,7 +668,7 @@ export class WebDavUpstream implements Upstream {
     } catch (e) {
       throw transportError(e, 'GET');
     } finally {
-      if (!res.body.destroyed && !res.body.readableEnded) res.body.destroy();
+      discard(res);
     }
     return chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks, got);
   }
@@ -616,10 +701,20 @@ export class WebDavUpstream implements Upstream {
 
     const checked = new SizeCheck(size);
     let bodyErr: unknown;
-    body.once('error', (e) => { bodyErr ??= e; });
-    // pipeline: an error or a premature close of `body` destroys `checked` with that error, and
-    // undici then destroys the upstream request, so the server never completes the PUT.
-    pipeline(body, checked, () => undefined);
+    // An error or a premature close of `body` destroys `checked`, and undici then destroys the
+    // upstream request, so the server never completes the PUT. `body` itself is only unpiped on
+    // our own failures, never destroyed: the caller still owns the client's request stream.
+    const onError = (e: unknown) => { bodyErr ??= e; checked.destroy(e as Error); };
+    const onClose = () => { if (!body.readableEnded) checked.destroy(new IncompleteBodyError('request body aborted')); };
+    body.once('error', onError);
+    body.once('close', onClose);
+    body.pipe(checked);
+    const release = () => {
+      body.off('error', onError);
+      body.off('close', onClose);
+      body.unpipe(checked);
+      if (!checked.destroyed) checked.destroy();
+    };
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
     if (size !== undefined) headers['content-length'] = String(size);
     let res: Dispatcher.ResponseData;
@@ -629,14 +724,14 @@ export class WebDavUpstream implements Upstream {
         headersTimeout: this.#timeout, bodyTimeout: this.#timeout,
       });
     } catch (e) {
-      if (!checked.destroyed) checked.destroy();
+      release();
+      if (bodyErr !== undefined) throw bodyErr; // the client's abort, as the contract allows
       if (e instanceof DavgateError) throw e;
-      if (bodyErr !== undefined && (e === bodyErr || (e as { code?: string })?.code === 'UND_ERR_ABORTED')) throw bodyErr;
       if ((e as { code?: string })?.code === 'ERR_STREAM_PREMATURE_CLOSE') throw new IncompleteBodyError('request body aborted');
       throw transportError(e, 'PUT');
     }
+    release();
     if (res.statusCode < 200 || res.statusCode >= 300) {
-      if (!checked.destroyed) checked.destroy();
       if (res.statusCode === 405) { // a collection appeared meanwhile
         await drain(res);
         throw new IsADirectoryError();
@@ -644,7 +739,7 @@ export class WebDavUpstream implements Upstream {
       await this.#fail(res, 'PUT', path);
     }
     await drain(res);
-    return this.stat(path, ctx);
+    return this.#replaced(path, existing, ctx);
   }
 
   async mkdir(path: string, ctx?: CallContext): Promise<void> {
@@ -657,10 +752,13 @@ export class WebDavUpstream implements Upstream {
       throw new ExistsError(`${path} already exists`);
     }
     if (res.statusCode === 400 || res.statusCode === 409) {
-      // Apache answers 400 to "MKCOL file/" for an existing file; 409 is a missing parent.
+      // Apache answers 400 to "MKCOL file/" for an existing file and to "MKCOL file/sub/";
+      // 409 is a missing parent.
       await drain(res);
       if (await this.#statOrNull(path, ctx)) throw new ExistsError(`${path} already exists`);
-      if (res.statusCode === 409) throw new ConflictError(`parent collection of ${path} does not exist`);
+      const parent = await this.#statOrNull(parentOf(path), ctx);
+      if (res.statusCode === 409 || !parent || parent.kind !== 'dir') throw new ConflictError(`parent collection of ${path} does not exist`);
+      throw statusError(res.statusCode, 'MKCOL', path);
     }
     await this.#fail(res, 'MKCOL', path);
   }
@@ -702,7 +800,7 @@ export class WebDavUpstream implements Upstream {
    * collection into itself recursively (and loses it), creates a missing destination parent
    * on MOVE of a file, and refuses to replace a collection by a file.
    */
-  async #prepare(from: string, to: string, overwrite: boolean, ctx: CallContext | undefined): Promise<Entry> {
+  async #prepare(from: string, to: string, overwrite: boolean, ctx: CallContext | undefined): Promise<{ source: Entry; dest: Entry | null }> {
     this.#check(from);
     this.#check(to);
     if (from === '/' || to === '/') throw new ForbiddenPathError('the root cannot be moved, copied or replaced');
@@ -719,7 +817,16 @@ export class WebDavUpstream implements Upstream {
       // removed first (the contract: "a directory destination is removed first").
       if (dest.kind === 'dir' || source.kind === 'dir') await this.remove(to, ctx);
     }
-    return source;
+    return { source, dest };
+  }
+
+  /** After a file landed on `to`: keep validators distinct from what was there before. */
+  async #landed(to: string, dest: Entry | null, carried: Map<string, number> | undefined, ctx: CallContext | undefined): Promise<void> {
+    if (dest?.kind === 'file' || this.#gens.has(to)) {
+      await this.#replaced(to, dest?.kind === 'file' ? dest : null, ctx);
+    } else if (carried) {
+      for (const [base, gen] of carried) this.#remember(to, base, gen); // a moved file keeps its validator
+    }
   }
 
   async #transfer(op: 'MOVE' | 'COPY', from: string, to: string, dir: boolean, overwrite: boolean, depth: string, ctx: CallContext | undefined): Promise<void> {
@@ -740,12 +847,17 @@ export class WebDavUpstream implements Upstream {
   }
 
   async move(from: string, to: string, overwrite: boolean, ctx?: CallContext): Promise<void> {
-    const source = await this.#prepare(from, to, overwrite, ctx);
+    const { source, dest } = await this.#prepare(from, to, overwrite, ctx);
     await this.#transfer('MOVE', from, to, source.kind === 'dir', overwrite, 'infinity', ctx);
+    if (source.kind === 'file') {
+      const carried = this.#gens.get(from);
+      this.#gens.delete(from);
+      await this.#landed(to, dest, carried, ctx);
+    }
   }
 
   async copy(from: string, to: string, overwrite: boolean, shallow = false, ctx?: CallContext): Promise<void> {
-    const source = await this.#prepare(from, to, overwrite, ctx);
+    const { source, dest } = await this.#prepare(from, to, overwrite, ctx);
     if (source.kind === 'dir' && shallow) {
       // nginx ignores "Depth: 0" on COPY and copies the whole tree: a shallow copy of a
       // collection is a new, empty collection.
@@ -753,6 +865,7 @@ export class WebDavUpstream implements Upstream {
       return;
     }
     await this.#transfer('COPY', from, to, source.kind === 'dir', overwrite, shallow ? '0' : 'infinity', ctx);
+    if (source.kind === 'file') await this.#landed(to, dest, undefined, ctx);
   }
 
   async quota(path: string, ctx?: CallContext): Promise<Quota> {

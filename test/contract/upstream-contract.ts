@@ -331,6 +331,8 @@ export function upstreamContract(name: string, setup: ContractSetup): void {
       assert.equal((await up.read('/w.txt', 0, 100, shorter.validator)).toString(), 'much longer content');
       await put(up, '/w.txt', 'tiny');
       await rejectsWith(up.read('/w.txt', 0, 100, shorter.validator), 'DAVGATE_PRECONDITION_FAILED', 'read after a shrinking overwrite');
+      // Not an empty buffer: that would tell the cache the old version ends here.
+      await rejectsWith(up.read('/w.txt', 10, 5, shorter.validator), 'DAVGATE_PRECONDITION_FAILED', 'read past the new end with the old validator');
     });
 
     // ---- write ----
@@ -417,6 +419,45 @@ export function upstreamContract(name: string, setup: ContractSetup): void {
       }
     });
 
+    contract('large write (several S3 parts); a body failing after the first part commits nothing', async (up) => {
+      const size = 17 * 1024 * 1024 + 123; // three parts at the default 8 MiB part size
+      const data = pattern(size, 3);
+      const e = await up.write('/big.bin', bodyOf(data, 256 * 1024), size);
+      assert.equal(e.size, size);
+      assert.equal((await up.stat('/big.bin')).size, size);
+      const mid = 8 * 1024 * 1024 - 100; // a range across a part boundary
+      assert.deepEqual(await up.read('/big.bin', mid, 200, e.validator), data.subarray(mid, mid + 200));
+      assert.deepEqual(await up.read('/big.bin', size - 50, 100), data.subarray(size - 50));
+
+      const abort = new Error('client went away after 9 MiB');
+      const failing = (): Readable => {
+        const first = data.subarray(0, 9 * 1024 * 1024);
+        let off = 0;
+        return new Readable({
+          read() {
+            if (off < first.length) {
+              this.push(first.subarray(off, off + 256 * 1024));
+              off += 256 * 1024;
+            } else {
+              setTimeout(() => this.destroy(abort), 20);
+            }
+          },
+        });
+      };
+      const failure = (p: Promise<unknown>): Promise<unknown> => p.then(() => assert.fail('resolved although the body failed'), (err: unknown) => err);
+      const errors: Array<[string, unknown]> = [['new file', await failure(up.write('/big-aborted.bin', failing(), size))]];
+      await assertAbsent(up, '/big-aborted.bin', 'aborted large write');
+      errors.push(['overwrite', await failure(up.write('/big.bin', failing(), size))]);
+      assert.equal((await up.stat('/big.bin')).validator, e.validator, 'the old version stays');
+      await rejectsWith(up.write('/big-long.bin', bodyOf(data, 256 * 1024), 9 * 1024 * 1024), 'DAVGATE_INCOMPLETE_BODY', 'a large body longer than size');
+      await assertAbsent(up, '/big-long.bin', 'a large body longer than size');
+      assert.deepEqual(await namesIn(up, '/'), ['big.bin']);
+      for (const [what, err] of errors) {
+        const ok = err === abort || (err instanceof DavgateError && err.code === 'DAVGATE_INCOMPLETE_BODY');
+        assert.ok(ok, `large ${what}: expected the body's error or IncompleteBodyError, got ${describeError(err)}`);
+      }
+    });
+
     contract('write is atomic: during a write readers see the old object and no temporary entry is listed', async (up) => {
       await up.mkdir('/d');
       await put(up, '/d/f', 'old content');
@@ -480,6 +521,25 @@ export function upstreamContract(name: string, setup: ContractSetup): void {
       assert.deepEqual(await namesIn(up, '/copied dír'), names.filter((n) => n !== 'per%cent.txt').sort());
       await up.remove(dir);
       await assertAbsent(up, dir, 'removed');
+    });
+
+    // ---- confinement (types.ts: "a backend must still confine them to its own root") ----
+
+    contract('paths with ".." that would leave the root are refused with ForbiddenPathError', async (up) => {
+      await put(up, '/f', 'x');
+      await up.mkdir('/d');
+      for (const p of ['/..', '/../escape', '/d/../../escape']) {
+        await rejectsWith(up.stat(p), 'DAVGATE_FORBIDDEN_PATH', `stat(${p})`);
+        await rejectsWith(collect(up.list(p)), 'DAVGATE_FORBIDDEN_PATH', `list(${p})`);
+        await rejectsWith(up.read(p, 0, 10), 'DAVGATE_FORBIDDEN_PATH', `read(${p})`);
+        await rejectsWith(put(up, p, 'escaped'), 'DAVGATE_FORBIDDEN_PATH', `write(${p})`);
+        await rejectsWith(up.mkdir(p), 'DAVGATE_FORBIDDEN_PATH', `mkdir(${p})`);
+        await rejectsWith(up.remove(p), 'DAVGATE_FORBIDDEN_PATH', `remove(${p})`);
+        await rejectsWith(up.copy('/f', p, true), 'DAVGATE_FORBIDDEN_PATH', `copy(/f, ${p})`);
+        await rejectsWith(up.move(p, '/g', true), 'DAVGATE_FORBIDDEN_PATH', `move(${p}, /g)`);
+      }
+      assert.deepEqual(await namesIn(up, '/'), ['d', 'f']);
+      assert.equal(await content(up, '/f'), 'x');
     });
 
     // ---- mkdir ----

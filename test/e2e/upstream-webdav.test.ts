@@ -127,6 +127,25 @@ for (const s of servers) {
       await assert.rejects(up.read('/v.txt', 0, 4, 'something-else'), code('DAVGATE_PRECONDITION_FAILED'));
     });
 
+    it('tells same-size rewrites within one second apart (nginx: Last-Modified has 1 s resolution)', async () => {
+      const seen = new Set<string>();
+      const validators: string[] = [];
+      for (const c of ['aaa', 'bbb', 'ccc', 'dddd', 'aaa']) {
+        const e = await up.write('/same.txt', body(c), c.length);
+        validators.push(e.validator);
+        seen.add(e.validator);
+      }
+      assert.equal(seen.size, 5, validators.join(' '));
+      const last = validators.at(-1) ?? '';
+      assert.equal((await up.stat('/same.txt')).validator, last);
+      assert.equal((await all(up.list('/'))).find((e) => e.name === 'same.txt')?.validator, last);
+      assert.equal((await up.read('/same.txt', 0, 3, last)).toString(), 'aaa');
+      for (const old of validators.slice(0, -1)) {
+        await assert.rejects(up.read('/same.txt', 0, 3, old), code('DAVGATE_PRECONDITION_FAILED'), old);
+      }
+      if (s.kind === 'nginx') assert.ok(validators.some((v) => /:g\d+$/.test(v)), 'nginx needed generations');
+    });
+
     it('keeps a stable validator while Apache turns a fresh weak ETag strong', async () => {
       const e = await up.write('/fresh.txt', body('fresh'), 5);
       assert.equal((await up.read('/fresh.txt', 0, 5, e.validator)).toString(), 'fresh');
@@ -485,9 +504,60 @@ describe('WebDavUpstream protocol corner cases (fake server)', () => {
     }
   });
 
+  it('yields entries while the multistatus is still arriving (100,000 entries, streamed)', async () => {
+    let release: () => void = () => {};
+    const released = new Promise<void>((r) => { release = r; });
+    const fake = await fakeServer((_req, res) => {
+      res.writeHead(207, { 'content-type': 'application/xml; charset=utf-8' });
+      res.write('<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">' + resp('/base%20dir/', '<d:resourcetype><d:collection/></d:resourcetype>'));
+      res.write(resp('/base%20dir/first', '<d:resourcetype/><d:getcontentlength>1</d:getcontentlength>'));
+      // The rest only once the consumer has seen the first entry: a buffering parser would hang here.
+      void released.then(async () => {
+        for (let i = 0; i < 100_000; i += 1000) {
+          let chunk = '';
+          for (let j = i; j < i + 1000; j++) chunk += resp(`/base%20dir/f${j}`, `<d:resourcetype/><d:getcontentlength>${j}</d:getcontentlength>`);
+          if (!res.write(chunk)) await once(res, 'drain');
+        }
+        res.end('</d:multistatus>');
+      });
+    });
+    const up = new WebDavUpstream({ url: fake.url });
+    try {
+      let n = 0;
+      let sizes = 0;
+      const timer = setTimeout(() => release(), 5000); // never hang the suite
+      for await (const e of up.list('/')) {
+        if (n === 0) {
+          assert.equal(e.name, 'first');
+          clearTimeout(timer);
+          release();
+        } else {
+          sizes += e.size;
+        }
+        n++;
+      }
+      assert.equal(n, 100_001);
+      assert.equal(sizes, (99_999 * 100_000) / 2);
+    } finally {
+      await up.close();
+      fake.server.close();
+    }
+  });
+
   it('a GET answering 200 to a range request is sliced; a changed ETag is refused', async () => {
     let etag = '"v1"';
-    const fake = await fakeServer((_req, res) => {
+    const fake = await fakeServer((req, res) => {
+      if (req.method === 'PROPFIND') {
+        res.writeHead(207, { 'content-type': 'application/xml' });
+        res.end(ms(resp(req.url ?? '', `<d:resourcetype/><d:getcontentlength>10</d:getcontentlength><d:getetag>${etag}</d:getetag><d:getlastmodified>Tue, 01 Jul 2025 10:00:00 GMT</d:getlastmodified>`)));
+        return;
+      }
+      const im = req.headers['if-match'];
+      if (im !== undefined && (etag.startsWith('W/') || im !== etag)) {
+        res.writeHead(412);
+        res.end();
+        return;
+      }
       res.writeHead(200, { 'content-length': '10', etag, 'last-modified': 'Tue, 01 Jul 2025 10:00:00 GMT' });
       res.end('0123456789');
     });
@@ -502,8 +572,12 @@ describe('WebDavUpstream protocol corner cases (fake server)', () => {
       assert.equal(req?.headers.authorization, 'Basic ' + Buffer.from('svc:pw').toString('base64'));
       await up.read('/f', 0, 1, undefined, { authorization: 'Bearer token-of-client' });
       assert.equal(fake.requests.at(-1)?.headers.authorization, 'Bearer token-of-client');
-      etag = 'W/"v1"'; // the same tag, weak: still that version
+      etag = 'W/"v1"'; // the same tag, weak (Apache, file modified within the last second): still that version
+      const before = fake.requests.length;
       assert.equal((await up.read('/f', 0, 2, v)).toString(), '01');
+      // Like Apache, the fake refuses If-Match against a weak tag: a conditional GET, a PROPFIND
+      // showing the version is still current, then a plain GET checked against the validator.
+      assert.deepEqual(fake.requests.slice(before).map((r) => `${r.method} ${r.headers['if-match'] ?? '-'}`), ['GET "v1"', 'PROPFIND -', 'GET -']);
       etag = '"v2"';
       await assert.rejects(up.read('/f', 0, 2, v), code('DAVGATE_PRECONDITION_FAILED'));
       await assert.rejects(up.read('/f', 0, 2, `lastmodified:${Date.parse('Tue, 01 Jul 2025 10:00:00 GMT')}:11`), code('DAVGATE_PRECONDITION_FAILED'));
@@ -562,8 +636,7 @@ describe('WebDavUpstream protocol corner cases (fake server)', () => {
       putStatus = 409;
       await assert.rejects(up.write('/d/new', body('x'), 1), code('DAVGATE_CONFLICT'));
       await assert.rejects(up.mkdir('/d/new'), code('DAVGATE_CONFLICT'));
-      assert.equal(fake.requests.at(-2)?.method, 'MKCOL');
-      assert.equal(fake.requests.at(-2)?.url, '/base%20dir/d/new/');
+      assert.equal(fake.requests.find((r) => r.method === 'MKCOL')?.url, '/base%20dir/d/new/');
     } finally {
       await up.close();
       fake.server.close();

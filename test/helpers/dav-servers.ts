@@ -311,6 +311,8 @@ DavLockDB ${dir}/lock/DavLock
 </Directory>
 ${opts.privateFor !== undefined ? `<LocationMatch "^${privatePath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(/|$)">
   Require user ${opts.privateFor}
+  # an authenticated user who is not allowed gets 403, not a new 401 challenge
+  AuthzSendForbiddenOnFailure On
 </LocationMatch>` : ''}
 `);
     const apache2 = existsSync('/usr/sbin/apache2') ? '/usr/sbin/apache2' : 'apache2';

@@ -185,6 +185,23 @@ describe('ResilientUpstream: timeouts', () => {
     assert.equal(inner.count('read'), 2);
   });
 
+  it('a list that hangs after its first entry times out and the error reaches the consumer', async () => {
+    const { inner, up } = make({ timeout: 100, retries: 2 });
+    // An async generator, as FsUpstream.list is: its return() queues behind the hung next().
+    inner.listScript = () => (async function* () { yield entry('a'); await never(); })();
+    const names: string[] = [];
+    const t0 = performance.now();
+    const outcome = await Promise.race([
+      (async () => { for await (const e of up.list('/')) names.push(e.name); })().then(() => 'ended', (e: unknown) => e),
+      sleep(2000).then(() => 'still hanging after 2 s'),
+    ]);
+    assert.deepEqual(names, ['a']);
+    assert.ok(outcome instanceof DavgateError, `expected DAVGATE_UPSTREAM_TIMEOUT, got ${String(outcome)}`);
+    assert.equal(outcome.code, 'DAVGATE_UPSTREAM_TIMEOUT');
+    assert.ok(performance.now() - t0 < 1000, 'within about the timeout');
+    assert.equal(inner.count('list'), 1, 'not retried after the first entry');
+  });
+
   it('a hung list times out before its first entry and is retried', async (t) => {
     halfJitter(t);
     const { inner, up } = make({ timeout: 80, retries: 1 });
