@@ -301,6 +301,7 @@ export class WebDavUpstream implements Upstream {
   readonly #baseUrl: URL;
   /** Configured credentials as a ready header value; never printed. */
   readonly #auth: string | undefined;
+  readonly #passThrough: boolean;
   readonly #timeout: number;
   readonly #quotaBytes: number | undefined;
   /**
@@ -332,6 +333,7 @@ export class WebDavUpstream implements Upstream {
     this.#baseSegs = url.pathname.split('/').filter(Boolean).map((s) => safeDecode(s) ?? s);
     const user = opts.username ?? urlUser;
     const pass = opts.password ?? urlPass;
+    this.#passThrough = opts.passThroughAuth === true;
     this.#auth = user !== undefined ? 'Basic ' + Buffer.from(`${user}:${pass ?? ''}`, 'utf8').toString('base64') : undefined;
     this.#timeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#quotaBytes = opts.quotaBytes;
@@ -391,7 +393,9 @@ export class WebDavUpstream implements Upstream {
 
   #headers(ctx: CallContext | undefined, extra: Record<string, string> = {}): Record<string, string> {
     const h: Record<string, string> = { ...extra };
-    const auth = ctx?.authorization ?? this.#auth;
+    // With pass-through auth only the client's own credentials are used: an anonymous client
+    // must not act as the configured account (and so be asked for credentials by a 401).
+    const auth = ctx?.authorization ?? (this.#passThrough ? undefined : this.#auth);
     if (auth) h.authorization = auth;
     return h;
   }
