@@ -9,19 +9,20 @@
 // exit alarm. The daemons daemonize, so they are not our children: their exit is watched through
 // /proc/<pid>/stat, where an exited daemon may stay a zombie (state Z) until init reaps it.
 //
-// A process 'exit' handler, and SIGINT/SIGTERM/SIGHUP handlers that then re-raise the signal, SIGKILL
-// whatever is still running, so a crashed or cancelled test run leaves no daemons behind (nothing
-// helps against SIGKILL of the test process itself).
+// A process 'exit' handler, SIGINT/SIGTERM/SIGHUP handlers (which then re-raise the signal) and a
+// watchdog process that notices the test process is gone (even after SIGKILL) SIGKILL whatever is
+// still running and remove the directory, so a crashed or cancelled test run leaves no daemons.
 //
 // Ceph 16 race worked around here: right after it connects, a MonClient can still hold a zero fsid,
 // and the mon refuses what it sends then ("wrong fsid"; ~1 start in 4 on 2 cores). CLI commands that
 // hit it are retried; ceph-osd is kept from sending commands at start (see the [osd] section).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freeDir, removeDir, sleep } from './gateway-process.js';
 
 /** Fixed credentials of the S3 test user created in every cluster (AWS-shaped: 20 and 40 chars). */
@@ -229,7 +230,7 @@ async function tailFile(path: string, bytes: number): Promise<string> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// crash safety: one set of process handlers for all live clusters
+// crash safety: process handlers, and a watchdog process, for all live clusters of this process
 
 interface LiveCluster {
   daemons: Daemon[];
@@ -267,6 +268,74 @@ function killLiveSync(): void {
   live.clear();
 }
 
+/*
+ * The watchdog: this module run as `node ceph.js --ceph-watchdog`, in its own session, reading the
+ * live clusters (JSON lines) on stdin. When stdin ends without the clusters having been stopped,
+ * the test process is gone, however it went: SIGKILL, or an exception thrown inside the test
+ * runner's own handler (exit code 7, no 'exit' event: seen when the runner's stdout pipe closes).
+ * It then does what killLiveSync does. It costs one idle node process while clusters are up.
+ */
+const WATCHDOG_FLAG = '--ceph-watchdog';
+let watchdog: ChildProcess | undefined;
+const watchIds = new Map<LiveCluster, number>();
+let nextWatchId = 1;
+
+function publish(c: LiveCluster): void {
+  try {
+    if (watchdog === undefined) {
+      watchdog = spawn(process.execPath, [fileURLToPath(import.meta.url), WATCHDOG_FLAG], {
+        stdio: ['pipe', 'ignore', 'ignore'],
+        detached: true,
+      });
+      watchdog.on('error', () => undefined);
+      watchdog.stdin?.on('error', () => undefined);
+      watchdog.unref();
+      (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    }
+    let id = watchIds.get(c);
+    if (id === undefined) watchIds.set(c, (id = nextWatchId++));
+    const state = live.has(c) ? { id, dir: c.dir, mount: c.mount, daemons: c.daemons } : { id, done: true };
+    watchdog.stdin?.write(`${JSON.stringify(state)}\n`);
+    if (live.size === 0) {
+      watchdog.stdin?.end(); // nothing left to guard: let it exit
+      watchdog = undefined;
+      watchIds.clear();
+    }
+  } catch {
+    // best effort: the in-process handlers remain
+  }
+}
+
+function runWatchdog(): void {
+  const clusters = new Map<number, LiveCluster>();
+  let buf = '';
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      try {
+        const m = JSON.parse(line) as { id: number; done?: boolean; dir: string; mount?: string; daemons: Daemon[] };
+        if (m.done === true) clusters.delete(m.id);
+        else clusters.set(m.id, { dir: m.dir, daemons: m.daemons, ...(m.mount !== undefined ? { mount: m.mount } : {}) });
+      } catch {
+        // ignore a torn line
+      }
+    }
+  });
+  process.stdin.on('end', () => {
+    for (const c of clusters.values()) live.add(c);
+    killLiveSync();
+    process.exit(0);
+  });
+  // no signal from the test process's group may stop it before it has cleaned up
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => undefined);
+}
+
+if (process.argv[2] === WATCHDOG_FLAG && process.argv[1] === fileURLToPath(import.meta.url)) runWatchdog();
+
 function track(c: LiveCluster): void {
   if (!handlersInstalled) {
     handlersInstalled = true;
@@ -283,6 +352,12 @@ function track(c: LiveCluster): void {
     }
   }
   live.add(c);
+  publish(c);
+}
+
+function untrack(c: LiveCluster): void {
+  live.delete(c);
+  publish(c);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,6 +489,7 @@ export async function startCeph(opts: StartCephOptions = {}): Promise<CephCluste
   const forget = (d: Daemon): void => {
     const i = daemons.indexOf(d);
     if (i >= 0) daemons.splice(i, 1);
+    publish(liveEntry);
   };
 
   const unmount = async (): Promise<void> => {
@@ -444,7 +520,7 @@ export async function startCeph(opts: StartCephOptions = {}): Promise<CephCluste
       await unmount();
       logSnapshot = await logTails(LOG_SNAPSHOT_BYTES).catch(() => '');
       if (mountPoint === undefined || !isMountPoint(mountPoint)) await removeDir(dir);
-      live.delete(liveEntry);
+      untrack(liveEntry);
     })();
     return stopped;
   };
@@ -517,6 +593,7 @@ export async function startCeph(opts: StartCephOptions = {}): Promise<CephCluste
         if (st === undefined || st.state === 'Z') await fail(`${name} (pid ${pid}) died right after starting`, name);
         const d: Daemon = { name, pid, starttime: st?.starttime ?? '' };
         daemons.push(d);
+        publish(liveEntry);
         return d;
       }
       if (Date.now() > deadline) await fail(`no pid file ${pidFile}`, name);
@@ -644,6 +721,7 @@ export async function startCeph(opts: StartCephOptions = {}): Promise<CephCluste
       });
       await mkdir(mountPoint, { recursive: true });
       liveEntry.mount = mountPoint;
+      publish(liveEntry);
       const fusePid = join(dir, 'run', 'client.fuse.pid');
       const fuseLog = join(dir, 'log', 'client.fuse.log');
       await startDaemon('client.fuse', async () => {

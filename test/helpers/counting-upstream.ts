@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Entry, Upstream } from '../../src/upstream/types.js';
+import type { CallContext, Entry, Upstream } from '../../src/upstream/types.js';
 
 /** Wraps a real upstream and counts what reaches it: the tests' view "at the upstream". */
 export class CountingUpstream implements Upstream {
@@ -14,23 +14,26 @@ export class CountingUpstream implements Upstream {
 
   get id(): string { return this.inner.id; }
   get capabilities() { return this.inner.capabilities; }
+  /** The wrapped upstream's health, when it has one (ResilientUpstream). */
+  get healthy(): boolean | undefined { return (this.inner as { healthy?: boolean }).healthy; }
 
   count(op: string): number { return this.calls.get(op) ?? 0; }
   reset(): void { this.calls.clear(); this.reads.length = 0; }
   #hit(op: string): void { this.calls.set(op, this.count(op) + 1); }
 
-  stat(path: string): Promise<Entry> { this.#hit('stat'); return this.inner.stat(path); }
-  list(path: string): AsyncIterable<Entry> { this.#hit('list'); return this.inner.list(path); }
-  read(path: string, offset: number, length: number, v?: string): Promise<Buffer> {
+  stat(path: string, ctx?: CallContext): Promise<Entry> { this.#hit('stat'); return this.inner.stat(path, ctx); }
+  list(path: string, ctx?: CallContext): AsyncIterable<Entry> { this.#hit('list'); return this.inner.list(path, ctx); }
+  read(path: string, offset: number, length: number, v?: string, ctx?: CallContext): Promise<Buffer> {
     this.#hit('read');
     this.reads.push([offset, length]);
-    return this.inner.read(path, offset, length, v);
+    return this.inner.read(path, offset, length, v, ctx);
   }
-  write(path: string, body: Readable, size?: number): Promise<Entry> { this.#hit('write'); return this.inner.write(path, body, size); }
-  mkdir(path: string): Promise<void> { this.#hit('mkdir'); return this.inner.mkdir(path); }
-  remove(path: string): Promise<void> { this.#hit('remove'); return this.inner.remove(path); }
-  move(a: string, b: string, o: boolean): Promise<void> { this.#hit('move'); return this.inner.move(a, b, o); }
-  copy(a: string, b: string, o: boolean, s?: boolean): Promise<void> { this.#hit('copy'); return this.inner.copy(a, b, o, s); }
-  quota(path: string) { this.#hit('quota'); return this.inner.quota!(path); }
-  setMtime(path: string, ms: number) { this.#hit('setmtime'); return this.inner.setMtime!(path, ms); }
+  write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> { this.#hit('write'); return this.inner.write(path, body, size, ctx); }
+  mkdir(path: string, ctx?: CallContext): Promise<void> { this.#hit('mkdir'); return this.inner.mkdir(path, ctx); }
+  remove(path: string, ctx?: CallContext): Promise<void> { this.#hit('remove'); return this.inner.remove(path, ctx); }
+  move(a: string, b: string, o: boolean, ctx?: CallContext): Promise<void> { this.#hit('move'); return this.inner.move(a, b, o, ctx); }
+  copy(a: string, b: string, o: boolean, s?: boolean, ctx?: CallContext): Promise<void> { this.#hit('copy'); return this.inner.copy(a, b, o, s, ctx); }
+  quota(path: string, ctx?: CallContext) { this.#hit('quota'); return this.inner.quota!(path, ctx); }
+  setMtime(path: string, ms: number, ctx?: CallContext) { this.#hit('setmtime'); return this.inner.setMtime!(path, ms, ctx); }
+  close(): Promise<void> { return this.inner.close?.() ?? Promise.resolve(); }
 }
