@@ -46,7 +46,9 @@ async function statOrNull(host: string, follow = false): Promise<Stats | null> {
 }
 
 function validatorOf(st: BigIntStats): string {
-  return `${st.ino.toString(16)}-${st.size.toString(16)}-${(st.mtimeNs / 1000n).toString(16)}`;
+  // A directory's size means nothing portable (CephFS reports its entry count, lazily): leave it out.
+  const size = st.isDirectory() ? 0n : st.size;
+  return `${st.ino.toString(16)}-${size.toString(16)}-${(st.mtimeNs / 1000n).toString(16)}`;
 }
 
 /** null for anything neither file nor directory (fifo, socket, device): never exposed. */

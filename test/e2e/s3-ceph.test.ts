@@ -22,7 +22,7 @@ function http(url: string, method: string, headers: Record<string, string> = {},
       const h = createHash('sha256');
       let bytes = 0;
       const keep: Buffer[] = [];
-      res.on('data', (c: Buffer) => { h.update(c); bytes += c.length; if (bytes <= 1 << 20) keep.push(c); });
+      res.on('data', (c: Buffer) => { h.update(c); bytes += c.length; if (bytes <= 16 << 20) keep.push(c); });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, hash: h.digest('hex'), bytes, text: Buffer.concat(keep).toString() }));
       res.on('error', reject);
     });

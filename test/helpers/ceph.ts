@@ -18,9 +18,9 @@
 // hit it are retried; ceph-osd is kept from sending commands at start (see the [osd] section).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freeDir, removeDir, sleep } from './gateway-process.js';
@@ -161,10 +161,22 @@ interface RunResult {
   stderr: string;
 }
 
+/** Commands and daemon launchers still running: killed with the daemons when the process dies. */
+const children = new Set<ChildProcess>();
+
+function spawnTracked(cmd: string, args: string[], options: Parameters<typeof spawn>[2]): ChildProcess {
+  const child = spawn(cmd, args, options);
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  child.once('error', () => children.delete(child));
+  return child;
+}
+
 /** Runs a command that does not daemonize and collects its output. Never rejects on exit status. */
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = CMD_TIMEOUT_MS): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    const child = spawnTracked(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    if (child.stdout === null || child.stderr === null) throw new Error('no pipes');
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -198,17 +210,23 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-function portAnswers(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ host: '127.0.0.1', port });
-    const done = (ok: boolean): void => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(1_000, () => done(false));
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-  });
+/**
+ * True when process `pid` itself holds a TCP socket listening on 127.0.0.1:`port`, so that another
+ * process that took the port first is never mistaken for the daemon (/proc/net/tcp + /proc/<pid>/fd).
+ */
+async function listensOn(pid: number, port: number): Promise<boolean> {
+  const wanted = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const inodes = new Set<string>();
+  for (const line of (await readFile('/proc/net/tcp', 'utf8')).split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === wanted && f[3] === '0A' && f[9] !== undefined) inodes.add(`socket:[${f[9]}]`);
+  }
+  if (inodes.size === 0) return false;
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    if (inodes.has(target)) return true;
+  }
+  return false;
 }
 
 async function tailFile(path: string, bytes: number): Promise<string> {
@@ -252,10 +270,49 @@ function unmountSync(path: string): void {
   }
 }
 
+/**
+ * SIGKILLs every process whose environment holds this cluster's CEPH_CONF: every daemon and command
+ * the helper started has it, including a daemon that forked before its pid was read. Returns the pids.
+ */
+function killByConfSync(dir: string): number[] {
+  const mark = `CEPH_CONF=${join(dir, 'ceph.conf')}`;
+  const killed: number[] = [];
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return killed;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    const pid = Number(e);
+    if (pid === process.pid) continue;
+    let environ: string;
+    try {
+      environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
+    } catch {
+      continue;
+    }
+    if (!environ.split('\0').includes(mark)) continue;
+    const st = readStat(pid);
+    if (st === undefined || st.state === 'Z') continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed.push(pid);
+    } catch {
+      // gone
+    }
+  }
+  return killed;
+}
+
 function killLiveSync(): void {
+  for (const child of children) child.kill('SIGKILL');
+  children.clear();
   for (const c of live) {
     if (c.mount !== undefined) unmountSync(c.mount);
     for (const d of c.daemons) signal(d, 'SIGKILL');
+    killByConfSync(c.dir);
     if (c.mount !== undefined) unmountSync(c.mount); // a killed ceph-fuse leaves a dead mount
     if (c.mount === undefined || !isMountPoint(c.mount)) {
       try {
@@ -417,6 +474,8 @@ paxos min wait = 0.001
 [client]
 # CLI calls (ceph, radosgw-admin) and ceph-fuse are all client.admin: one socket each, or they collide.
 admin socket = ${dir}/run/$name.$pid.asok
+# a client left behind by a dead test process gives up on a dead mon after this, not 300 s
+client mount timeout = 30
 
 [client.rgw.a]
 admin socket = ${dir}/run/$name.asok
@@ -517,6 +576,9 @@ export async function startCeph(opts: StartCephOptions = {}): Promise<CephCluste
           stopMarks.push(`${d.name} ${since()}${killed ? ' (SIGKILL)' : ''}`);
         }
       }
+      // anything else still running with this cluster's config (a daemon whose start failed half-way)
+      const strays = killByConfSync(dir);
+      if (strays.length > 0) stopMarks.push(`SIGKILLed strays ${strays.join(' ')}`);
       await unmount();
       logSnapshot = await logTails(LOG_SNAPSHOT_BYTES).catch(() => '');
       if (mountPoint === undefined || !isMountPoint(mountPoint)) await removeDir(dir);
@@ -577,7 +639,7 @@ export async function startCeph(opts: StartCephOptions = {}): Promise<CephCluste
     let sig: NodeJS.Signals | null;
     try {
       [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-        const child = spawn(cmd, args, { env, stdio: ['ignore', out.fd, out.fd], timeout: STEP_TIMEOUT_MS, killSignal: 'SIGKILL' });
+        const child = spawnTracked(cmd, args, { env, stdio: ['ignore', out.fd, out.fd], timeout: STEP_TIMEOUT_MS, killSignal: 'SIGKILL' });
         child.once('error', reject);
         child.once('exit', (c, s) => resolve([c, s]));
       });
@@ -627,8 +689,8 @@ export async function startCeph(opts: StartCephOptions = {}): Promise<CephCluste
   const RGW = 'client.rgw.a';
   const launchRgw = (): Promise<void> =>
     startDaemon(RGW, async () => {
-      await launch(RGW, 'radosgw', ['-n', RGW]);
-      await waitFor(`radosgw on port ${rgwPort}`, () => portAnswers(rgwPort), RGW);
+      const d = await launch(RGW, 'radosgw', ['-n', RGW]);
+      await waitFor(`radosgw to listen on port ${rgwPort}`, () => listensOn(d.pid, rgwPort), RGW);
     });
   const stopRgw = async (): Promise<void> => {
     for (const d of daemons.filter((x) => x.name === RGW)) {
@@ -655,7 +717,8 @@ export async function startCeph(opts: StartCephOptions = {}): Promise<CephCluste
     await must('ceph-authtool', ['--create-keyring', keyring, '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *']);
     await must('monmaptool', ['--create', '--fsid', fsid, '--addv', 'a', `[v1:127.0.0.1:${monPort}]`, monmap]);
     await must('ceph-mon', ['--mkfs', '-i', 'a', '--monmap', monmap, '--keyring', keyring], 'mon.a');
-    await launch('mon.a', 'ceph-mon', ['-i', 'a']);
+    const mon = await launch('mon.a', 'ceph-mon', ['-i', 'a']);
+    await waitFor(`the mon to listen on port ${monPort}`, () => listensOn(mon.pid, monPort), 'mon.a');
     await waitFor('the mon to answer', async () => (await ceph(['health'])).code === 0, 'mon.a');
     mark('mon');
 
