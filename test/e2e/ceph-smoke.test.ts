@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -35,6 +35,22 @@ function procInfo(pid: number): { state: string; comm: string } | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Live (non-zombie) processes whose environment holds CEPH_CONF=`conf`: everything the helper starts. */
+function processesWithConf(conf: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (!readFileSync(`/proc/${e}/environ`, 'latin1').split('\0').includes(`CEPH_CONF=${conf}`)) continue;
+    } catch {
+      continue;
+    }
+    const info = procInfo(Number(e));
+    if (info !== undefined && info.state !== 'Z') out.push(Number(e));
+  }
+  return out;
 }
 
 function rssKiB(pid: number): number {
@@ -138,7 +154,8 @@ describe('single-node Ceph: S3 (radosgw) and CephFS (ceph-fuse)', { timeout: 60_
   test('stop() leaves no daemon of this cluster and removes its directory', async (t) => {
     const c = cluster();
     const pids = c.pids();
-    assert.ok(pids.length >= (HAVE_FUSE ? 5 : 3), `pids: ${pids.join(', ')}`);
+    assert.equal(pids.length, HAVE_FUSE ? 5 : 3, `pids: ${pids.join(', ')}`);
+    assert.deepEqual(processesWithConf(c.conf).sort(), [...pids].sort(), 'the daemons are exactly the processes with its CEPH_CONF');
     for (const pid of pids) {
       const info = procInfo(pid);
       assert.ok(info !== undefined && info.state !== 'Z', `pid ${pid} runs before stop`);
@@ -157,6 +174,7 @@ describe('single-node Ceph: S3 (radosgw) and CephFS (ceph-fuse)', { timeout: 60_
       const ours = info !== undefined && info.state !== 'Z' && /^(ceph-|radosgw)/.test(info.comm);
       assert.ok(!ours, `pid ${pid} (${info?.comm}) still runs after stop()`);
     }
+    assert.deepEqual(processesWithConf(c.conf), [], 'no process runs with this cluster\'s CEPH_CONF');
     assert.equal(existsSync(c.dir), false, `${c.dir} still exists`);
     if (c.cephfsMount !== undefined) {
       const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');

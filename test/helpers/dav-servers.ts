@@ -9,6 +9,7 @@ import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { reapOnExit } from './reaper.js';
 
 const execFileP = promisify(execFile);
 
@@ -117,6 +118,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
 /** Start `cmd`, wait until `port` accepts connections; false when it exited first (port lost). */
 async function launch(cmd: string, args: string[], port: number, env?: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; output: () => string } | null> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  child.once('exit', reapOnExit(child.pid));
   let out = '';
   const keep = (b: Buffer) => { out = (out + b.toString()).slice(-20_000); };
   child.stdout?.on('data', keep);

@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { reapOnExit } from './reaper.js';
 
 /** Compiled CLI entry point, located relative to this compiled helper (dist/test/helpers/). */
 export const MAIN_JS = fileURLToPath(new URL('../../src/main.js', import.meta.url));
@@ -120,6 +121,7 @@ export async function startGatewayProcess(opts: GatewayProcessOptions = {}): Pro
       env: { ...process.env, ...(opts.env ?? {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    child.once('exit', reapOnExit(child.pid));
   } catch (err) {
     await cleanupDirs();
     throw err;
