@@ -85,6 +85,9 @@ export const configSchema = z.object({
     nodeTable: z.enum(['memory', 'sqlite']).default('memory'),
     readAheadMaxBlocks: z.number().int().min(0).max(64).default(8),
     maxInflightFetches: z.number().int().min(1).max(256).default(16),
+    /** Memory tier for small blocks (0 disables it), and the largest block it keeps. */
+    memoryBytes: byteSize.default(32 * MiB),
+    memoryMaxBlockBytes: byteSize.default(256 * 1024),
   }).strict().default({}),
   listen: hostPort.default('127.0.0.1:8080'),
   admin: z.object({

@@ -36,6 +36,9 @@ export interface CacheOptions {
   nodeTable: 'memory' | 'sqlite';
   readAheadMaxBlocks: number;
   maxInflightFetches: number;
+  /** Memory tier for small blocks: total bytes, and the largest block kept there. */
+  memoryBytes: number;
+  memoryMaxBlockBytes: number;
 }
 
 export class CacheManager {
@@ -49,6 +52,8 @@ export class CacheManager {
   readonly #statFlight = new SingleFlight<Node>();
   readonly #readAhead: ReadAhead;
   readonly #fetchLimit: ReturnType<typeof pLimit>;
+  /** Verified small blocks in memory, by block id; bounded by bytes. */
+  readonly #memory: LRUCache<string, Buffer> | undefined;
   /** Paths known to be absent, by node key, for one TTL (none when the TTL is 0). */
   readonly #missing: LRUCache<string, string> | undefined;
 
@@ -62,6 +67,7 @@ export class CacheManager {
     this.#readAhead = new ReadAhead(opts.readAheadMaxBlocks);
     this.#fetchLimit = pLimit(opts.maxInflightFetches);
     this.#missing = opts.ttl > 0 ? new LRUCache({ max: 10_000, ttl: opts.ttl }) : undefined;
+    this.#memory = opts.memoryBytes > 0 ? new LRUCache<string, Buffer>({ maxSize: opts.memoryBytes, sizeCalculation: (b) => Math.max(1, b.length) }) : undefined;
   }
 
   static async open(upstream: Upstream, opts: CacheOptions, metrics?: Metrics): Promise<CacheManager> {
@@ -203,9 +209,16 @@ export class CacheManager {
     const length = this.#blockLength(node, index);
     if (length === 0) return Buffer.alloc(0);
     const id = blockId(node.key, node.version, index);
+    const inMemory = this.#memory?.get(id);
+    if (inMemory) {
+      this.#metrics?.cacheBlocks.inc({ result: 'hit' });
+      this.#metrics?.bytesServed.inc({ source: 'cache' }, inMemory.length);
+      return inMemory;
+    }
     if (!this.#blockFlight.has(id) && this.#blocks.has(node.key, node.version, index)) {
       const buf = await this.#blocks.read(node.key, node.version, index, length);
       if (buf) {
+        this.#remember(id, buf);
         this.#metrics?.cacheBlocks.inc({ result: 'hit' });
         this.#metrics?.bytesServed.inc({ source: 'cache' }, buf.length);
         return buf;
@@ -214,8 +227,18 @@ export class CacheManager {
     const { promise, joined } = this.#blockFlight.run(id, () => this.#fetch(node, index, length, identity));
     this.#metrics?.cacheBlocks.inc({ result: joined ? 'join' : 'miss' });
     const buf = await promise;
+    this.#remember(id, buf);
     this.#metrics?.bytesServed.inc({ source: joined ? 'cache' : 'upstream' }, buf.length);
     return buf;
+  }
+
+  /**
+   * Small blocks (small files, mostly) are also kept in memory, already verified: a fresh
+   * open/read/close per request costs more than the request itself (DESIGN.md, measured
+   * ceilings). Keyed like the block files, by version, so it can never serve an old version.
+   */
+  #remember(id: string, buf: Buffer): void {
+    if (this.#memory && buf.length <= this.#opts.memoryMaxBlockBytes) this.#memory.set(id, buf);
   }
 
   async #fetch(node: Node, index: number, length: number, identity: Identity): Promise<Buffer> {
