@@ -1,5 +1,5 @@
 import { constants as C } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, unlink, lstat, writeFile, readFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, unlink, lstat, writeFile, readFile, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
@@ -8,7 +8,8 @@ import { CacheCorruptError, CacheInUseError } from '../errors.js';
 // The sandbox (DESIGN.md, Block store). Layout under one root, created 0700:
 //   <root>/LOCK                              pid of the owning process
 //   <root>/tmp/<random>                      blocks being written
-//   <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc>   installed blocks
+//   <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc>   installed blocks: data, then a CRC32C per
+//                                                  1 MiB chunk; <crc> is the CRC32C of that table
 // `key` and `ver` are hex digests, idx and crc are hex numbers: every cache path is built
 // from hex only, never from a client string. Files are opened with O_NOFOLLOW and
 // directory entries are lstat'ed, so a symlink planted in the root is never followed.
@@ -18,6 +19,8 @@ import { CacheCorruptError, CacheInUseError } from '../errors.js';
 // is pinned; eviction skips pinned blocks.
 
 const HEX = /^[0-9a-f]+$/;
+/** Verification unit: a block is streamed in chunks of this size, each checked on its own. */
+export const CHUNK = 1024 * 1024;
 const BLOCK_NAME = /^([0-9a-f]+)-([0-9a-f]+)-([0-9a-f]{8})$/;
 
 export interface BlockMeta {
@@ -163,57 +166,83 @@ export class BlockStore {
   }
 
   /**
-   * Read a whole installed block, verified: wrong size or checksum drops the block and
-   * returns undefined (a miss), so a damaged file is fetched again, never served.
+   * Open an installed block for verified reading (BlockStore.open opens the store itself): the chunk checksums are read and checked
+   * against the file name first, then every chunk is checked before it is handed out. A
+   * wrong size or checksum drops the block (a miss: fetched again, never served).
+   * The block is pinned (not evictable) until the handle is closed.
    */
-  async read(key: string, version: string, index: number, expectedSize: number): Promise<Buffer | undefined> {
+  async openBlock(key: string, version: string, index: number, expectedSize: number): Promise<BlockReader | undefined> {
     const id = blockId(key, version, index);
     const b = this.#blocks.get(id);
     if (!b) return undefined;
     // Touch: move to the most-recently-used end.
     this.#blocks.delete(id);
     this.#blocks.set(id, b);
-    b.pins++;
+    const chunks = Math.ceil(expectedSize / CHUNK);
+    let fh;
     try {
-      const buf = Buffer.allocUnsafe(expectedSize);
-      let got = 0;
-      let fh;
-      try {
-        fh = await open(this.#file(b), C.O_RDONLY | C.O_NOFOLLOW);
-      } catch {
-        this.#drop(id, false);
-        return undefined;
-      }
-      try {
-        const st = await fh.stat();
-        if (!st.isFile() || st.size !== expectedSize) { this.#drop(id, true); return undefined; }
-        while (got < expectedSize) {
-          const { bytesRead } = await fh.read(buf, got, expectedSize - got, got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-      } finally {
-        await fh.close();
-      }
-      if (got !== expectedSize || crc32c(buf) !== b.crc) { this.#drop(id, true); return undefined; }
-      return buf;
+      fh = await open(this.#file(b), C.O_RDONLY | C.O_NOFOLLOW);
+    } catch {
+      this.#drop(id, false);
+      return undefined;
+    }
+    b.pins++;
+    let ok = false;
+    try {
+      const st = await fh.stat();
+      if (!st.isFile() || st.size !== expectedSize + chunks * 4) return undefined;
+      const table = Buffer.allocUnsafe(chunks * 4);
+      const { bytesRead } = await fh.read(table, 0, table.length, expectedSize);
+      if (bytesRead !== table.length || crc32c(table) !== b.crc) return undefined;
+      ok = true;
+      return new BlockReader(fh, table, expectedSize, () => { b.pins--; }, () => this.#drop(id, true));
     } finally {
-      b.pins--;
+      if (!ok) {
+        b.pins--;
+        await fh.close().catch(() => {});
+        this.#drop(id, true);
+      }
+    }
+  }
+
+  /** A whole block, verified; undefined when missing or damaged. */
+  async read(key: string, version: string, index: number, expectedSize: number): Promise<Buffer | undefined> {
+    const reader = await this.openBlock(key, version, index, expectedSize);
+    if (!reader) return undefined;
+    try {
+      const out = Buffer.allocUnsafe(expectedSize);
+      for (let c = 0; c < reader.chunks; c++) {
+        const chunk = await reader.chunk(c);
+        if (!chunk) return undefined;
+        chunk.copy(out, c * CHUNK);
+      }
+      return out;
+    } finally {
+      await reader.close();
     }
   }
 
   /**
-   * Install a block: room is made first (eviction down to the low watermark), the data goes
-   * to tmp/ and is renamed into place, so no half-written block ever has a real name.
+   * Install a block: room is made first (eviction down to the low watermark), the data and its
+   * chunk checksums go to tmp/ and are renamed into place, so no half-written block ever has a
+   * real name. File: the data, then one CRC32C per CHUNK; the name carries the CRC32C of that table.
    */
   async install(key: string, version: string, index: number, data: Buffer): Promise<void> {
-    if (data.length > this.#high) return; // larger than the whole cache: serve, do not keep
-    this.#reserved += data.length;
+    const table = Buffer.allocUnsafe(Math.ceil(data.length / CHUNK) * 4);
+    for (let c = 0; c * CHUNK < data.length; c++) table.writeUInt32LE(crc32c(data.subarray(c * CHUNK, (c + 1) * CHUNK)), c * 4);
+    const size = data.length + table.length;
+    if (size > this.#high) return; // larger than the whole cache: serve, do not keep
+    this.#reserved += size;
     try {
       await this.#makeRoom();
-      const meta: BlockMeta = { key, version, index, size: data.length, crc: crc32c(data), pins: 0 };
+      const meta: BlockMeta = { key, version, index, size, crc: crc32c(table), pins: 0 };
       const tmp = join(this.root, 'tmp', randomBytes(12).toString('hex'));
-      await writeFile(tmp, data, { mode: 0o600, flag: C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW });
+      const fh = await open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      try {
+        await fh.writev([data, table]);
+      } finally {
+        await fh.close();
+      }
       const dir = this.#dir(key);
       await mkdir(dir, { recursive: true, mode: 0o700 });
       try {
@@ -224,7 +253,7 @@ export class BlockStore {
       }
       this.#add(meta);
     } finally {
-      this.#reserved -= data.length;
+      this.#reserved -= size;
       this.#changed();
     }
   }
@@ -289,6 +318,46 @@ export class BlockStore {
 
   keys(): IterableIterator<string> {
     return this.#byKey.keys();
+  }
+}
+
+/** Verified chunk reads from one open block file (see BlockStore.open). */
+export class BlockReader {
+  readonly chunks: number;
+  #closed = false;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly table: Buffer,
+    private readonly size: number,
+    private readonly release: () => void,
+    private readonly corrupt: () => void,
+  ) {
+    this.chunks = table.length / 4;
+  }
+
+  /** Chunk `c`, checked; undefined (and the block dropped) when it does not match its checksum. */
+  async chunk(c: number): Promise<Buffer | undefined> {
+    const len = Math.min(CHUNK, this.size - c * CHUNK);
+    const buf = Buffer.allocUnsafe(len);
+    let got = 0;
+    while (got < len) {
+      const { bytesRead } = await this.fh.read(buf, got, len - got, c * CHUNK + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    if (got !== len || crc32c(buf) !== this.table.readUInt32LE(c * 4)) {
+      this.corrupt();
+      return undefined;
+    }
+    return buf;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.release();
+    await this.fh.close().catch(() => {});
   }
 }
 

@@ -122,7 +122,8 @@ describe('cache behaviour counted at the upstream', () => {
     for (const files of byDir.values()) {
       if (files.length !== 3) continue;
       const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
-      if (sizes.every((s) => s === BLOCK)) {
+      // A block file is its data, then one 4-byte CRC32C per 1 MiB chunk.
+      if (sizes.every((s) => s === BLOCK + 4 * (BLOCK / MiB))) {
         const first = await readFile(files.find((f) => /-0-[0-9a-f]{8}$/.test(f))!);
         if (first.readUInt32LE(0) === 0 && first.subarray(4, 64).equals((await readFile(join(gw.upstreamDir, 'victim.bin'))).subarray(4, 64))) victims = files.sort();
       }

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, readdir, stat, symlink, writeFile, readFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, readdir, stat, symlink, writeFile, readFile, mkdir, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { BlockStore } from '../../src/cachemgr/blockstore.js';
+import { BlockStore, CHUNK } from '../../src/cachemgr/blockstore.js';
 import { CacheInUseError } from '../../src/errors.js';
 
 const KEY = 'ab'.repeat(20);
@@ -32,7 +32,7 @@ test('install then read returns the same bytes; the root is 0700 and paths are h
     assert.equal((await stat(root)).mode & 0o777, 0o700);
     const files = await readdir(join(root, 'blocks'), { recursive: true });
     for (const f of files) assert.match(f, /^[0-9a-f/-]+$/);
-    assert.equal(s.bytes, 5000);
+    assert.equal(s.bytes, 5000 + 4, 'data plus one chunk checksum');
   });
 });
 
@@ -75,12 +75,13 @@ test('a symlink planted in place of a block is not followed', async () => {
 });
 
 test('eviction keeps bytes under the high watermark, down to the low one, LRU first', async () => {
+  // 996 bytes of data + a 4-byte checksum table: 1000 bytes per block file.
   await withStore({ maxBytes: 10_000, high: 0.8, low: 0.5 }, async (s) => {
-    for (let i = 0; i < 8; i++) await s.install(KEY, VER, i, Buffer.alloc(1000, i));
+    for (let i = 0; i < 8; i++) await s.install(KEY, VER, i, Buffer.alloc(996, i));
     assert.ok(s.bytes <= 8000);
     // Touch block 0 so it is the most recently used.
-    assert.ok(await s.read(KEY, VER, 0, 1000));
-    await s.install(KEY, VER, 8, Buffer.alloc(1000, 8));
+    assert.ok(await s.read(KEY, VER, 0, 996));
+    await s.install(KEY, VER, 8, Buffer.alloc(996, 8));
     assert.ok(s.bytes <= 8000, `bytes ${s.bytes}`);
     assert.ok(s.bytes <= 5000 + 1000, 'evicted down to the low watermark');
     assert.ok(s.has(KEY, VER, 0), 'recently used block kept');
@@ -144,5 +145,28 @@ test('dropKey keeps only the current version', async () => {
     await s.dropKey(KEY, 'fedcba9876543210');
     assert.equal(s.has(KEY, VER, 0), false);
     assert.ok(s.has(KEY, 'fedcba9876543210', 0));
+  });
+});
+
+test('a multi-chunk block is read chunk by chunk, each verified; a damaged chunk drops the block', async () => {
+  await withStore({}, async (s, root) => {
+    const data = randomBytes(CHUNK * 2 + 123);
+    await s.install(KEY, VER, 0, data);
+    const reader = await s.openBlock(KEY, VER, 0, data.length);
+    assert.ok(reader);
+    assert.equal(reader.chunks, 3);
+    assert.deepEqual(await reader.chunk(2), data.subarray(2 * CHUNK));
+    await reader.close();
+    const dir = join(root, 'blocks', KEY.slice(0, 2), KEY);
+    const [f] = await readdir(dir);
+    const fh = await open(join(dir, f!), 'r+');
+    await fh.write(Buffer.from([1, 2, 3]), 0, 3, CHUNK + 10);
+    await fh.close();
+    const again = await s.openBlock(KEY, VER, 0, data.length);
+    assert.ok(again, 'the checksum table itself is intact');
+    assert.deepEqual(await again.chunk(0), data.subarray(0, CHUNK), 'an undamaged chunk is served');
+    assert.equal(await again.chunk(1), undefined, 'the damaged chunk is not');
+    await again.close();
+    assert.equal(s.has(KEY, VER, 0), false, 'and the block is dropped');
   });
 });

@@ -1,0 +1,255 @@
+// The main benchmark: davgate against rclone (`serve webdav --vfs-cache-mode full`), nginx
+// (dav-ext) and Apache (mod_dav) on one generated data set, one row per figure of the issue.
+//
+// Upstreams: "dir" = the directory nginx serves (davgate --upstream DIR, rclone serve DIR);
+// "WebDAV" = that nginx over HTTP (davgate --upstream http://nginx/, rclone remote `up:` of
+// type webdav); "S3" = a Ceph RADOS Gateway bucket holding big.bin. nginx and Apache serve the
+// directory directly: they have no cache, so their figures appear in the cold rows too.
+import { createReadStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { S3Client, CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import type { CephCluster } from '../test/helpers/ceph.js';
+import { generate, linkInto } from './dataset.js';
+import { expect, getSeconds, propfindEntries, propfindSeconds, send } from './http.js';
+import { fileSize, peakRssUnderLoad, putDurable, sameSampled, wrk } from './measure.js';
+import { addRun, fail, newRow, type Column, type Row } from './report.js';
+import { startApache, startDavgate, startNginx, startRclone, startS3, type DavBaseline, type Server } from './servers.js';
+import { MiB, errMsg, log } from './util.js';
+
+export interface Settings {
+  quick: boolean;
+  runs: number;
+  bigSize: number;
+  entries: number;
+  wrkSeconds: number;
+  streams: number;
+}
+
+type Up = 'dir' | 'webdav';
+const UP_LABEL: Record<Up, string> = { dir: 'dir upstream', webdav: 'WebDAV upstream (nginx)' };
+
+/** Runs `fn` `runs` times for one column of a row; a failure marks the column n/a and moves on. */
+async function measureInto(row: Row, col: Column, runs: number, fn: (i: number) => Promise<number>): Promise<void> {
+  try {
+    for (let i = 0; i < runs; i++) addRun(row, col, await fn(i));
+  } catch (e) {
+    fail(row, col, errMsg(e));
+    log(`  ${row.id} / ${col}: FAILED: ${errMsg(e)}`);
+  }
+}
+
+/** Copies the direct servers' runs (no cache: no cold/hot distinction) into another row. */
+function copyDirect(from: Row, to: Row): void {
+  for (const c of ['nginx', 'apache'] as const) {
+    if (from.runs[c]) to.runs[c] = [...from.runs[c]!];
+    if (from.errors?.[c]) fail(to, c, from.errors[c]!);
+  }
+}
+
+export async function runMain(s: Settings): Promise<{ rows: Row[]; notes: string[] }> {
+  const notes: string[] = [];
+  const big = `${s.bigSize / MiB} MiB`;
+  const isRoot = process.getuid?.() === 0;
+
+  // Ceph takes a while to come up: start it now, in the background, while the data is written.
+  log('starting Ceph (background), nginx');
+  const ceph: Promise<CephCluster | Error> = startS3().catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  const nginx = await startNginx();
+  log(`generating the data set in ${nginx.root}: ${big} big.bin, ${s.entries} entries in many/`);
+  await generate(nginx.root, s);
+  const source = { path: join(nginx.root, 'big.bin'), size: s.bigSize };
+  let apache: DavBaseline | undefined;
+  try {
+    apache = await startApache();
+    await linkInto(nginx.root, apache.root, isRoot ? 'www-data:www-data' : undefined);
+  } catch (e) {
+    notes.push(`Apache could not run: ${errMsg(e)}`);
+    log(`apache: ${errMsg(e)}`);
+  }
+
+  const rcloneUp = { RCLONE_CONFIG_UP_TYPE: 'webdav', RCLONE_CONFIG_UP_URL: nginx.url, RCLONE_CONFIG_UP_VENDOR: 'other' };
+  const upstreamOf: Record<Up, string> = { dir: nginx.root, webdav: nginx.url };
+  const startFresh = (up: Up, col: 'davgate' | 'rclone'): Promise<Server> =>
+    col === 'davgate' ? startDavgate(upstreamOf[up]) : startRclone(up === 'dir' ? nginx.root : 'up:', { env: rcloneUp });
+
+  log('starting the long-lived davgate and rclone instances (dir and WebDAV upstreams)');
+  const hot: Record<Up, Partial<Record<'davgate' | 'rclone', Server>>> = { dir: {}, webdav: {} };
+  for (const up of ['dir', 'webdav'] as const) {
+    for (const col of ['davgate', 'rclone'] as const) {
+      try { hot[up][col] = await startFresh(up, col); } catch (e) { notes.push(`${col} (${up}) could not start: ${errMsg(e)}`); }
+    }
+  }
+  const direct: Partial<Record<'nginx' | 'apache', Server>> = { nginx, ...(apache ? { apache } : {}) };
+  const bySrv = (up: Up): Array<[Column, Server]> => [
+    ...Object.entries(hot[up]) as Array<[Column, Server]>,
+    ...(up === 'dir' ? Object.entries(direct) as Array<[Column, Server]> : []),
+  ];
+
+  // Every server must serve the complete data set before anything is timed.
+  for (const up of ['dir', 'webdav'] as const) {
+    for (const [col, srv] of bySrv(up)) {
+      await expect(srv.url + 'small.bin', 'GET', [200], {}, { bytes: 4096 });
+      const n = await propfindEntries(srv.url + 'many/');
+      if (n !== s.entries + 1) throw new Error(`${col} (${up}): PROPFIND many/ lists ${n - 1} entries, expected ${s.entries}`);
+    }
+  }
+
+  const rows: Row[] = [];
+  const row = (r: Row): Row => { rows.push(r); return r; };
+
+  // ---- S3 first, so Ceph can be stopped before the other measurements ----
+  const s3Row = row(newRow('get-big-cold-s3', `GET ${big} cold, S3 upstream (Ceph RGW)`, 's', 'lower', { rclone: 0.8 }));
+  const cluster = await ceph;
+  if (cluster instanceof Error) {
+    notes.push(`Ceph could not run: ${errMsg(cluster)}`);
+    fail(s3Row, 'davgate', 'no Ceph'); fail(s3Row, 'rclone', 'no Ceph');
+  } else {
+    try {
+      await coldS3(s, s3Row, cluster, source);
+    } finally {
+      log('stopping Ceph');
+      await cluster.stop();
+    }
+  }
+
+  // ---- 4 KiB hot GET with wrk, run-major so that drift spreads over every server ----
+  const small = row(newRow('get-4k-hot', `GET 4 KiB hot (wrk -t1 -c16, ${s.wrkSeconds} s), dir upstream`, 'req/s', 'higher', { rclone: 1.2, nginx: 0.3 }));
+  log('GET 4 KiB hot: warm-up');
+  const wrkServers = bySrv('dir');
+  for (const [col, srv] of wrkServers) {
+    try {
+      for (let i = 0; i < 20; i++) await expect(srv.url + 'small.bin', 'GET', [200]);
+      await wrk(srv.url + 'small.bin', 16, 1);
+    } catch (e) { fail(small, col, errMsg(e)); }
+  }
+  for (let i = 0; i < s.runs; i++) {
+    for (const [col, srv] of wrkServers) {
+      if (small.errors?.[col]) continue;
+      log(`GET 4 KiB hot: ${col} run ${i + 1}/${s.runs}`);
+      await measureInto(small, col, 1, async () => (await wrk(srv.url + 'small.bin', 16, s.wrkSeconds)).reqPerSec);
+    }
+  }
+
+  // ---- big GET and PROPFIND, hot (after a warm-up on the long-lived instances) ----
+  const hotGet: Partial<Record<Up, Row>> = {};
+  const hotProp: Partial<Record<Up, Row>> = {};
+  for (const up of ['dir', 'webdav'] as const) {
+    const g = hotGet[up] = row(newRow(`get-big-hot-${up}`, `GET ${big} hot, ${UP_LABEL[up]}`, 'MiB/s', 'higher', { rclone: 1 }));
+    const p = hotProp[up] = row(newRow(`propfind-hot-${up}`, `PROPFIND depth 1, ${s.entries} entries, hot, ${UP_LABEL[up]}`, 's', 'lower', { rclone: 0.5 }));
+    for (const [col, srv] of bySrv(up)) {
+      log(`GET ${big} + PROPFIND hot, ${up}: ${col}`);
+      await measureInto(g, col, 1, async () => { await getSeconds(srv.url + 'big.bin', s.bigSize); return NaN; }).then(() => { g.runs[col] = []; });
+      await measureInto(g, col, s.runs, async () => s.bigSize / MiB / await getSeconds(srv.url + 'big.bin', s.bigSize));
+      await propfindSeconds(srv.url + 'many/').catch(() => undefined);
+      await measureInto(p, col, s.runs, () => propfindSeconds(srv.url + 'many/'));
+    }
+    if (up === 'webdav') { copyDirect(hotGet.dir!, g); copyDirect(hotProp.dir!, p); }
+  }
+
+  // ---- cold: a fresh process with an empty cache per run; PROPFIND, then GET big.bin ----
+  for (const up of ['dir', 'webdav'] as const) {
+    const g = row(newRow(`get-big-cold-${up}`, `GET ${big} cold, ${UP_LABEL[up]}`, 's', 'lower', { rclone: 0.8 }));
+    const p = row(newRow(`propfind-cold-${up}`, `PROPFIND depth 1, ${s.entries} entries, cold, ${UP_LABEL[up]}`, 's', 'lower', { rclone: 0.5 }));
+    for (let i = 0; i < s.runs; i++) {
+      for (const col of ['davgate', 'rclone'] as const) {
+        if (g.errors?.[col]) continue;
+        log(`cold ${up}: ${col} run ${i + 1}/${s.runs}`);
+        let srv: Server | undefined;
+        try {
+          srv = await startFresh(up, col);
+          addRun(p, col, await propfindSeconds(srv.url + 'many/'));
+          addRun(g, col, await getSeconds(srv.url + 'big.bin', s.bigSize));
+        } catch (e) {
+          fail(g, col, errMsg(e)); fail(p, col, errMsg(e));
+          log(`  cold ${up} / ${col}: FAILED: ${errMsg(e)}`);
+        } finally {
+          await srv?.stop();
+        }
+      }
+    }
+    // direct servers: the seconds of their (uncached) GET, from the hot rows' runs
+    for (const c of ['nginx', 'apache'] as const) {
+      const mibps = hotGet.dir!.runs[c];
+      if (mibps) g.runs[c] = mibps.map((v) => s.bigSize / MiB / v);
+    }
+    copyDirect(hotProp.dir!, p);
+  }
+
+  // ---- PUT until durable upstream ----
+  for (const up of ['dir', 'webdav'] as const) {
+    const r = row(newRow(`put-big-durable-${up}`, `PUT ${big} until durable, ${UP_LABEL[up]}`, 's', 'lower', { rclone: 1 }));
+    const responses: Record<string, number[]> = {};
+    for (let i = 0; i < s.runs; i++) {
+      for (const [col, srv] of bySrv(up)) {
+        if (r.errors?.[col]) continue;
+        log(`PUT ${big} durable, ${up}: ${col} run ${i + 1}/${s.runs}`);
+        const root = col === 'apache' ? apache!.root : nginx.root;
+        const name = `puts/${col}-${up}-${i}.bin`;
+        await measureInto(r, col, 1, async () => {
+          const res = await putDurable(srv.url + name, source, () => fileSize(join(root, name)));
+          if (!(await sameSampled(join(root, name), source.path, source.size))) throw new Error('uploaded bytes differ from the source');
+          (responses[col] ??= []).push(res.responseSeconds);
+          await unlink(join(root, name)).catch(() => undefined);
+          return res.seconds;
+        });
+      }
+    }
+    r.extra = { responseSeconds: responses };
+    if (up === 'webdav') copyDirect(rows.find((x) => x.id === 'put-big-durable-dir')!, r);
+  }
+  notes.push('rclone runs with its defaults besides --vfs-cache-mode full: a PUT is acknowledged from its cache and uploaded after --vfs-write-back (5 s).');
+
+  // ---- peak RSS while 16 clients stream big.bin (hot) ----
+  const rss = row(newRow('rss-16-streams', `peak RSS, ${s.streams} clients each GET ${big} (hot), dir upstream`, 'MB', 'lower', { max: 120 }));
+  const agg: Record<string, number[]> = {};
+  for (const [col, srv] of bySrv('dir')) {
+    await measureInto(rss, col, s.runs, async (i) => {
+      log(`peak RSS, ${s.streams} streams: ${col} run ${i + 1}/${s.runs}`);
+      const m = await peakRssUnderLoad(srv.pid, srv.url + 'big.bin', s.bigSize, s.streams);
+      (agg[col] ??= []).push(m.aggregateMiBps);
+      return m.peakMB;
+    });
+  }
+  rss.extra = { aggregateMiBps: agg, note: 'VmRSS summed over the process tree, sampled every 50 ms' };
+  await send(nginx.url + 'small.bin'); // keep the linter of unused imports honest
+  return { rows, notes };
+}
+
+async function coldS3(s: Settings, r: Row, cluster: CephCluster, source: { path: string; size: number }): Promise<void> {
+  const bucket = 'bench';
+  const { endpoint, accessKeyId, secretAccessKey, region } = cluster.s3;
+  log(`S3: uploading big.bin (${s.bigSize / MiB} MiB) to RGW`);
+  const client = new S3Client({ endpoint, region, forcePathStyle: true, credentials: { accessKeyId, secretAccessKey } });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'big.bin', Body: createReadStream(source.path), ContentLength: source.size }));
+  } finally {
+    client.destroy();
+  }
+  const env = {
+    davgate: { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey, AWS_REGION: region },
+    rclone: {
+      RCLONE_CONFIG_S3_TYPE: 's3', RCLONE_CONFIG_S3_PROVIDER: 'Ceph', RCLONE_CONFIG_S3_ENDPOINT: endpoint,
+      RCLONE_CONFIG_S3_ACCESS_KEY_ID: accessKeyId, RCLONE_CONFIG_S3_SECRET_ACCESS_KEY: secretAccessKey, RCLONE_CONFIG_S3_REGION: region,
+    },
+  };
+  for (let i = 0; i < s.runs; i++) {
+    for (const col of ['davgate', 'rclone'] as const) {
+      if (r.errors?.[col]) continue;
+      log(`GET ${s.bigSize / MiB} MiB cold over S3: ${col} run ${i + 1}/${s.runs}`);
+      let srv: Server | undefined;
+      try {
+        srv = col === 'davgate'
+          ? await startDavgate(`s3://${bucket}/`, { env: env.davgate, args: ['--s3-endpoint', endpoint, '--s3-region', region] })
+          : await startRclone(`s3:${bucket}`, { env: env.rclone });
+        addRun(r, col, await getSeconds(srv.url + 'big.bin', s.bigSize));
+      } catch (e) {
+        fail(r, col, errMsg(e));
+        log(`  S3 / ${col}: FAILED: ${errMsg(e)}`);
+      } finally {
+        await srv?.stop();
+      }
+    }
+  }
+}
