@@ -105,10 +105,13 @@ export class CacheManager {
     );
   }
 
-  #nodeFrom(entry: Entry, key: string): Node {
+  #nodeFrom(entry: Entry, key: string, prev: Node | undefined): Node {
     return {
       key, path: entry.path, kind: entry.kind, size: entry.size, mtimeMs: entry.mtimeMs, birthtimeMs: entry.birthtimeMs,
-      validator: entry.validator, version: versionOf(entry.validator), checkedAt: Date.now(),
+      validator: entry.validator,
+      // Unchanged validator, same version: no need to hash it again (listings repeat a lot).
+      version: prev && prev.validator === entry.validator ? prev.version : versionOf(entry.validator),
+      checkedAt: Date.now(),
     };
   }
 
@@ -116,8 +119,8 @@ export class CacheManager {
   async #install(entry: Entry, identity: Identity, persist = true): Promise<Node> {
     const key = nodeKey(this.upstream.id, identity.key, entry.path);
     this.#missing?.delete(key);
-    const node = this.#nodeFrom(entry, key);
     const prev = this.#table.peek(key) ?? (persist ? await this.#table.load(key) : undefined);
+    const node = this.#nodeFrom(entry, key, prev);
     if (prev && prev.version !== node.version) {
       this.#metrics?.revalidations.inc({ result: 'changed' });
       this.#readAhead.forget(key);

@@ -87,6 +87,7 @@ export class DavState {
   // ---- dead properties
 
   properties(path: string): ReadonlyMap<string, DeadProperty> | undefined {
+    if (this.#props.size === 0) return undefined; // the common case, on every PROPFIND entry
     return this.#props.get(nfc(path));
   }
 
@@ -116,6 +117,7 @@ export class DavState {
 
   /** Locks that cover `path`: its own, and depth-infinity locks of its ancestors. */
   locksCovering(path: string): LockRecord[] {
+    if (this.#locks.size === 0) return [];
     path = nfc(path);
     const out = [...this.locksOn(path)];
     let p = path;

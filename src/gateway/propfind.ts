@@ -39,7 +39,7 @@ export function parsePropfindBody(root: XmlElement | undefined): Request {
 }
 
 function iso8601(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return new Date(ms).toISOString().slice(0, 19) + 'Z';
 }
 
 const SUPPORTED_LOCK = '<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>'

@@ -104,17 +104,34 @@ export class ResilientUpstream implements Upstream {
     });
     let next = it.first;
     let failed = false;
+    // One watchdog per listing instead of a timer per entry: a listing is many cheap steps.
+    let waitingSince = 0;
+    let abort: ((err: Error) => void) | undefined;
+    const watchdog = setInterval(() => {
+      if (abort && Date.now() - waitingSince > this.#policy.timeout) {
+        abort(new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', `upstream list timed out after ${this.#policy.timeout} ms`));
+      }
+    }, Math.max(10, Math.min(1000, this.#policy.timeout / 4)));
+    watchdog.unref();
     try {
       while (!next.done) {
         yield next.value;
         try {
-          next = await this.#call('list', false, () => it.iter.next());
+          waitingSince = Date.now();
+          next = await new Promise<IteratorResult<Entry>>((resolve, reject) => {
+            abort = reject;
+            it.iter.next().then(resolve, reject);
+          });
         } catch (err) {
           failed = true;
+          if (transient(err)) this.#failed();
           throw err;
+        } finally {
+          abort = undefined;
         }
       }
     } finally {
+      clearInterval(watchdog);
       // A consumer that stops early (client gone) must release the inner listing too. After a
       // failed (maybe still pending) next(), return() would queue behind it: do not wait for it.
       if (!next.done) {
