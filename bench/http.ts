@@ -7,12 +7,12 @@ export interface Timed { seconds: number; status: number; bytes: number }
 
 const noKeepAlive = new Agent({ keepAlive: false });
 
-export function send(url: string, method = 'GET', headers: Record<string, string> = {}, bodyFile?: { path: string; size: number }): Promise<Timed> {
+export function send(url: string, method = 'GET', headers: Record<string, string> = {}, bodyFile?: { path: string; size: number }, agent: Agent = noKeepAlive): Promise<Timed> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const h = { ...headers };
     if (bodyFile) h['content-length'] = String(bodyFile.size);
-    const req = request(url, { method, headers: h, agent: noKeepAlive }, (res) => {
+    const req = request(url, { method, headers: h, agent }, (res) => {
       let bytes = 0;
       res.on('data', (c: Buffer) => { bytes += c.length; });
       res.on('end', () => resolve({ seconds: Number(process.hrtime.bigint() - t0) / 1e9, status: res.statusCode ?? 0, bytes }));

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import { expect, send } from './http.js';
+import { expect } from './http.js';
 import { MiB, sleep } from './util.js';
 
 export interface WrkResult { reqPerSec: number; latencyMs: { p50: number; p90: number; p99: number } | undefined }
@@ -101,16 +101,30 @@ function rssKiB(pid: number): number {
 /** Sum of VmRSS over a process tree, in MB (10^6 bytes). */
 export const treeRssMB = (pid: number): number => (pidTree(pid).reduce((s, p) => s + rssKiB(p), 0) * 1024) / 1e6;
 
+/** One GET by a curl process, body discarded (keeps the harness's event loop free for sampling). */
+function curlGet(url: string): Promise<{ status: number; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', url], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    p.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    p.on('error', reject);
+    p.on('close', () => {
+      const [status, bytes] = out.trim().split(' ').map(Number);
+      resolve({ status: status ?? 0, bytes: bytes ?? 0 });
+    });
+  });
+}
+
 /**
  * Peak RSS (MB, summed over the process tree, sampled every 50 ms) while `clients` concurrent
- * clients each GET `url` (`size` bytes) to the end.
+ * curl clients each GET `url` (`size` bytes) to the end.
  */
 export async function peakRssUnderLoad(pid: number, url: string, size: number, clients: number): Promise<{ peakMB: number; seconds: number; aggregateMiBps: number }> {
   let peak = treeRssMB(pid);
   const timer = setInterval(() => { peak = Math.max(peak, treeRssMB(pid)); }, 50);
   const t0 = performance.now();
   try {
-    const rs = await Promise.all(Array.from({ length: clients }, () => send(url)));
+    const rs = await Promise.all(Array.from({ length: clients }, () => curlGet(url)));
     for (const r of rs) if (r.status !== 200 || r.bytes !== size) throw new Error(`GET ${url}: HTTP ${r.status}, ${r.bytes} bytes`);
   } finally {
     clearInterval(timer);

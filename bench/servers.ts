@@ -55,14 +55,14 @@ export function killAllSync(): void {
 export interface DavgateOptions { name?: string; cache?: string; env?: Record<string, string>; args?: string[] }
 
 /** davgate in front of `upstream` (a directory, http://… WebDAV URL or s3://bucket/). */
-export async function startDavgate(upstream: string, opts: DavgateOptions = {}): Promise<Server & { cacheDir: string }> {
+export async function startDavgate(upstream: string, opts: DavgateOptions = {}): Promise<Server & { cacheDir: string; adminUrl: string }> {
   const gw = await startGatewayProcess({
     upstream,
     ...(opts.cache !== undefined ? { cache: opts.cache } : {}),
     args: ['--log-level', 'warn', ...(opts.args ?? [])],
     ...(opts.env ? { env: opts.env } : {}),
   });
-  const s = { name: opts.name ?? 'davgate', url: gw.url, pid: gw.pid, cacheDir: gw.cacheDir, stop: () => gw.stop() };
+  const s = { name: opts.name ?? 'davgate', url: gw.url, adminUrl: gw.adminUrl, pid: gw.pid, cacheDir: gw.cacheDir, stop: () => gw.stop() };
   return track(s, gw.pid, opts.cache === undefined ? [gw.cacheDir] : []);
 }
 
@@ -75,7 +75,19 @@ async function terminate(c: ChildProcess): Promise<void> {
   if (await Promise.race([done.then(() => false), sleep(5000).then(() => true)])) { c.kill('SIGKILL'); await done; }
 }
 
-export interface RcloneOptions { name?: string; env?: Record<string, string>; args?: string[] }
+export interface RcloneOptions {
+  name?: string;
+  env?: Record<string, string>;
+  /** Variables removed from rclone's environment (AWS_CA_BUNDLE breaks rclone 1.60's S3 client). */
+  unsetEnv?: string[];
+  args?: string[];
+}
+
+function rcloneEnv(opts: RcloneOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...(opts.env ?? {}) };
+  for (const k of opts.unsetEnv ?? []) delete env[k];
+  return env;
+}
 
 /** `rclone serve webdav <remote> --vfs-cache-mode full` with a fresh, empty --cache-dir. */
 export async function startRclone(remote: string, opts: RcloneOptions = {}): Promise<Server & { cacheDir: string }> {
@@ -85,13 +97,21 @@ export async function startRclone(remote: string, opts: RcloneOptions = {}): Pro
     const port = await freePort();
     const child = spawn('rclone', ['serve', 'webdav', remote, '--addr', `127.0.0.1:${port}`, '--vfs-cache-mode', 'full',
       '--cache-dir', cacheDir, '--config', '/dev/null', ...(opts.args ?? [])],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...(opts.env ?? {}) } });
+    { stdio: ['ignore', 'ignore', 'pipe'], env: rcloneEnv(opts) });
     const unreap = reapOnExit(child.pid);
+    output = '';
     child.stderr?.on('data', (b: Buffer) => { output = (output + b.toString()).slice(-8000); });
+    const closed = new Promise<void>((r) => child.once('close', () => r()));
     const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && !exited(child) && !(await canConnect(port))) await sleep(30);
-    if (exited(child)) continue; // most likely lost the port race
-    if (Date.now() >= deadline) { await terminate(child); break; }
+    let ready = false;
+    while (Date.now() < deadline && !exited(child) && !(ready = await canConnect(port))) await sleep(30);
+    if (!ready && exited(child)) {
+      await closed; // its stderr is complete now
+      unreap();
+      if (/address already in use/i.test(output)) continue; // lost the port race: another port
+      break;
+    }
+    if (!ready) { await terminate(child); unreap(); output += '\n(no listener within 15 s)'; break; }
     const s = {
       name: opts.name ?? 'rclone', url: `http://127.0.0.1:${port}/`, pid: child.pid ?? -1, cacheDir,
       stop: async () => { await terminate(child); unreap(); await rm(cacheDir, { recursive: true, force: true }); },

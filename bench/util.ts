@@ -1,7 +1,8 @@
 // Small shared helpers of the benchmark harness: progress output, statistics, ports, packages.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
+import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 export const MiB = 1024 * 1024;
@@ -76,3 +77,34 @@ export function ensureServerPackages(): void {
 }
 
 export const errMsg = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+
+/** What the figures depend on: versions, cores, load (a busy machine makes them noisy). */
+export function environment(): Record<string, unknown> {
+  const first = (cmd: string, args: string[]) => {
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.trim())?.trim() ?? 'n/a';
+  };
+  return {
+    node: process.version,
+    cpus: cpus().length,
+    loadavg: loadavg(),
+    rclone: first('rclone', ['version']),
+    wrk: first('wrk', ['--version']).replace(/\s+Copyright.*/, ''),
+    nginx: first('/usr/sbin/nginx', ['-v']),
+    apache: first('/usr/sbin/apache2', ['-v']),
+    ceph: first('radosgw', ['--version']),
+  };
+}
+
+function cpuTimes(): { idle: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { idle: (f[3] ?? 0) + (f[4] ?? 0), total: f.reduce((a, b) => a + b, 0) };
+}
+
+/** Share of all cores busy (0..1) over `ms`, while the harness itself is idle. */
+export async function cpuBusy(ms = 1000): Promise<number> {
+  const a = cpuTimes();
+  await sleep(ms);
+  const b = cpuTimes();
+  return b.total > a.total ? 1 - (b.idle - a.idle) / (b.total - a.total) : 0;
+}

@@ -9,7 +9,7 @@ import { CacheCorruptError, CacheInUseError } from '../errors.js';
 //   <root>/LOCK                              pid of the owning process
 //   <root>/tmp/<random>                      blocks being written
 //   <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc>   installed blocks: data, then a CRC32C per
-//                                                  1 MiB chunk; <crc> is the CRC32C of that table
+//                                                  512 KiB chunk; <crc> is the CRC32C of that table
 // `key` and `ver` are hex digests, idx and crc are hex numbers: every cache path is built
 // from hex only, never from a client string. Files are opened with O_NOFOLLOW and
 // directory entries are lstat'ed, so a symlink planted in the root is never followed.
@@ -20,7 +20,7 @@ import { CacheCorruptError, CacheInUseError } from '../errors.js';
 
 const HEX = /^[0-9a-f]+$/;
 /** Verification unit: a block is streamed in chunks of this size, each checked on its own. */
-export const CHUNK = 1024 * 1024;
+export const CHUNK = 512 * 1024;
 const BLOCK_NAME = /^([0-9a-f]+)-([0-9a-f]+)-([0-9a-f]{8})$/;
 
 export interface BlockMeta {
@@ -336,10 +336,13 @@ export class BlockReader {
     this.chunks = table.length / 4;
   }
 
-  /** Chunk `c`, checked; undefined (and the block dropped) when it does not match its checksum. */
-  async chunk(c: number): Promise<Buffer | undefined> {
+  /**
+   * Chunk `c`, checked; undefined (and the block dropped) when it does not match its checksum.
+   * Read into `into` (at least CHUNK bytes) when given, so a stream can reuse its buffers.
+   */
+  async chunk(c: number, into?: Buffer): Promise<Buffer | undefined> {
     const len = Math.min(CHUNK, this.size - c * CHUNK);
-    const buf = Buffer.allocUnsafe(len);
+    const buf = into ? into.subarray(0, len) : Buffer.allocUnsafe(len);
     let got = 0;
     while (got < len) {
       const { bytesRead } = await this.fh.read(buf, got, len - got, c * CHUNK + got);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import Keyv from 'keyv';
-import KeyvSqlite from '@keyv/sqlite';
+import type Keyv from 'keyv';
+import { openKeyv } from './kvstore.js';
 import { LRUCache } from 'lru-cache';
 import type { EntryKind } from '../upstream/types.js';
 import { isWithin } from '../davpath.js';
@@ -48,9 +48,7 @@ export class NodeTable {
   }
 
   static async open(kind: 'memory' | 'sqlite', cacheDir: string, maxEntries = 100_000): Promise<NodeTable> {
-    const store = kind === 'sqlite'
-      ? new Keyv<Node>({ store: new KeyvSqlite({ uri: 'sqlite://' + join(cacheDir, 'nodes.sqlite'), table: 'nodes', busyTimeout: 5000 }), namespace: 'node' })
-      : new Keyv<Node>({ namespace: 'node' });
+    const store = await openKeyv<Node>(kind, join(cacheDir, 'nodes.sqlite'), 'nodes', 'node');
     store.on('error', () => {}); // a failing index must not take the gateway down: it is a cache
     return new NodeTable(store, maxEntries);
   }

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import Keyv from 'keyv';
-import KeyvSqlite from '@keyv/sqlite';
+import type Keyv from 'keyv';
+import { openKeyv } from '../cachemgr/kvstore.js';
 import { isWithin, parentOf } from '../davpath.js';
 
 // Dead properties and locks: protocol state that the upstream does not hold. This is their one
@@ -54,9 +54,7 @@ export class DavState {
   }
 
   static async open(kind: 'memory' | 'sqlite', dir: string): Promise<DavState> {
-    const store = kind === 'sqlite'
-      ? new Keyv<Stored>({ store: new KeyvSqlite({ uri: 'sqlite://' + join(dir, 'davstate.sqlite'), table: 'davstate', busyTimeout: 5000 }), namespace: 'dav' })
-      : new Keyv<Stored>({ namespace: 'dav' });
+    const store = await openKeyv<Stored>(kind, join(dir, 'davstate.sqlite'), 'davstate', 'dav');
     const state = new DavState(store);
     if (kind === 'sqlite' && store.iterator) {
       for await (const [, value] of store.iterator(undefined)) {

@@ -17,3 +17,20 @@ export async function writeChunk(res: ServerResponse, chunk: string | Buffer): P
   if (res.destroyed) throw new Error('client went away');
   if (!res.write(chunk)) await drained(res);
 }
+
+/**
+ * Write and wait until the chunk has left for the socket (its callback): the caller may then
+ * reuse the buffer (CacheManager.readRange's ring).
+ */
+export function writeFlushed(res: ServerResponse, chunk: Buffer): Promise<void> {
+  if (res.destroyed) return Promise.reject(new Error('client went away'));
+  return new Promise<void>((resolve, reject) => {
+    const onClose = () => reject(new Error('client went away'));
+    res.once('close', onClose);
+    res.write(chunk, (err) => {
+      res.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}

@@ -6,7 +6,7 @@ import { NotFoundError, PreconditionFailedError } from '../errors.js';
 import { davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { escapeXml } from './xml.js';
 import { etagOf, evaluateRead } from './conditional.js';
-import { writeChunk } from './drain.js';
+import { writeChunk, writeFlushed } from './drain.js';
 
 // GET and HEAD: the hot read path (conditionals and ranges decided in conditional.ts).
 
@@ -65,8 +65,9 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
   const res = reply.raw;
   res.writeHead(status, headers);
   try {
-    if (!first.done) await writeChunk(res, first.value);
-    for await (const buf of blocks) await writeChunk(res, buf);
+    // Each piece is flushed before the next is asked for: readRange reuses its buffers.
+    if (!first.done) await writeFlushed(res, first.value);
+    for await (const buf of blocks) await writeFlushed(res, buf);
     res.end();
   } catch (err) {
     // Headers are out: the only honest signal left is a broken connection.

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import { startGateway, type TestGateway } from '../helpers/inproc.js';
+import { CHUNK } from '../../src/cachemgr/blockstore.js';
 
 // Cache behaviour, counted at the upstream (issue 3): every number asserted here is a count
 // of calls that reached the real directory upstream.
@@ -122,8 +123,8 @@ describe('cache behaviour counted at the upstream', () => {
     for (const files of byDir.values()) {
       if (files.length !== 3) continue;
       const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
-      // A block file is its data, then one 4-byte CRC32C per 1 MiB chunk.
-      if (sizes.every((s) => s === BLOCK + 4 * (BLOCK / MiB))) {
+      // A block file is its data, then one 4-byte CRC32C per chunk.
+      if (sizes.every((s) => s === BLOCK + 4 * (BLOCK / CHUNK))) {
         const first = await readFile(files.find((f) => /-0-[0-9a-f]{8}$/.test(f))!);
         if (first.readUInt32LE(0) === 0 && first.subarray(4, 64).equals((await readFile(join(gw.upstreamDir, 'victim.bin'))).subarray(4, 64))) victims = files.sort();
       }
