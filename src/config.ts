@@ -174,6 +174,9 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
   for (const [k, v] of Object.entries(over)) {
     if (v === undefined) continue;
     const b = out[k];
+    // An upstream of another type replaces the one below it whole: their keys do not mix.
+    const t = (v as { type?: unknown } | null)?.type;
+    if (k === 'upstream' && t !== undefined && t !== (b as { type?: unknown } | undefined)?.type) { out[k] = v; continue; }
     out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b)
       ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
   }

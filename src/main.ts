@@ -13,7 +13,8 @@ import { buildGateway } from './gateway/app.js';
 /** --upstream takes a directory, an s3://bucket/prefix URL or an http(s):// WebDAV URL. */
 function upstreamFrom(o: Record<string, unknown>): Record<string, unknown> | undefined {
   const u = o.upstream as string | undefined;
-  if (u === undefined) return undefined;
+  // S3 settings alone adjust an S3 upstream configured elsewhere (file, environment).
+  if (u === undefined) return o.s3Endpoint || o.s3Region ? { endpoint: o.s3Endpoint, region: o.s3Region } : undefined;
   const s3 = /^s3:\/\/([^/]+)\/?(.*)$/.exec(u);
   if (s3) return { type: 's3', bucket: s3[1], prefix: s3[2], endpoint: o.s3Endpoint, region: o.s3Region };
   if (/^https?:\/\//i.test(u)) return { type: 'webdav', url: u };

@@ -22,7 +22,8 @@ export function buildAdminApp(cache: CacheManager, metrics: Metrics, logLevel: s
       return 'upstream down\n';
     }
     try {
-      await cache.upstream.stat('/');
+      // A listing really asks the store (an S3 root stat is answered locally).
+      for await (const entry of cache.upstream.list('/')) { void entry; break; }
       return 'ready\n';
     } catch (err) {
       reply.code(503);

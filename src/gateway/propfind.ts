@@ -117,24 +117,30 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
   if (node.kind === 'file' && urlHasTrailingSlash(req) && path !== '/') throw new DavgateError('DAVGATE_NOT_FOUND', 'not a collection');
   const extras: PropfindExtras = {};
   if (request.kind === 'prop' && request.props.some((p) => p.ns === DAV && p.local.startsWith('quota-'))) {
-    extras.quota = await ctx.cache.quota(path).catch(() => undefined);
+    extras.quota = await ctx.cache.quota(path, identity).catch(() => undefined);
   }
+  // The listing is started before the status is sent, so an upstream that cannot list
+  // (down, gone) is still a proper 502/504/404, not a cut connection.
+  const listing = node.kind === 'dir' && depth !== '0' ? ctx.cache.list(node.path, identity) : undefined;
+  const first = await listing?.next();
   reply.hijack();
   const res = reply.raw;
   res.writeHead(207, { 'content-type': 'application/xml; charset=utf-8' });
   // Responses are batched into ~64 KiB writes: one write per entry costs more than the XML.
   let buffered = `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">\n` + responseXml(ctx, node, request, extras);
+  const pending: string[] = [];
+  const add = async (c: Node) => {
+    buffered += responseXml(ctx, c, request, extras);
+    if (buffered.length >= 65536) { await writeChunk(res, buffered); buffered = ''; }
+    if (depth === 'infinity' && c.kind === 'dir') pending.push(c.path);
+  };
   try {
-    if (node.kind === 'dir' && depth !== '0') {
-      const pending = [node.path];
-      while (pending.length) {
-        const dir = pending.shift()!;
-        for await (const c of ctx.cache.list(dir, identity)) {
-          buffered += responseXml(ctx, c, request, extras);
-          if (buffered.length >= 65536) { await writeChunk(res, buffered); buffered = ''; }
-          if (depth === 'infinity' && c.kind === 'dir') pending.push(c.path);
-        }
-      }
+    if (listing && first && !first.done) {
+      await add(first.value);
+      for await (const c of listing) await add(c);
+    }
+    while (pending.length) {
+      for await (const c of ctx.cache.list(pending.shift()!, identity)) await add(c);
     }
     res.end(buffered + '</D:multistatus>\n');
   } catch (err) {

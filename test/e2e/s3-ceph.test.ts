@@ -153,6 +153,9 @@ describe('S3 upstream: Ceph RADOS Gateway', { timeout: 600_000 }, () => {
     console.log(`outage: stale hit ${t1 - t0} ms, uncached ${missing.status} in ${t2 - t1} ms`);
     assert.ok(missing.status === 502 || missing.status === 504, `uncached during outage: ${missing.status}`);
     assert.ok(t2 - t1 < 2000, `uncached answered in ${t2 - t1} ms`);
+    // A listing cannot come from the cache: a clear 502/504, not a cut connection.
+    const listing = await http(gw.url, 'PROPFIND', { depth: '1' });
+    assert.ok(listing.status === 502 || listing.status === 504, `PROPFIND during outage: ${listing.status}`);
     const ready = await fetch(gw.adminUrl + 'readyz');
     assert.equal(ready.status, 503);
     assert.match(await (await fetch(gw.adminUrl + 'metrics')).text(), /davgate_stale_served_total [1-9]/);
