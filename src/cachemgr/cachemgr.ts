@@ -52,6 +52,9 @@ export class CacheManager {
   readonly #statFlight = new SingleFlight<Node>();
   readonly #readAhead: ReadAhead;
   readonly #fetchLimit: ReturnType<typeof pLimit>;
+  /** Blocks fetched and being written to the cache disk, by block id (bounded by the fetch limit). */
+  readonly #installing = new Map<string, Buffer>();
+  readonly #installs = new Set<Promise<void>>();
   /** Verified small blocks in memory, by block id; bounded by bytes. */
   readonly #memory: LRUCache<string, Buffer> | undefined;
   /** Paths known to be absent, by node key, for one TTL (none when the TTL is 0). */
@@ -93,6 +96,7 @@ export class CacheManager {
   get cacheBlocks(): number { return this.#blocks.count; }
 
   async close(): Promise<void> {
+    await Promise.allSettled([...this.#installs]);
     await this.#table.close();
     await this.#blocks.close();
     await this.upstream.close?.();
@@ -212,7 +216,7 @@ export class CacheManager {
     const length = this.#blockLength(node, index);
     if (length === 0) return Buffer.alloc(0);
     const id = blockId(node.key, node.version, index);
-    const inMemory = this.#memory?.get(id);
+    const inMemory = this.#memory?.get(id) ?? this.#installing.get(id);
     if (inMemory) {
       this.#metrics?.cacheBlocks.inc({ result: 'hit' });
       this.#metrics?.bytesServed.inc({ source: 'cache' }, inMemory.length);
@@ -245,7 +249,9 @@ export class CacheManager {
   }
 
   async #fetch(node: Node, index: number, length: number, identity: Identity): Promise<Buffer> {
-    // Installed while we waited for our turn (the single-flight gap): read it instead.
+    // Fetched or installed while we waited for our turn (the single-flight gap): use that.
+    const installing = this.#installing.get(blockId(node.key, node.version, index));
+    if (installing) return installing;
     if (this.#blocks.has(node.key, node.version, index)) {
       const buf = await this.#blocks.read(node.key, node.version, index, length);
       if (buf) return buf;
@@ -265,14 +271,21 @@ export class CacheManager {
       this.#table.forget(node.key);
       throw new PreconditionFailedError('upstream object changed during read');
     }
-    // The cache disk is optional: a failed install still serves the verified bytes.
-    await this.#blocks.install(node.key, node.version, index, data).catch(() => {});
+    // Served at once; written to the cache disk meanwhile (the disk is optional: a failed
+    // install still served the bytes). Until installed, the block is answered from memory.
+    const id = blockId(node.key, node.version, index);
+    this.#installing.set(id, data);
+    const done = this.#blocks.install(node.key, node.version, index, data).catch(() => {}).finally(() => {
+      this.#installing.delete(id);
+      this.#installs.delete(done);
+    });
+    this.#installs.add(done);
     return data;
   }
 
   #prefetch(node: Node, index: number, identity: Identity): void {
     const id = blockId(node.key, node.version, index);
-    if (this.#blockFlight.has(id) || this.#blocks.has(node.key, node.version, index)) return;
+    if (this.#blockFlight.has(id) || this.#installing.has(id) || this.#blocks.has(node.key, node.version, index)) return;
     const length = this.#blockLength(node, index);
     if (length === 0) return;
     this.#metrics?.cacheBlocks.inc({ result: 'prefetch' });
@@ -296,7 +309,9 @@ export class CacheManager {
     const last = Math.floor(end / this.blockSize);
     const lastOfFile = Math.floor(Math.max(0, node.size - 1) / this.blockSize);
     for (let i = first; i <= last; i++) {
-      const ahead = this.#readAhead.advance(node.key, i);
+      // The blocks this request will need anyway are fetched in parallel from the start (up to
+      // the read-ahead maximum); beyond its end, the sequential window decides.
+      const ahead = Math.max(this.#readAhead.advance(node.key, i), Math.min(last - i, this.#opts.readAheadMaxBlocks));
       for (let j = 1; j <= ahead && i + j <= lastOfFile; j++) this.#prefetch(node, i + j, identity);
       const from = i === first ? start - i * this.blockSize : 0;
       const to = i === last ? end - i * this.blockSize + 1 : this.#blockLength(node, i);
