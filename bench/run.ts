@@ -52,8 +52,11 @@ async function main(): Promise<void> {
   const env = { ...environment(), cpuBusyBefore: await cpuBusy() };
   if (env.cpuBusyBefore > 0.1) log(`note: ${(env.cpuBusyBefore * 100).toFixed(0)}% of the CPU is busy with other processes before the run`);
   if (flag('--scale')) {
-    const result = await runScale({ runs: settings.runs, quick });
-    const file = await writeResults('scale-', { date, mode: quick ? 'scale-quick' : 'scale', environment: env, loadavgAtEnd: loadavg(), totalSeconds: elapsedSeconds(), ...result });
+    const { markdown: table, ...result } = await runScale({ runs: settings.runs, quick });
+    await stopAll();
+    const md = `davgate scale benchmark, ${date}, medians of ${settings.runs} runs, total ${elapsedSeconds().toFixed(0)} s\n\n${table}\n`;
+    console.log(md);
+    const file = await writeResults('scale-', { date, mode: quick ? 'scale-quick' : 'scale', environment: env, loadavgAtEnd: loadavg(), totalSeconds: elapsedSeconds(), ...result }, { name: 'scale-latest.md', text: md });
     log(`scale results written to ${file} (total ${elapsedSeconds().toFixed(0)} s)`);
     return;
   }

@@ -49,7 +49,7 @@ async function blockCount(adminUrl: string): Promise<number> {
   return Number(/^davgate_cache_blocks (\d+)/m.exec(text)?.[1] ?? NaN);
 }
 
-export async function runScale(o: { runs: number; quick: boolean }): Promise<Record<string, unknown>> {
+export async function runScale(o: { runs: number; quick: boolean }): Promise<Record<string, unknown> & { markdown: string }> {
   const nginx = await startNginx();
   log(`scale: writing ${SIZES.join(' / ')} entries and small.bin under ${nginx.root}`);
   await writeFile(join(nginx.root, 'small.bin'), randomBytes(4096));
@@ -140,11 +140,10 @@ export async function runScale(o: { runs: number; quick: boolean }): Promise<Rec
     c.medianP99Ms = median(c.runs.map((r) => r.latencyMs?.p99 ?? NaN));
   }
   const result = { runs: o.runs, propfind, cacheWith100kBlocks: { blockBytes: BLOCK_BYTES, blocksPerKey: BLOCKS_PER_KEY, ...cache }, concurrency64: { wrk: `wrk -t1 -c64 -d${seconds}s --latency`, ...concurrency } };
-  printScale(result);
-  return result;
+  return { ...result, markdown: scaleMarkdown(result) };
 }
 
-function printScale(r: { propfind: unknown[]; cacheWith100kBlocks: Record<string, unknown>; concurrency64: Record<string, unknown> }): void {
+function scaleMarkdown(r: { propfind: unknown[]; cacheWith100kBlocks: Record<string, unknown>; concurrency64: Record<string, unknown> }): string {
   const f = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v.toPrecision(3)) : 'n/a');
   const lines = ['| PROPFIND entries | davgate cold s | rclone cold s | davgate hot s | rclone hot s | nginx s | apache s |', '|--:|--:|--:|--:|--:|--:|--:|'];
   for (const p of r.propfind as Array<{ entries: number; coldSeconds: Record<string, { median: number }>; hotSeconds: Record<string, { median: number }> }>) {
@@ -161,5 +160,5 @@ function printScale(r: { propfind: unknown[]; cacheWith100kBlocks: Record<string
     const c = v as { medianReqPerSec: number; medianP50Ms: number; medianP99Ms: number };
     lines.push(`| ${k} | ${f(c.medianReqPerSec)} | ${f(c.medianP50Ms)} | ${f(c.medianP99Ms)} |`);
   }
-  console.log(lines.join('\n'));
+  return lines.join('\n');
 }
