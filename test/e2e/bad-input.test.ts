@@ -4,7 +4,6 @@
 // outside the root, and the gateway must keep answering.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
 import * as net from 'node:net';
 import { once } from 'node:events';
 import { lstat, mkdir, mkdtemp, readFile, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
@@ -12,31 +11,12 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { startGateway, type TestGateway } from '../helpers/inproc.js';
-import { startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
+import { sleep, startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
+import { raw } from '../helpers/http.js';
 
 const SECRET = 'SENTINEL-7f3a-TOP-SECRET-CONTENT';
 const PASSWD_MARK = 'root:'; // first line of any /etc/passwd
 const XML_LIMIT = 1024;
-
-interface RawResponse { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
-
-/** One request with the path sent byte for byte as given (no URL normalisation). */
-function raw(base: string, method: string, path: string, headers: Record<string, string | number> = {}, body?: string | Buffer, timeoutMs = 15_000): Promise<RawResponse> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: Number(u.port), method, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${path}: no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Every path below `dir` (relative), without following symbolic links. */
 async function walk(dir: string, skip?: string): Promise<string[]> {

@@ -8,7 +8,7 @@
 // X-Expected-Entity-Length on chunked uploads, refusing AppleDouble files, and NFC paths.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -16,6 +16,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import bcrypt from 'bcryptjs';
 import { startGateway, type TestGateway } from '../helpers/inproc.js';
+import { sleep } from '../helpers/gateway-process.js';
+import { propfindBody, raw, type RawResponse } from '../helpers/http.js';
 
 // ---------------------------------------------------------------- fixtures
 
@@ -66,43 +68,13 @@ function bytesOf(spec: FileSpec): Buffer {
 
 // ---------------------------------------------------------------- HTTP
 
-interface RawResponse { status: number; headers: http.IncomingHttpHeaders; body: Buffer; text: string }
-
-/**
- * One request with the path sent byte for byte as given. A body given as an array is written
- * piece by piece; with a "transfer-encoding: chunked" header each piece is one chunk.
- */
-function raw(base: string, method: string, path: string, headers: Record<string, string | number> = {}, body?: string | Buffer | Array<string | Buffer>): Promise<RawResponse> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: Number(u.port), method, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const buf = Buffer.concat(chunks);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf, text: buf.toString('utf8') });
-      });
-      res.on('error', reject);
-    });
-    req.setTimeout(15_000, () => req.destroy(new Error(`${method} ${path}: no answer within 15 s`)));
-    req.on('error', reject);
-    if (Array.isArray(body)) {
-      for (const piece of body) req.write(piece);
-      req.end();
-    } else {
-      req.end(body);
-    }
-  });
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-const headerValue = (h: http.IncomingHttpHeaders, name: string): string | undefined => {
+const headerValue = (h: IncomingHttpHeaders, name: string): string | undefined => {
   const v = h[name.toLowerCase()];
   return Array.isArray(v) ? v.join(', ') : v;
 };
 
-const STAT_BODY = '<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:getlastmodified/><D:getcontentlength/><D:creationdate/><D:resourcetype/></D:prop></D:propfind>';
+const STAT_BODY = propfindBody('<D:getlastmodified/><D:getcontentlength/><D:creationdate/><D:resourcetype/>');
 const propfind0 = (base: string, path: string) => raw(base, 'PROPFIND', path, { depth: '0', 'content-type': 'text/xml' }, STAT_BODY);
 
 const USER = 'alice';

@@ -14,119 +14,44 @@
 // to its configuration when a syslog daemon (/dev/log) is there to receive it.
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, chown, cp, mkdir, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { freeDir, removeDir, sleep, startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
+import {
+  eventually,
+  exists,
+  isMounted,
+  listFiles,
+  removeWorkUnlessMounted,
+  runCmd,
+  sampleTree,
+  sha256,
+  sha256File,
+  writeTree,
+  type RunOptions,
+  type RunResult,
+} from '../helpers/mount.js';
 
 const MOUNT_DAVFS = ['/usr/sbin/mount.davfs', '/sbin/mount.davfs'].find((p) => existsSync(p));
 const MOUNT_TIMEOUT_MS = 20_000;
 const UMOUNT_TIMEOUT_MS = 30_000;
 const BUF_SIZE_KIB = 256;
 
-/** Decodes the octal escapes (\040 etc.) of /proc/self/mountinfo fields. */
-function unescapeMountField(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-async function isMounted(path: string): Promise<boolean> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').some((line) => {
-    const f = line.split(' ');
-    return f[4] !== undefined && unescapeMountField(f[4]) === path;
-  });
-}
-
-function sha256(buf: Buffer): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
-
-async function sha256File(path: string): Promise<string> {
-  return sha256(await readFile(path));
-}
-
-/** Retries `fn` until it stops throwing, or rethrows its last error after `timeoutMs`. */
-async function eventually<T>(fn: () => Promise<T>, timeoutMs = 5_000, stepMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() >= deadline) throw err;
-      await sleep(stepMs);
-    }
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** All regular files under `root`, as '/'-separated relative paths, sorted. */
-async function listFiles(root: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(root, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) out.push(relative(root, join(e.parentPath ?? e.path, e.name)).split(sep).join('/'));
-  }
-  return out.sort();
-}
-
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  error?: Error;
-}
-
 /**
  * Runs a command to completion (SIGKILL after `timeoutMs`). Resolves once its output is closed, or
  * 2 s after it exited: mount.davfs forks a daemon that must not keep us waiting.
  */
-function runCmd(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolve) => {
-    let stdout = '';
-    let stderr = '';
-    let child: ChildProcess;
-    let done = false;
-    const finish = (r: Omit<RunResult, 'stdout' | 'stderr'>): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(killTimer);
-      resolve({ ...r, stdout, stderr });
-    };
-    const killTimer = setTimeout(() => child?.kill('SIGKILL'), opts.timeoutMs ?? 20_000);
-    try {
-      child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    } catch (err) {
-      finish({ code: null, signal: null, error: err as Error });
-      return;
-    }
-    child.stdout?.setEncoding('utf8');
-    child.stderr?.setEncoding('utf8');
-    child.stdout?.on('data', (c: string) => (stdout += c));
-    child.stderr?.on('data', (c: string) => (stderr += c));
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(opts.input ?? '');
-    child.once('error', (err) => finish({ code: null, signal: null, error: err }));
-    child.once('close', (code, signal) => finish({ code, signal }));
-    child.once('exit', (code, signal) => {
-      setTimeout(() => finish({ code, signal }), 2_000).unref();
-    });
-  });
+function run(cmd: string, args: string[], opts: Pick<RunOptions, 'input' | 'timeoutMs'> = {}): Promise<RunResult> {
+  return runCmd(cmd, args, { ...opts, exitGraceMs: 2_000 });
 }
 
 function describeRun(cmd: string, args: string[], r: RunResult): string {
   const how = r.error ? `error ${r.error.message}` : r.signal ? `signal ${r.signal}` : `exit code ${r.code}`;
-  return `\`${cmd} ${args.join(' ')}\` ended with ${how}; stderr: ${r.stderr.trim() || '(empty)'}; stdout: ${r.stdout.trim() || '(empty)'}`;
+  const stdout = r.stdout.toString('utf8').trim();
+  return `\`${cmd} ${args.join(' ')}\` ended with ${how}; stderr: ${r.stderr.trim() || '(empty)'}; stdout: ${stdout || '(empty)'}`;
 }
 
 /** PIDs of mount.davfs daemons serving `mountpoint` (they are the ones this test started). */
@@ -153,10 +78,10 @@ function pidAlive(pid: number): boolean {
 async function unmountDavfs(mountpoint: string): Promise<{ ok: boolean; log: string }> {
   let log = '';
   if (await isMounted(mountpoint)) {
-    const r = await runCmd('umount', [mountpoint], { timeoutMs: UMOUNT_TIMEOUT_MS });
+    const r = await run('umount', [mountpoint], { timeoutMs: UMOUNT_TIMEOUT_MS });
     log += `${describeRun('umount', [mountpoint], r)}\n`;
     if (await isMounted(mountpoint)) {
-      const l = await runCmd('umount', ['-l', mountpoint], { timeoutMs: 10_000 });
+      const l = await run('umount', ['-l', mountpoint], { timeoutMs: 10_000 });
       log += `${describeRun('umount', ['-l', mountpoint], l)}\n`;
     }
   }
@@ -219,15 +144,7 @@ describe('davfs2 mount through davgate', { skip: MOUNT_DAVFS ? false : 'mount.da
   let mountLog = '';
 
   // The tree copied in: relative path -> content. Kept up to date as the tests change the tree.
-  const files = new Map<string, Buffer>([
-    ['empty.bin', Buffer.alloc(0)],
-    ['one.bin', randomBytes(1)],
-    ['a/hundred.bin', randomBytes(100 * 1024)],
-    ['a/b/note.txt', Buffer.from('hello from davgate e2e\n'.repeat(10))],
-    ['a/b/c/five.bin', randomBytes(5 * 1024 * 1024)],
-    ['x/y/z/deep.bin', randomBytes(4096 + 7)],
-    ['sp ace/ü ñ#%&+.txt', Buffer.from('odd name\n')],
-  ]);
+  const files = sampleTree({ deep: true, oddName: true });
   const emptyDir = 'd/e';
 
   const mnt = (rel: string): string => join(mountpoint, 'tree', rel);
@@ -241,7 +158,7 @@ describe('davfs2 mount through davgate', { skip: MOUNT_DAVFS ? false : 'mount.da
   async function mountDavfs(): Promise<string | undefined> {
     const args = ['-t', 'davfs', '-o', `conf=${conf}`, gw!.url, mountpoint];
     // davfs2 may still ask for a user name and password on stdin: answer with two empty lines.
-    const r = await runCmd('mount', args, { input: '\n\n', timeoutMs: MOUNT_TIMEOUT_MS });
+    const r = await run('mount', args, { input: '\n\n', timeoutMs: MOUNT_TIMEOUT_MS });
     const what = describeRun('mount', args, r);
     mountLog += `${what}\n`;
     if (r.code !== 0 || !(await isMounted(mountpoint))) {
@@ -281,19 +198,15 @@ describe('davfs2 mount through davgate', { skip: MOUNT_DAVFS ? false : 'mount.da
     mountpoint = join(work, 'mnt');
     srcDir = join(work, 'src');
     await mkdir(mountpoint);
-    for (const [rel, data] of files) {
-      await mkdir(join(srcDir, rel, '..'), { recursive: true });
-      await writeFile(join(srcDir, rel), data);
-    }
-    await mkdir(join(srcDir, emptyDir), { recursive: true });
+    await writeTree(srcDir, files, [emptyDir]);
 
-    davfsVersion = (await runCmd(MOUNT_DAVFS!, ['-V'])).stdout.split('\n')[0]?.trim().split(/\s+/).slice(0, 2).join(' ') || 'davfs2';
+    davfsVersion = (await run(MOUNT_DAVFS!, ['-V'])).stdout.toString('utf8').split('\n')[0]?.trim().split(/\s+/).slice(0, 2).join(' ') || 'davfs2';
 
     // Run as root, mount.davfs drops to the davfs2 user, which must be able to write its cache;
     // it wants the cache owned like /var/cache/davfs2 (root:davfs2, 0775): owned by davfs2 with
     // mode 0700 it answers "can't access directory".
     davfsCache = await freeDir('davgate-davfs2-cache-');
-    const gid = /gid=(\d+)/.exec((await runCmd('id', ['davfs2'])).stdout)?.[1];
+    const gid = /gid=(\d+)/.exec((await run('id', ['davfs2'])).stdout.toString('utf8'))?.[1];
     if (gid !== undefined) {
       await chown(davfsCache, 0, Number(gid));
       await chmod(davfsCache, 0o775);
@@ -335,13 +248,7 @@ describe('davfs2 mount through davgate', { skip: MOUNT_DAVFS ? false : 'mount.da
       stillMounted = !u.ok;
       if (stillMounted) console.log(`davfs2-mount: could not unmount ${mountpoint}\n${u.log}`);
     }
-    // Never rm -rf a possibly still mounted directory: remove the mountpoint with rmdir only.
-    if (mountpoint && !stillMounted) {
-      await rmdir(mountpoint).catch(() => undefined);
-      await removeDir(work);
-    } else if (work) {
-      console.log(`davfs2-mount: ${mountpoint} still mounted; leaving ${work} in place`);
-    }
+    await removeWorkUnlessMounted('davfs2-mount', work, mountpoint, stillMounted);
     if (davfsCache) await removeDir(davfsCache);
     if (gw) await gw.stop();
   });

@@ -10,11 +10,24 @@
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { freeDir, removeDir, sleep, startGatewayProcess, terminate, type GatewayProcess } from '../helpers/gateway-process.js';
+import {
+  eventually,
+  exists,
+  isMounted,
+  listFiles,
+  runCmd,
+  sampleTree,
+  sha256,
+  sha256File,
+  unmountFuse,
+  writeTree,
+  type RunResult,
+} from '../helpers/mount.js';
 
 const GIO_TIMEOUT_MS = 20_000;
 
@@ -29,95 +42,6 @@ const MISSING = [
   onPath('dbus-daemon') ? undefined : 'dbus-daemon (dbus-daemon)',
   GVFSD_DAV ? undefined : 'gvfsd-dav (gvfs-backends)',
 ].filter((m): m is string => m !== undefined);
-
-/** Decodes the octal escapes (\040 etc.) of /proc/self/mountinfo fields. */
-function unescapeMountField(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-async function isMounted(path: string): Promise<boolean> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').some((line) => {
-    const f = line.split(' ');
-    return f[4] !== undefined && unescapeMountField(f[4]) === path;
-  });
-}
-
-function sha256(buf: Buffer): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
-
-async function sha256File(path: string): Promise<string> {
-  return sha256(await readFile(path));
-}
-
-/** Retries `fn` until it stops throwing, or rethrows its last error after `timeoutMs`. */
-async function eventually<T>(fn: () => Promise<T>, timeoutMs = 5_000, stepMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() >= deadline) throw err;
-      await sleep(stepMs);
-    }
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** All regular files under `root`, as '/'-separated relative paths, sorted. */
-async function listFiles(root: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(root, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) out.push(relative(root, join(e.parentPath ?? e.path, e.name)).split(sep).join('/'));
-  }
-  return out.sort();
-}
-
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: Buffer;
-  stderr: string;
-  error?: Error;
-}
-
-function runCmd(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const out: Buffer[] = [];
-    let stderr = '';
-    let child: ChildProcess;
-    let done = false;
-    const finish = (r: Pick<RunResult, 'code' | 'signal' | 'error'>): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(killTimer);
-      resolve({ ...r, stdout: Buffer.concat(out), stderr });
-    };
-    const killTimer = setTimeout(() => child?.kill('SIGKILL'), opts.timeoutMs ?? GIO_TIMEOUT_MS);
-    try {
-      child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    } catch (err) {
-      finish({ code: null, signal: null, error: err as Error });
-      return;
-    }
-    child.stdout?.on('data', (c: Buffer) => out.push(c));
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (c: string) => (stderr += c));
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(opts.input ?? '');
-    child.once('error', (err) => finish({ code: null, signal: null, error: err }));
-    child.once('close', (code, signal) => finish({ code, signal }));
-  });
-}
 
 /** PIDs of processes whose environment holds `XDG_RUNTIME_DIR=<dir>`: the gvfs daemons of this test. */
 async function processesWithRuntimeDir(dir: string): Promise<number[]> {
@@ -149,14 +73,7 @@ describe('GNOME gvfs (gio, gvfsd-dav) through davgate', { skip: MISSING.length ?
   let gioLog = '';
 
   // What the tests put on the share: relative path -> content.
-  const files = new Map<string, Buffer>([
-    ['tree/empty.bin', Buffer.alloc(0)],
-    ['tree/one.bin', randomBytes(1)],
-    ['tree/a/hundred.bin', randomBytes(100 * 1024)],
-    ['tree/a/b/note.txt', Buffer.from('hello from davgate e2e\n'.repeat(10))],
-    ['tree/a/b/c/five.bin', randomBytes(5 * 1024 * 1024)],
-    ['tree/sp ace/ü ñ#%&+.txt', Buffer.from('odd name\n')],
-  ]);
+  const files = sampleTree({ oddName: true, prefix: 'tree/' });
   const dirs = ['tree', 'tree/a', 'tree/a/b', 'tree/a/b/c', 'tree/sp ace', 'tree/d'];
 
   const uri = (rel: string): string => davUri(base, rel);
@@ -167,7 +84,7 @@ describe('GNOME gvfs (gio, gvfsd-dav) through davgate', { skip: MISSING.length ?
     `\n--- gateway stderr (tail) ---\n${gw?.stderr().slice(-2000) ?? ''}`;
 
   async function gio(args: string[], input?: string | Buffer): Promise<RunResult> {
-    const r = await runCmd('gio', args, env, { input });
+    const r = await runCmd('gio', args, { env, input, timeoutMs: GIO_TIMEOUT_MS });
     const how = r.error ? `error ${r.error.message}` : r.signal ? `signal ${r.signal}` : `exit ${r.code}`;
     gioLog += `$ gio ${args.join(' ')} -> ${how}${r.stderr.trim() ? `; stderr: ${r.stderr.trim()}` : ''}\n`;
     return r;
@@ -203,10 +120,7 @@ describe('GNOME gvfs (gio, gvfsd-dav) through davgate', { skip: MISSING.length ?
     srcDir = join(work, 'src');
     await mkdir(xdg, { mode: 0o700 });
     await mkdir(home, { mode: 0o700 });
-    for (const [rel, data] of files) {
-      await mkdir(join(srcDir, rel, '..'), { recursive: true });
-      await writeFile(join(srcDir, rel), data);
-    }
+    await writeTree(srcDir, files);
 
     env = {
       ...process.env,
@@ -261,15 +175,7 @@ describe('GNOME gvfs (gio, gvfsd-dav) through davgate', { skip: MISSING.length ?
     let stillMounted = false;
     if (fuseMount) {
       await eventually(async () => assert.equal(await isMounted(fuseMount), false), 5_000).catch(() => undefined);
-      if (await isMounted(fuseMount)) {
-        for (const [cmd, args] of [
-          ['fusermount3', ['-u', fuseMount]],
-          ['fusermount', ['-u', fuseMount]],
-          ['umount', ['-l', fuseMount]],
-        ] as const) {
-          if (spawnSync(cmd, [...args], { stdio: 'ignore', timeout: 10_000 }).status === 0) break;
-        }
-      }
+      if (await isMounted(fuseMount)) unmountFuse(fuseMount);
       stillMounted = await isMounted(fuseMount).catch(() => true);
     }
     // Any gvfs daemon of ours still around (they carry our XDG_RUNTIME_DIR): TERM, then KILL.

@@ -8,13 +8,14 @@
 // Responses are parsed namespace-aware (saxes): a prefix is never taken to mean a namespace.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SaxesParser } from 'saxes';
 import { startGateway, type TestGateway } from '../helpers/inproc.js';
+import { sleep } from '../helpers/gateway-process.js';
+import { propertyupdate, propfindBody, raw, type RawResponse } from '../helpers/http.js';
 
 const DAV = 'DAV:';
 const MS = 'urn:schemas-microsoft-com:';
@@ -22,28 +23,6 @@ const XML_NS = 'http://www.w3.org/XML/1998/namespace';
 
 // ---------------------------------------------------------------- HTTP
 
-interface RawResponse { status: number; headers: http.IncomingHttpHeaders; body: Buffer; text: string }
-
-/** One request with the path sent byte for byte as given. */
-function raw(base: string, method: string, path: string, headers: Record<string, string | number> = {}, body?: string | Buffer): Promise<RawResponse> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: Number(u.port), method, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const buf = Buffer.concat(chunks);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf, text: buf.toString('utf8') });
-      });
-      res.on('error', reject);
-    });
-    req.setTimeout(15_000, () => req.destroy(new Error(`${method} ${path}: no answer within 15 s`)));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const XML_HEADERS = { 'content-type': 'application/xml; charset=utf-8' };
 
 function lockBody(scope: 'exclusive' | 'shared', owner = 'http://example.org/~alice'): string {
@@ -66,14 +45,6 @@ async function lockOk(base: string, path: string, opts: Parameters<typeof lock>[
   assert.ok(res.status === 200 || res.status === 201, `LOCK ${path} → ${res.status} ${res.text.slice(0, 300)}`);
   assert.match(res.token, /^[a-z][a-z0-9+.-]*:\S+$/i, `LOCK ${path}: Lock-Token header ${String(res.headers['lock-token'])}`);
   return res.token;
-}
-
-function propfindBody(props: string, decls = ''): string {
-  return `<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"${decls}><D:prop>${props}</D:prop></D:propfind>`;
-}
-
-function propertyupdate(inner: string, decls = ''): string {
-  return `<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:"${decls}>${inner}</D:propertyupdate>`;
 }
 
 // ---------------------------------------------------------------- XML

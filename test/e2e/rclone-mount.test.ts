@@ -2,80 +2,27 @@
 // from the upstream directory, list, rename, overwrite and delete through the mount.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
-import { freeDir, removeDir, sleep, startGatewayProcess, terminate, type GatewayProcess } from '../helpers/gateway-process.js';
+import { cp, mkdir, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { freeDir, sleep, startGatewayProcess, terminate, type GatewayProcess } from '../helpers/gateway-process.js';
+import {
+  eventually,
+  exists,
+  isMounted,
+  listFiles,
+  removeWorkUnlessMounted,
+  sampleTree,
+  sha256,
+  sha256File,
+  unmountFuse,
+  writeTree,
+} from '../helpers/mount.js';
 
 const MOUNT_TIMEOUT_MS = 20_000;
 const HAVE_FUSE = existsSync('/dev/fuse');
-
-/** Decodes the octal escapes (\040 etc.) of /proc/self/mountinfo fields. */
-function unescapeMountField(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-async function isMounted(path: string): Promise<boolean> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').some((line) => {
-    const f = line.split(' ');
-    return f[4] !== undefined && unescapeMountField(f[4]) === path;
-  });
-}
-
-function sha256(buf: Buffer): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
-
-async function sha256File(path: string): Promise<string> {
-  return sha256(await readFile(path));
-}
-
-/** Retries `fn` until it stops throwing, or rethrows its last error after `timeoutMs`. */
-async function eventually<T>(fn: () => Promise<T>, timeoutMs = 5_000, stepMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() >= deadline) throw err;
-      await sleep(stepMs);
-    }
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** All regular files under `root`, as '/'-separated relative paths, sorted. */
-async function listFiles(root: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(root, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) out.push(relative(root, join(e.parentPath ?? e.path, e.name)).split(sep).join('/'));
-  }
-  return out.sort();
-}
-
-function unmount(mountpoint: string): boolean {
-  for (const [cmd, args] of [
-    ['fusermount3', ['-u', mountpoint]],
-    ['fusermount', ['-u', mountpoint]],
-    ['fusermount3', ['-uz', mountpoint]],
-    ['umount', ['-l', mountpoint]],
-  ] as const) {
-    const r = spawnSync(cmd, [...args], { stdio: 'ignore', timeout: 10_000 });
-    if (r.status === 0) return true;
-  }
-  return false;
-}
 
 describe('rclone mount through davgate', { skip: HAVE_FUSE ? false : '/dev/fuse does not exist (no FUSE in this environment)' }, () => {
   let gw: GatewayProcess | undefined;
@@ -87,14 +34,7 @@ describe('rclone mount through davgate', { skip: HAVE_FUSE ? false : '/dev/fuse 
   let mounted = false;
 
   // The tree copied in: relative path -> content.
-  const files = new Map<string, Buffer>([
-    ['empty.bin', Buffer.alloc(0)],
-    ['one.bin', randomBytes(1)],
-    ['a/hundred.bin', randomBytes(100 * 1024)],
-    ['a/b/note.txt', Buffer.from('hello from davgate e2e\n'.repeat(10))],
-    ['a/b/c/five.bin', randomBytes(5 * 1024 * 1024)],
-    ['x/y/z/deep.bin', randomBytes(4096 + 7)],
-  ]);
+  const files = sampleTree({ deep: true });
   const emptyDir = 'd/e';
 
   const mnt = (rel: string): string => join(mountpoint, 'tree', rel);
@@ -110,11 +50,7 @@ describe('rclone mount through davgate', { skip: HAVE_FUSE ? false : '/dev/fuse 
     mountpoint = join(work, 'mnt');
     srcDir = join(work, 'src');
     await mkdir(mountpoint);
-    for (const [rel, data] of files) {
-      await mkdir(join(srcDir, rel, '..'), { recursive: true });
-      await writeFile(join(srcDir, rel), data);
-    }
-    await mkdir(join(srcDir, emptyDir), { recursive: true });
+    await writeTree(srcDir, files, [emptyDir]);
     const conf = join(work, 'rclone.conf');
     await writeFile(conf, '');
 
@@ -152,16 +88,11 @@ describe('rclone mount through davgate', { skip: HAVE_FUSE ? false : '/dev/fuse 
 
   after(async () => {
     if (mountpoint && (mounted || (await isMounted(mountpoint).catch(() => false)))) {
-      if (!unmount(mountpoint)) console.log(`rclone-mount: could not unmount ${mountpoint}`);
+      if (!unmountFuse(mountpoint, { lazyFusermount: true })) console.log(`rclone-mount: could not unmount ${mountpoint}`);
     }
     if (rclone) await terminate(rclone, 5_000);
-    // Never rm -rf a possibly still mounted directory: remove the mountpoint with rmdir only.
-    if (mountpoint && !(await isMounted(mountpoint).catch(() => true))) {
-      await rmdir(mountpoint).catch(() => undefined);
-      await removeDir(work);
-    } else if (work) {
-      console.log(`rclone-mount: ${mountpoint} still mounted; leaving ${work} in place`);
-    }
+    const stillMounted = mountpoint ? await isMounted(mountpoint).catch(() => true) : false;
+    await removeWorkUnlessMounted('rclone-mount', work, mountpoint, stillMounted);
     if (gw) await gw.stop();
   });
 
