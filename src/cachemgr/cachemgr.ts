@@ -119,11 +119,24 @@ export class CacheManager {
     };
   }
 
-  /** Record a freshly seen entry; a changed version drops the old blocks. */
-  async #install(entry: Entry, identity: Identity, persist = true): Promise<Node> {
+  /** Record a freshly seen entry (and persist it); a changed version drops the old blocks. */
+  async #install(entry: Entry, identity: Identity): Promise<Node> {
     const key = nodeKey(this.upstream.id, identity.key, entry.path);
+    const node = this.#seen(entry, key, this.#table.peek(key) ?? await this.#table.load(key));
+    await this.#table.put(node);
+    return node;
+  }
+
+  /** The same for a listing entry, kept for this run only and synchronous: listings are long. */
+  #remember(entry: Entry, identity: Identity): Node {
+    const key = nodeKey(this.upstream.id, identity.key, entry.path);
+    const node = this.#seen(entry, key, this.#table.peek(key));
+    this.#table.remember(node);
+    return node;
+  }
+
+  #seen(entry: Entry, key: string, prev: Node | undefined): Node {
     this.#missing?.delete(key);
-    const prev = this.#table.peek(key) ?? (persist ? await this.#table.load(key) : undefined);
     const node = this.#nodeFrom(entry, key, prev);
     if (prev && prev.version !== node.version) {
       this.#metrics?.revalidations.inc({ result: 'changed' });
@@ -132,8 +145,6 @@ export class CacheManager {
     } else if (prev) {
       this.#metrics?.revalidations.inc({ result: 'same' });
     }
-    if (persist) await this.#table.put(node);
-    else this.#table.remember(node);
     return node;
   }
 
@@ -196,7 +207,7 @@ export class CacheManager {
     let result = 'error';
     try {
       for await (const entry of this.upstream.list(path, identity)) {
-        yield await this.#install(entry, identity, false);
+        yield this.#remember(entry, identity);
       }
       result = 'ok';
     } catch (err) {
@@ -225,7 +236,7 @@ export class CacheManager {
     if (!this.#blockFlight.has(id) && this.#blocks.has(node.key, node.version, index)) {
       const buf = await this.#blocks.read(node.key, node.version, index, length);
       if (buf) {
-        this.#remember(id, buf);
+        this.#keepInMemory(id, buf);
         this.#metrics?.cacheBlocks.inc({ result: 'hit' });
         this.#metrics?.bytesServed.inc({ source: 'cache' }, buf.length);
         return buf;
@@ -234,7 +245,7 @@ export class CacheManager {
     const { promise, joined } = this.#blockFlight.run(id, () => this.#fetch(node, index, length, identity));
     this.#metrics?.cacheBlocks.inc({ result: joined ? 'join' : 'miss' });
     const buf = await promise;
-    this.#remember(id, buf);
+    this.#keepInMemory(id, buf);
     this.#metrics?.bytesServed.inc({ source: joined ? 'cache' : 'upstream' }, buf.length);
     return buf;
   }
@@ -244,7 +255,7 @@ export class CacheManager {
    * open/read/close per request costs more than the request itself (DESIGN.md, measured
    * ceilings). Keyed like the block files, by version, so it can never serve an old version.
    */
-  #remember(id: string, buf: Buffer): void {
+  #keepInMemory(id: string, buf: Buffer): void {
     if (this.#memory && buf.length <= this.#opts.memoryMaxBlockBytes) this.#memory.set(id, buf);
   }
 
