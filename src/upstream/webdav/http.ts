@@ -1,0 +1,137 @@
+import type { Readable } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
+import type { CallContext } from '../types.js';
+import { statusError, transportError } from './errors.js';
+
+// The HTTP layer: undici over a bounded keep-alive pool, one request per call.
+//
+// Credentials: a CallContext's `authorization` (pass-through auth) is sent as is and replaces
+// the configured username/password for that call. The password is kept only inside the
+// Authorization header value; neither `id` nor any error message contains it.
+
+export type Method = 'PROPFIND' | 'GET' | 'PUT' | 'MKCOL' | 'DELETE' | 'MOVE' | 'COPY';
+
+const MAX_SMALL_BODY = 1024 * 1024; // multistatus bodies of DELETE/MOVE/COPY errors
+
+export function header(h: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** "bytes a-b/total" or "bytes * /total" → {start, total}. */
+export function contentRange(value: string | undefined): { start?: number; total?: number } {
+  const m = /^\s*bytes\s+(?:(\d+)-\d+|\*)\/(\d+|\*)\s*$/i.exec(value ?? '');
+  if (!m) return {};
+  return { start: m[1] !== undefined ? Number(m[1]) : undefined, total: m[2] !== undefined && m[2] !== '*' ? Number(m[2]) : undefined };
+}
+
+/** Abandon a response body (closes its connection); destroy() alone would emit an unhandled AbortError. */
+export function discard(res: Dispatcher.ResponseData): void {
+  const b = res.body;
+  if (b.destroyed || b.readableEnded) return;
+  b.on('error', () => undefined);
+  b.destroy();
+}
+
+export async function drain(res: Dispatcher.ResponseData): Promise<void> {
+  await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+}
+
+/** Reads a small body whole, refusing anything larger than `limit`. */
+export async function smallText(res: Dispatcher.ResponseData, limit = MAX_SMALL_BODY): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res.body) {
+    const b = c as Buffer;
+    n += b.length;
+    if (n > limit) {
+      discard(res);
+      break;
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The davgate error for an unsuccessful status (the body is drained here). */
+export async function fail(res: Dispatcher.ResponseData, op: Method, path: string): Promise<never> {
+  await drain(res);
+  throw statusError(res.statusCode, op, path);
+}
+
+export interface DavClientOptions {
+  origin: string;
+  username: string | undefined;
+  password: string | undefined;
+  passThroughAuth: boolean;
+  /** Per request: time to response headers, and longest pause in a response body. */
+  timeoutMs: number;
+  connections: number;
+}
+
+/** Requests to one origin, with the credentials of the call. */
+export class DavClient {
+  readonly #pool: Pool;
+  readonly #origin: string;
+  /** Configured credentials as a ready header value; never printed. */
+  readonly #auth: string | undefined;
+  readonly #passThrough: boolean;
+  readonly #timeout: number;
+
+  constructor(opts: DavClientOptions) {
+    const { username: user, password: pass } = opts;
+    this.#origin = opts.origin;
+    this.#passThrough = opts.passThroughAuth;
+    this.#auth = user !== undefined ? 'Basic ' + Buffer.from(`${user}:${pass ?? ''}`, 'utf8').toString('base64') : undefined;
+    this.#timeout = opts.timeoutMs;
+    this.#pool = new Pool(this.#origin, {
+      connections: opts.connections,
+      keepAliveTimeout: 4_000,
+      keepAliveMaxTimeout: 60_000,
+      headersTimeout: this.#timeout,
+      bodyTimeout: this.#timeout,
+      connect: { timeout: Math.min(this.#timeout, 10_000) },
+    });
+  }
+
+  #headers(ctx: CallContext | undefined, extra: Record<string, string> = {}): Record<string, string> {
+    const h: Record<string, string> = { ...extra };
+    // With pass-through auth only the client's own credentials are used: an anonymous client
+    // must not act as the configured account (and so be asked for credentials by a 401).
+    const auth = ctx?.authorization ?? (this.#passThrough ? undefined : this.#auth);
+    if (auth) h.authorization = auth;
+    return h;
+  }
+
+  /** One request; transport failures are thrown as they come (see `request`). */
+  dispatch(
+    method: Method, target: string, ctx: CallContext | undefined,
+    extra: Record<string, string> = {}, body?: string | Readable,
+  ): Promise<Dispatcher.ResponseData> {
+    return this.#pool.request({
+      origin: this.#origin,
+      path: target,
+      method: method as Dispatcher.HttpMethod,
+      headers: this.#headers(ctx, extra),
+      body,
+      headersTimeout: this.#timeout,
+      bodyTimeout: this.#timeout,
+    });
+  }
+
+  /** One request; transport failures become davgate errors. */
+  async request(
+    method: Method, target: string, ctx: CallContext | undefined,
+    extra: Record<string, string> = {}, body?: string | Readable,
+  ): Promise<Dispatcher.ResponseData> {
+    try {
+      return await this.dispatch(method, target, ctx, extra, body);
+    } catch (e) {
+      throw transportError(e, method);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close().catch(() => this.#pool.destroy());
+  }
+}

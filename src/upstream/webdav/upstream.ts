@@ -1,0 +1,441 @@
+import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import type { Dispatcher } from 'undici';
+import {
+  BadRequestError, ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
+  NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
+} from '../../errors.js';
+import { isWithin, joinPath, nameOf, parentOf } from '../../davpath.js';
+import type { CallContext, Capabilities, Entry, Quota, Upstream } from '../types.js';
+import { statusError, transportError } from './errors.js';
+import { checkPath, parseBaseUrl, type BaseUrl } from './href.js';
+import { contentRange, DavClient, discard, drain, fail, header, smallText, type Method } from './http.js';
+import { firstFailure, MultiStatusParser, QUOTA_BODY, STAT_BODY, type DavResponse } from './multistatus.js';
+import { bytesOf } from './range.js';
+import { SizeCheck } from './size-check.js';
+import { entryOf, Generations, parseValidator, splitGen, toInt, type Expect } from './validators.js';
+
+// Another WebDAV server (nginx + dav-ext, Apache mod_dav, rclone serve webdav, Nextcloud, ...)
+// as the upstream, spoken to with undici over a bounded keep-alive pool (./http.ts).
+// Paths and hrefs: ./href.ts. The form of validators, and generations: ./validators.ts.
+//
+// Reads are conditional (If-Match with the strong form, or If-Unmodified-Since), and every
+// response is checked again against the validator (ETag, Last-Modified, total size), so a block
+// is never cut from another version of a file. Apache answers If-Match with 412 while its ETag
+// is still weak: when a PROPFIND shows the version is still current, the read is repeated
+// unconditionally and the response check decides.
+//
+// Writes: PUT streams the body; the server's PUT is what makes a write atomic, and both nginx
+// (client_body_temp_path, then rename) and Apache mod_dav_fs (a temporary file beside the
+// target, then rename) write a complete body to a temporary file and rename it into place.
+// A body that errors, ends short of or runs past `size` destroys the upstream request, so the
+// server sees a truncated body and discards it: nothing is ever committed short.
+//
+// Credentials: see ./http.ts; neither `id` nor any error message contains the password.
+
+export interface WebDavUpstreamOptions {
+  url: string;
+  username?: string;
+  password?: string;
+  /** Informational here: the gateway puts each client's Authorization into the CallContext. */
+  passThroughAuth?: boolean;
+  /** Reported as quota-available-bytes (capped by the server's own RFC 4331 figure if it has one). */
+  quotaBytes?: number;
+  /** Per request: time to response headers, and longest pause in a response body (default 30 s). */
+  timeoutMs?: number;
+  /** Connections to the server at most (default 16). */
+  connections?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_CONNECTIONS = 16;
+
+export class WebDavUpstream implements Upstream {
+  readonly id: string;
+  readonly capabilities: Capabilities;
+  readonly #base: BaseUrl;
+  readonly #http: DavClient;
+  readonly #quotaBytes: number | undefined;
+  readonly #gens = new Generations();
+
+  constructor(opts: WebDavUpstreamOptions) {
+    const { base, username, password } = parseBaseUrl(opts.url);
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#base = base;
+    this.#quotaBytes = opts.quotaBytes;
+    this.id = 'webdav:' + base.url.href;
+    this.capabilities = Object.freeze({ serverSideCopy: true, quota: opts.quotaBytes !== undefined, setMtime: false });
+    this.#http = new DavClient({
+      origin: base.origin,
+      username: opts.username ?? username,
+      password: opts.password ?? password,
+      passThroughAuth: opts.passThroughAuth === true,
+      timeoutMs,
+      connections: opts.connections ?? DEFAULT_CONNECTIONS,
+    });
+  }
+
+  /** Never let the credentials show up in a console.log/inspect of the object. */
+  toJSON(): object { return { id: this.id }; }
+  [Symbol.for('nodejs.util.inspect.custom')](): string { return `WebDavUpstream(${this.id})`; }
+
+  // ----- plumbing ------------------------------------------------------------------------------
+
+  /** After this instance replaced the content at `path` (PUT, MOVE or COPY onto it): see Generations.replaced. */
+  async #replaced(path: string, previous: Entry | null, ctx: CallContext | undefined): Promise<Entry> {
+    return this.#gens.replaced(path, previous, await this.stat(path, ctx));
+  }
+
+  /** PROPFIND with a streamed multistatus answer; 404 → NotFoundError. A redirect is followed once, to the collection form. */
+  async #propfind(path: string, depth: '0' | '1', body: string, ctx: CallContext | undefined): Promise<Dispatcher.ResponseData> {
+    const headers = { depth, 'content-type': 'application/xml; charset=utf-8' };
+    let res = await this.#http.request('PROPFIND', this.#base.target(path), ctx, headers, body);
+    if (path !== '/' && [301, 302, 307, 308].includes(res.statusCode)) {
+      await drain(res);
+      res = await this.#http.request('PROPFIND', this.#base.target(path, true), ctx, headers, body);
+    }
+    if (res.statusCode === 400 && path !== '/') {
+      // Apache answers 400 to a path below a file ("/file/x"): that path does not exist.
+      await drain(res);
+      const parent = await this.#statOrNull(parentOf(path), ctx);
+      if (!parent || parent.kind !== 'dir') throw new NotFoundError(path);
+      throw statusError(400, 'PROPFIND', path);
+    }
+    if (res.statusCode !== 207) await fail(res, 'PROPFIND', path);
+    return res;
+  }
+
+  /** All responses of a small multistatus (Depth 0). */
+  async #propfindAll(path: string, body: string, ctx: CallContext | undefined): Promise<DavResponse[]> {
+    const res = await this.#propfind(path, '0', body, ctx);
+    const parser = new MultiStatusParser();
+    const decoder = new StringDecoder('utf8');
+    const out: DavResponse[] = [];
+    try {
+      for await (const chunk of res.body) {
+        parser.write(decoder.write(chunk as Buffer));
+        out.push(...parser.take());
+      }
+      parser.write(decoder.end());
+      parser.close();
+      out.push(...parser.take());
+    } catch (e) {
+      discard(res);
+      throw transportError(e, 'PROPFIND');
+    }
+    return out;
+  }
+
+  async #statOrNull(path: string, ctx: CallContext | undefined): Promise<Entry | null> {
+    try {
+      return await this.stat(path, ctx);
+    } catch (e) {
+      if (e instanceof NotFoundError) return null;
+      throw e;
+    }
+  }
+
+  // ----- Upstream ------------------------------------------------------------------------------
+
+  async stat(path: string, ctx?: CallContext): Promise<Entry> {
+    checkPath(path);
+    const all = await this.#propfindAll(path, STAT_BODY, ctx);
+    // Depth 0 answers for the path itself; tolerate servers that add more, or another href form.
+    const own = all.find((r) => this.#base.pathOfHref(r.href) === path) ?? all[0];
+    const entry = own ? entryOf(path, own, this.#gens) : null;
+    if (!entry) throw new NotFoundError(path);
+    return entry;
+  }
+
+  async *list(path: string, ctx?: CallContext): AsyncIterable<Entry> {
+    checkPath(path);
+    const res = await this.#propfind(path, '1', STAT_BODY, ctx);
+    const parser = new MultiStatusParser();
+    const decoder = new StringDecoder('utf8');
+    const self = path.normalize('NFC');
+    const convert = (responses: DavResponse[]): Entry[] => {
+      const out: Entry[] = [];
+      for (const r of responses) {
+        const p = this.#base.pathOfHref(r.href);
+        if (p === null) continue;
+        if (p.normalize('NFC') === self) {
+          if (entryOf(path, r, this.#gens)?.kind === 'file') throw new NotADirectoryError();
+          continue; // the collection itself
+        }
+        // Only direct children, named as the server names them.
+        if (p === '/' || parentOf(p).normalize('NFC') !== self) continue;
+        const e = entryOf(joinPath(path, nameOf(p)), r, this.#gens);
+        if (e) out.push(e);
+      }
+      return out;
+    };
+    try {
+      for await (const chunk of res.body) {
+        parser.write(decoder.write(chunk as Buffer));
+        const entries = convert(parser.take());
+        if (entries.length) yield* entries;
+      }
+      parser.write(decoder.end());
+      parser.close();
+      yield* convert(parser.take());
+    } catch (e) {
+      throw transportError(e, 'PROPFIND');
+    } finally {
+      // A consumer that stops early (or an error) must not leave the rest of a huge body queued.
+      discard(res);
+    }
+  }
+
+  async read(path: string, offset: number, length: number, expectValidator?: string, ctx?: CallContext): Promise<Buffer> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new BadRequestError('invalid byte range', 'DAVGATE_BAD_RANGE');
+    }
+    checkPath(path);
+    if (path === '/') throw new IsADirectoryError();
+    let expect: Expect | undefined;
+    const changed = () => new PreconditionFailedError(`${path} changed upstream`);
+    /** Is the validator still the current one? (A PROPFIND, for the cases a GET cannot answer.) */
+    const stillCurrent = async () => (await this.stat(path, ctx)).validator === expectValidator;
+    if (expectValidator !== undefined) {
+      const parsed = parseValidator(expectValidator);
+      if (parsed) expect = parsed;
+      else if (!(await stillCurrent())) throw changed();
+      const { base, gen } = splitGen(expectValidator);
+      const known = this.#gens.of(path, base);
+      if (known !== undefined && known !== gen) throw changed(); // rewritten within the same second
+    }
+    if (length === 0) return Buffer.alloc(0);
+
+    const get = (conditional: boolean) => {
+      const h: Record<string, string> = { range: `bytes=${offset}-${offset + length - 1}`, 'accept-encoding': 'identity' };
+      if (conditional && expect?.etag) h['if-match'] = expect.etag;
+      else if (conditional && expect?.mtimeMs) h['if-unmodified-since'] = new Date(expect.mtimeMs).toUTCString();
+      return this.#http.request('GET', this.#base.target(path), ctx, h);
+    };
+    let res = await get(true);
+    if (res.statusCode === 412 && expect?.etag) {
+      // Apache never matches If-Match while the ETag is weak (file modified within the last
+      // second). If PROPFIND still reports this version, ask again unconditionally and let
+      // the response check (bytesOf) decide.
+      await drain(res);
+      if (!(await stillCurrent())) throw changed();
+      res = await get(false);
+    }
+    const status = res.statusCode;
+    if (status === 416) {
+      // Past the end, of this version or of another one? (Apache's 416 has no Content-Range.)
+      const { total } = contentRange(header(res.headers, 'content-range'));
+      await drain(res);
+      if (expect && (total !== undefined ? total !== expect.size : !(await stillCurrent()))) throw changed();
+      return Buffer.alloc(0);
+    }
+    if (status === 412) {
+      await drain(res);
+      throw changed();
+    }
+    if (status !== 200 && status !== 206) {
+      if ([301, 302, 307, 308, 400, 403, 404, 405].includes(status)) {
+        // A collection (nginx redirects to "dir/", Apache answers 404 without mod_dir)?
+        await drain(res);
+        const e = await this.#statOrNull(path, ctx);
+        if (!e) throw new NotFoundError(path);
+        if (e.kind === 'dir') throw new IsADirectoryError();
+        throw statusError(status, 'GET', path);
+      }
+      await fail(res, 'GET', path);
+    }
+
+    return bytesOf(res, path, offset, length, expect, changed);
+  }
+
+  /** Parent must be an existing collection: ConflictError otherwise. */
+  async #requireParent(path: string, ctx: CallContext | undefined): Promise<void> {
+    const parent = parentOf(path);
+    const p = await this.#statOrNull(parent, ctx);
+    if (!p || p.kind !== 'dir') throw new ConflictError(`parent collection of ${path} does not exist`);
+  }
+
+  async write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> {
+    if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) throw new BadRequestError('invalid size');
+    checkPath(path);
+    if (path === '/') throw new IsADirectoryError();
+    // nginx answers 500 to a PUT below a missing collection, hence the explicit check.
+    const [, existing] = await Promise.all([this.#requireParent(path, ctx), this.#statOrNull(path, ctx)]);
+    if (existing?.kind === 'dir') throw new IsADirectoryError();
+
+    const checked = new SizeCheck(size);
+    let bodyErr: unknown;
+    // An error or a premature close of `body` destroys `checked`, and undici then destroys the
+    // upstream request, so the server never completes the PUT. `body` itself is only unpiped on
+    // our own failures, never destroyed: the caller still owns the client's request stream.
+    const onError = (e: unknown) => { bodyErr ??= e; checked.destroy(e as Error); };
+    const onClose = () => { if (!body.readableEnded) checked.destroy(new IncompleteBodyError('request body aborted')); };
+    body.once('error', onError);
+    body.once('close', onClose);
+    body.pipe(checked);
+    const release = () => {
+      body.off('error', onError);
+      body.off('close', onClose);
+      body.unpipe(checked);
+      if (!checked.destroyed) checked.destroy();
+    };
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (size !== undefined) headers['content-length'] = String(size);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.#http.dispatch('PUT', this.#base.target(path), ctx, headers, checked);
+    } catch (e) {
+      release();
+      if (bodyErr !== undefined) throw bodyErr; // the client's abort, as the contract allows
+      if (e instanceof DavgateError) throw e;
+      if ((e as { code?: string })?.code === 'ERR_STREAM_PREMATURE_CLOSE') throw new IncompleteBodyError('request body aborted');
+      throw transportError(e, 'PUT');
+    }
+    release();
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      if (res.statusCode === 405) { // a collection appeared meanwhile
+        await drain(res);
+        throw new IsADirectoryError();
+      }
+      await fail(res, 'PUT', path);
+    }
+    await drain(res);
+    return this.#replaced(path, existing, ctx);
+  }
+
+  async mkdir(path: string, ctx?: CallContext): Promise<void> {
+    checkPath(path);
+    if (path === '/') throw new ExistsError();
+    const res = await this.#http.request('MKCOL', this.#base.target(path, true), ctx);
+    if (res.statusCode >= 200 && res.statusCode < 300) return void (await drain(res));
+    if (res.statusCode === 405) {
+      await drain(res);
+      throw new ExistsError(`${path} already exists`);
+    }
+    if (res.statusCode === 400 || res.statusCode === 409) {
+      // Apache answers 400 to "MKCOL file/" for an existing file and to "MKCOL file/sub/";
+      // 409 is a missing parent.
+      await drain(res);
+      if (await this.#statOrNull(path, ctx)) throw new ExistsError(`${path} already exists`);
+      const parent = await this.#statOrNull(parentOf(path), ctx);
+      if (res.statusCode === 409 || !parent || parent.kind !== 'dir') throw new ConflictError(`parent collection of ${path} does not exist`);
+      throw statusError(res.statusCode, 'MKCOL', path);
+    }
+    await fail(res, 'MKCOL', path);
+  }
+
+  async remove(path: string, ctx?: CallContext): Promise<void> {
+    checkPath(path);
+    if (path === '/') throw new ForbiddenPathError('the root cannot be removed');
+    const entry = await this.stat(path, ctx);
+    const dir = entry.kind === 'dir';
+    const res = await this.#http.request('DELETE', this.#base.target(path, dir), ctx, dir ? { depth: 'infinity' } : {});
+    await this.#done(res, 'DELETE', path);
+  }
+
+  /** 2xx is success; a 207 multistatus is the failure of some member. */
+  async #done(res: Dispatcher.ResponseData, op: Method, path: string): Promise<void> {
+    if (res.statusCode === 207) {
+      const failed = firstFailure(await smallText(res).catch(() => ''));
+      if (failed) throw statusError(failed.status, op, this.#base.pathOfHref(failed.href) ?? path);
+      throw new UpstreamUnavailableError(`WebDAV upstream reported a partial failure of ${op} ${path}`);
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return void (await drain(res));
+    await fail(res, op, path);
+  }
+
+  /**
+   * Shared checks of move and copy, made here rather than left to the server: nginx moves a
+   * collection into itself recursively (and loses it), creates a missing destination parent
+   * on MOVE of a file, and refuses to replace a collection by a file.
+   */
+  async #prepare(from: string, to: string, overwrite: boolean, ctx: CallContext | undefined): Promise<{ source: Entry; dest: Entry | null }> {
+    checkPath(from);
+    checkPath(to);
+    if (from === '/' || to === '/') throw new ForbiddenPathError('the root cannot be moved, copied or replaced');
+    if (from === to) throw new ForbiddenPathError('source and destination are the same');
+    if (isWithin(to, from)) throw new ConflictError('destination lies inside the source');
+    const [source, , dest] = await Promise.all([
+      this.stat(from, ctx),
+      this.#requireParent(to, ctx),
+      this.#statOrNull(to, ctx),
+    ]);
+    if (dest) {
+      if (!overwrite) throw new ExistsError(`${to} already exists`);
+      // A file replaces a file in one step on the server; anything involving a collection is
+      // removed first (the contract: "a directory destination is removed first").
+      if (dest.kind === 'dir' || source.kind === 'dir') await this.remove(to, ctx);
+    }
+    return { source, dest };
+  }
+
+  /** After a file landed on `to`: keep validators distinct from what was there before. */
+  async #landed(to: string, dest: Entry | null, carried: Map<string, number> | undefined, ctx: CallContext | undefined): Promise<void> {
+    if (dest?.kind === 'file' || this.#gens.has(to)) {
+      await this.#replaced(to, dest?.kind === 'file' ? dest : null, ctx);
+    } else if (carried) {
+      for (const [base, gen] of carried) this.#gens.remember(to, base, gen); // a moved file keeps its validator
+    }
+  }
+
+  async #transfer(op: 'MOVE' | 'COPY', from: string, to: string, dir: boolean, overwrite: boolean, depth: string, ctx: CallContext | undefined): Promise<void> {
+    const res = await this.#http.request(op, this.#base.target(from, dir), ctx, {
+      destination: this.#base.origin + this.#base.target(to, dir),
+      overwrite: overwrite ? 'T' : 'F',
+      depth,
+    });
+    if (res.statusCode === 412 && !overwrite) {
+      await drain(res);
+      throw new ExistsError(`${to} already exists`);
+    }
+    if (res.statusCode === 404) {
+      await drain(res);
+      throw new NotFoundError(from);
+    }
+    await this.#done(res, op, from);
+  }
+
+  async move(from: string, to: string, overwrite: boolean, ctx?: CallContext): Promise<void> {
+    const { source, dest } = await this.#prepare(from, to, overwrite, ctx);
+    await this.#transfer('MOVE', from, to, source.kind === 'dir', overwrite, 'infinity', ctx);
+    if (source.kind === 'file') {
+      const carried = this.#gens.take(from);
+      await this.#landed(to, dest, carried, ctx);
+    }
+  }
+
+  async copy(from: string, to: string, overwrite: boolean, shallow = false, ctx?: CallContext): Promise<void> {
+    const { source, dest } = await this.#prepare(from, to, overwrite, ctx);
+    if (source.kind === 'dir' && shallow) {
+      // nginx ignores "Depth: 0" on COPY and copies the whole tree: a shallow copy of a
+      // collection is a new, empty collection.
+      await this.mkdir(to, ctx);
+      return;
+    }
+    await this.#transfer('COPY', from, to, source.kind === 'dir', overwrite, shallow ? '0' : 'infinity', ctx);
+    if (source.kind === 'file') await this.#landed(to, dest, undefined, ctx);
+  }
+
+  async quota(path: string, ctx?: CallContext): Promise<Quota> {
+    checkPath(path);
+    // RFC 4331 properties where the server has them (Apache and nginx here do not).
+    let available: number | undefined;
+    let used: number | undefined;
+    try {
+      const [own] = await this.#propfindAll(path, QUOTA_BODY, ctx);
+      available = toInt(own?.props.get('quota-available-bytes'));
+      used = toInt(own?.props.get('quota-used-bytes'));
+    } catch (e) {
+      if (this.#quotaBytes === undefined) throw e;
+    }
+    if (this.#quotaBytes !== undefined) {
+      return { availableBytes: available !== undefined ? Math.min(available, this.#quotaBytes) : this.#quotaBytes, usedBytes: used ?? 0 };
+    }
+    if (available === undefined) throw new UnsupportedError('quota');
+    return { availableBytes: available, usedBytes: used ?? 0 };
+  }
+
+  async close(): Promise<void> {
+    await this.#http.close();
+  }
+}
