@@ -95,8 +95,13 @@ export class CacheManager {
   get cacheBytes(): number { return this.#blocks.bytes; }
   get cacheBlocks(): number { return this.#blocks.count; }
 
-  async close(): Promise<void> {
+  /** Resolves once every fetched block has been written to the cache disk (or failed to). */
+  async flush(): Promise<void> {
     await Promise.allSettled([...this.#installs]);
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
     await this.#table.close();
     await this.#blocks.close();
     await this.upstream.close?.();

@@ -115,6 +115,8 @@ describe('cache behaviour counted at the upstream', () => {
     const size = 12 * MiB;
     const h = await writeBigFile(join(gw.upstreamDir, 'victim.bin'), size);
     assert.equal((await getHash(gw.url + 'victim.bin')).hash, h);
+    // Blocks are served first and written to the cache disk meanwhile: wait for the installs.
+    await gw.gateway.cache.flush();
     const before = new Set(await listFiles(join(gw.cacheDir, 'blocks')));
     // Find this file's three blocks: the newest key directory with 3 block files.
     const byDir = new Map<string, string[]>();
