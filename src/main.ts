@@ -70,6 +70,14 @@ async function serve(o: Record<string, unknown>): Promise<void> {
     onHealth: (up) => metrics.upstreamUp.set(up ? 1 : 0),
   });
   const gw = await buildGateway(config, upstream, { metrics });
+  // One real request before the first client's: the S3 SDK loads its credential chain and
+  // connections open on first use (~0.3 s), which would otherwise land on the first reader.
+  // A failure here is only logged: the gateway starts anyway and /readyz tells.
+  try {
+    for await (const entry of upstream.list('/')) { void entry; break; }
+  } catch (err) {
+    gw.app.log.warn({ err }, 'upstream not reachable at start-up');
+  }
   const stop = async (signal: string) => {
     gw.app.log.info(`${signal}: shutting down`);
     const force = setTimeout(() => process.exit(1), 10_000);
