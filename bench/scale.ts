@@ -125,7 +125,7 @@ export async function runScale(o: { runs: number; quick: boolean }): Promise<Rec
   // ---- 64 concurrent clients ----
   const seconds = o.quick ? 2 : 8;
   const concurrency: Record<string, { runs: WrkResult[]; medianReqPerSec: number; medianP50Ms: number; medianP99Ms: number }> = {};
-  for (const [col, srv] of hotServers) await wrk(srv.url + 'small.bin', 64, 1); // warm-up
+  for (const [, srv] of hotServers) await wrk(srv.url + 'small.bin', 64, 1); // warm-up
   for (let i = 0; i < o.runs; i++) {
     for (const [col, srv] of hotServers) {
       log(`scale: wrk -t1 -c64 ${seconds} s: ${col} run ${i + 1}/${o.runs}`);

@@ -31,6 +31,21 @@ export function canonicalPath(decoded: string): string {
   return '/' + out.join('/');
 }
 
+/**
+ * The segments of a path that must already be canonical (what crosses into an upstream):
+ * refused, never repaired, when it is not absolute, has a NUL, or an empty, "." or ".." segment.
+ */
+export function canonicalSegments(path: string): string[] {
+  if (typeof path !== 'string' || !path.startsWith('/')) throw new ForbiddenPathError('not an absolute path');
+  if (path.includes('\0')) throw new ForbiddenPathError('NUL byte');
+  if (path === '/') return [];
+  const segs = path.slice(1).split('/');
+  for (const s of segs) {
+    if (s === '' || s === '.' || s === '..') throw new ForbiddenPathError(`non-canonical segment "${s}"`);
+  }
+  return segs;
+}
+
 export function parentOf(path: string): string {
   if (path === '/') return '/';
   const i = path.lastIndexOf('/');

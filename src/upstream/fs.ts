@@ -7,7 +7,7 @@ import {
   BadRequestError, ConfigError, ConflictError, DavgateError, ExistsError, ForbiddenPathError,
   IncompleteBodyError, IsADirectoryError, NotFoundError, PreconditionFailedError, fromSystemError,
 } from '../errors.js';
-import { isWithin, joinPath, nameOf } from '../davpath.js';
+import { canonicalSegments, isWithin, joinPath, nameOf } from '../davpath.js';
 import type { Capabilities, Entry, Quota, Upstream } from './types.js';
 
 // Upstream backed by a local (or network-mounted) directory.
@@ -92,13 +92,9 @@ export class FsUpstream implements Upstream {
 
   /** Host path of a DAV path, refusing anything that could leave the root. */
   private async confine(path: string): Promise<string> {
-    if (typeof path !== 'string' || !path.startsWith('/')) throw new ForbiddenPathError('not an absolute path');
-    if (path.includes('\0')) throw new ForbiddenPathError('NUL byte');
-    const segs = path === '/' ? [] : path.slice(1).split('/');
-    for (const s of segs) {
-      if (s === '' || s === '.' || s === '..') throw new ForbiddenPathError(`non-canonical segment "${s}"`);
-      if (isTemp(s)) throw new ForbiddenPathError('reserved name'); // partial writes are never addressable
-    }
+    const segs = canonicalSegments(path);
+    // Partial writes are never addressable.
+    if (segs.some(isTemp)) throw new ForbiddenPathError('reserved name');
     const host = join(this.root, ...segs);
     if (!this.inside(host)) throw new ForbiddenPathError('outside the root');
     for (let p = host; ; p = dirname(p)) {

@@ -10,7 +10,7 @@ import {
   ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
   NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
 } from '../errors.js';
-import { isWithin, nameOf, parentOf } from '../davpath.js';
+import { canonicalSegments, isWithin, nameOf, parentOf } from '../davpath.js';
 import type { Capabilities, Entry, Quota, Upstream } from './types.js';
 
 // An S3-compatible object store (AWS S3, Ceph RGW, MinIO) as the upstream.
@@ -89,10 +89,7 @@ export class S3Upstream implements Upstream {
 
   /** Confinement: keys are built only from canonical paths, so nothing reaches outside the prefix. */
   #key(path: string): string {
-    if (path.includes('\0')) throw new ForbiddenPathError('NUL byte');
-    if (!path.startsWith('/') || (path !== '/' && path.slice(1).split('/').some((seg) => seg === '' || seg === '.' || seg === '..'))) {
-      throw new ForbiddenPathError('not a canonical path');
-    }
+    canonicalSegments(path);
     return this.#prefix + path.slice(1);
   }
 

@@ -1,5 +1,5 @@
-import { ConfigError, ForbiddenPathError } from '../../errors.js';
-import { encodeHref } from '../../davpath.js';
+import { ConfigError } from '../../errors.js';
+import { canonicalSegments, encodeHref } from '../../davpath.js';
 
 // Paths: the base URL may carry a path prefix ("http://host/dav/"); canonical "/a b" is sent
 // as "<prefix>/a%20b". Collections are addressed with a trailing slash where a method needs it
@@ -15,12 +15,7 @@ export function safeDecode(s: string): string | undefined {
 
 /** Refuse anything that is not a canonical path (the backend's own confinement). */
 export function checkPath(path: string): void {
-  if (typeof path !== 'string' || !path.startsWith('/')) throw new ForbiddenPathError('not an absolute path');
-  if (path.includes('\0')) throw new ForbiddenPathError('NUL byte');
-  if (path === '/') return;
-  for (const s of path.slice(1).split('/')) {
-    if (s === '' || s === '.' || s === '..') throw new ForbiddenPathError(`non-canonical segment "${s}"`);
-  }
+  canonicalSegments(path);
 }
 
 /**
