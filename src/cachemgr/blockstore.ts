@@ -107,19 +107,26 @@ export class BlockStore {
   async #scan(): Promise<void> {
     const found: Array<BlockMeta & { mtimeMs: number }> = [];
     const blocksDir = join(this.root, 'blocks');
+    const scanKey = async (keyName: string, keyDir: string): Promise<void> => {
+      for (const f of await readdir(keyDir, { withFileTypes: true })) {
+        const m = BLOCK_NAME.exec(f.name);
+        const p = join(keyDir, f.name);
+        if (!f.isFile() || !m) { await rm(p, { recursive: true, force: true }); continue; }
+        const st = await lstat(p);
+        found.push({ key: keyName, version: m[1]!, index: parseInt(m[2]!, 16), crc: parseInt(m[3]!, 16), size: st.size, pins: 0, mtimeMs: st.mtimeMs });
+      }
+    };
     for (const shard of await readdir(blocksDir, { withFileTypes: true })) {
       if (!shard.isDirectory() || !HEX.test(shard.name)) { await rm(join(blocksDir, shard.name), { recursive: true, force: true }); continue; }
+      // The key directories of a shard are scanned side by side: start-up time with a large
+      // cache is mostly waiting on the file system, one entry at a time otherwise.
+      const scans: Array<Promise<void>> = [];
       for (const keyEnt of await readdir(join(blocksDir, shard.name), { withFileTypes: true })) {
         const keyDir = join(blocksDir, shard.name, keyEnt.name);
         if (!keyEnt.isDirectory() || !HEX.test(keyEnt.name)) { await rm(keyDir, { recursive: true, force: true }); continue; }
-        for (const f of await readdir(keyDir, { withFileTypes: true })) {
-          const m = BLOCK_NAME.exec(f.name);
-          const p = join(keyDir, f.name);
-          if (!f.isFile() || !m) { await rm(p, { recursive: true, force: true }); continue; }
-          const st = await lstat(p);
-          found.push({ key: keyEnt.name, version: m[1]!, index: parseInt(m[2]!, 16), crc: parseInt(m[3]!, 16), size: st.size, pins: 0, mtimeMs: st.mtimeMs });
-        }
+        scans.push(scanKey(keyEnt.name, keyDir));
       }
+      await Promise.all(scans);
     }
     // Oldest first, so the LRU order survives a restart approximately.
     found.sort((a, b) => a.mtimeMs - b.mtimeMs);
