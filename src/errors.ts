@@ -126,6 +126,11 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze
   DAVGATE_NAME_TOO_LONG: 414,
 });
 
+/** The upstream could not be reached or did not answer in time: worth a retry, not a verdict. */
+export function isTransient(err: unknown): boolean {
+  return err instanceof DavgateError && (err.code === 'DAVGATE_UPSTREAM_UNAVAILABLE' || err.code === 'DAVGATE_UPSTREAM_TIMEOUT');
+}
+
 export function statusOf(err: unknown): number {
   if (err instanceof DavgateError) return STATUS_BY_CODE[err.code];
   return 500;

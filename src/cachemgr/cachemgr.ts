@@ -2,10 +2,7 @@ import type { Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import { LRUCache } from 'lru-cache';
 import type { Entry, Quota, Upstream } from '../upstream/types.js';
-import { PreconditionFailedError, DavgateError, NotFoundError } from '../errors.js';
-
-const isTransient = (err: unknown): boolean =>
-  err instanceof DavgateError && (err.code === 'DAVGATE_UPSTREAM_UNAVAILABLE' || err.code === 'DAVGATE_UPSTREAM_TIMEOUT');
+import { PreconditionFailedError, DavgateError, NotFoundError, isTransient } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { isWithin, parentOf } from '../davpath.js';
 import { BlockStore, CHUNK, blockId } from './blockstore.js';

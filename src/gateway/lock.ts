@@ -6,7 +6,7 @@ import { encodeHref, parentOf } from '../davpath.js';
 import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, type GatewayContext } from './request.js';
 import { child, escapeXml, innerXml, parseXml, readBody } from './xml.js';
 import type { LockRecord } from './davstate.js';
-import { isAppleDouble } from './put.js';
+import { checkAppleDouble } from './put.js';
 
 // LOCK and UNLOCK (RFC 4918 §9.10, §9.11): exclusive and shared write locks, depth 0 and
 // infinity, locks on unmapped URLs (an empty resource is created, §7.3), refresh through any
@@ -78,7 +78,7 @@ export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply
       if (e instanceof NotFoundError) throw new ConflictError('parent collection does not exist');
       throw e;
     }
-    if (ctx.config.webdav.appleDouble === 'refuse' && isAppleDouble(path)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'AppleDouble and .DS_Store names are refused by this server');
+    checkAppleDouble(ctx, path);
     // A new member of the parent: a lock on the parent must be owned (RFC 4918 §7.5).
     checkLocks(ctx, path, await checkIfHeader(ctx, req, path), { membership: true });
     await ctx.cache.write(path, Readable.from([]), 0, identity);

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalFromUrlPath, isWithin, parentOf } from '../davpath.js';
 import { BadRequestError, ConflictError, DavgateError, ExistsError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { checkIfHeader, checkLocks, checkWritable, davPath, identityOf, parseDepth, type GatewayContext } from './request.js';
-import { isAppleDouble } from './put.js';
+import { checkAppleDouble } from './put.js';
 import type { Identity } from '../cachemgr/cachemgr.js';
 
 // MKCOL, DELETE, COPY and MOVE (RFC 4918 §9.3, §9.6, §9.8, §9.9).
@@ -26,7 +26,7 @@ export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, repl
     return;
   }
   if (path === '/' || (await exists(ctx, path, identityOf(req)))) throw new ExistsError();
-  if (ctx.config.webdav.appleDouble === 'refuse' && isAppleDouble(path)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'AppleDouble names are refused by this server');
+  checkAppleDouble(ctx, path);
   await checkWritable(ctx, req, path, { membership: true });
   try {
     await ctx.cache.mkdir(path, identityOf(req));
@@ -88,7 +88,7 @@ export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, r
   const tokens = await checkIfHeader(ctx, req, from);
   if (move) checkLocks(ctx, from, tokens, { tree: true, membership: true });
   checkLocks(ctx, to, tokens, { tree: true, membership: true });
-  if (ctx.config.webdav.appleDouble === 'refuse' && isAppleDouble(to)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'AppleDouble and .DS_Store names are refused by this server');
+  checkAppleDouble(ctx, to);
   const parent = parentOf(to);
   if (!(await exists(ctx, parent, identity))) throw new ConflictError('destination parent does not exist');
   const existed = await exists(ctx, to, identity);

@@ -35,9 +35,16 @@ function declaredLength(req: FastifyRequest): number | undefined {
 }
 
 /** AppleDouble companions ("._name") and Finder's .DS_Store. */
-export function isAppleDouble(path: string): boolean {
+function isAppleDouble(path: string): boolean {
   const name = path.slice(path.lastIndexOf('/') + 1);
   return name.startsWith('._') || name === '.DS_Store';
+}
+
+/** webdav.appleDouble: 'refuse' turns away every way of creating such a name (403). */
+export function checkAppleDouble(ctx: GatewayContext, path: string): void {
+  if (ctx.config.webdav.appleDouble === 'refuse' && isAppleDouble(path)) {
+    throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'AppleDouble and .DS_Store names are refused by this server');
+  }
 }
 
 /** rclone and ownCloud clients send the file's modification time as X-OC-Mtime (Unix seconds). */
@@ -50,7 +57,7 @@ function clientMtime(req: FastifyRequest): number | undefined {
 export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   let path = davPath(req);
   if (path === '/' || urlHasTrailingSlash(req)) throw new DavgateError('DAVGATE_IS_A_DIRECTORY', 'cannot PUT to a collection');
-  if (ctx.config.webdav.appleDouble === 'refuse' && isAppleDouble(path)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'AppleDouble and .DS_Store files are refused by this server');
+  checkAppleDouble(ctx, path);
   if (req.headers['content-range']) throw new BadRequestError('Content-Range on PUT is not supported');
   const size = declaredLength(req);
   const max = ctx.config.webdav.maxPutBytes;

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { DavgateError, UpstreamUnavailableError } from '../errors.js';
+import { DavgateError, UpstreamUnavailableError, isTransient } from '../errors.js';
 import type { CallContext, Entry, Quota, Upstream } from './types.js';
 
 // Wraps any upstream with the outage policy (issue 5): a timeout per operation, bounded
@@ -20,9 +20,6 @@ export interface UpstreamEvents {
   onRetry?(operation: string): void;
   onHealth?(healthy: boolean): void;
 }
-
-const transient = (err: unknown): boolean =>
-  err instanceof DavgateError && (err.code === 'DAVGATE_UPSTREAM_UNAVAILABLE' || err.code === 'DAVGATE_UPSTREAM_TIMEOUT');
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -82,7 +79,7 @@ export class ResilientUpstream implements Upstream {
         this.#succeeded();
         return v;
       } catch (err) {
-        if (!transient(err)) { this.#succeeded(); throw err; } // the upstream answered
+        if (!isTransient(err)) { this.#succeeded(); throw err; } // the upstream answered
         this.#failed();
         if (!retryable || attempt >= this.#policy.retries || !this.healthy || this.#retryTokens < 1) throw err;
         this.#retryTokens--;
@@ -124,7 +121,7 @@ export class ResilientUpstream implements Upstream {
           });
         } catch (err) {
           failed = true;
-          if (transient(err)) this.#failed();
+          if (isTransient(err)) this.#failed();
           throw err;
         } finally {
           abort = undefined;
