@@ -88,6 +88,8 @@ export const configSchema = z.object({
     /** Memory tier for small blocks (0 disables it), and the largest block it keeps. */
     memoryBytes: byteSize.default(32 * MiB),
     memoryMaxBlockBytes: byteSize.default(256 * 1024),
+    /** Directory listings kept for the TTL, counted in entries over all directories (0 disables). */
+    listingEntries: z.number().int().min(0).default(100_000),
   }).strict().default({}),
   listen: hostPort.default('127.0.0.1:8080'),
   admin: z.object({

@@ -10,6 +10,8 @@ import { NodeTable, nodeKey, versionOf, type Node } from './nodetable.js';
 import { SingleFlight } from './singleflight.js';
 import { SHARED, type Identity } from './identity.js';
 import { ReadAhead } from './readahead.js';
+import { ListingCache } from './listings.js';
+import { ArrivingBlock } from './arriving.js';
 
 export type { Node } from './nodetable.js';
 export { SHARED, type Identity } from './identity.js';
@@ -36,6 +38,8 @@ export interface CacheOptions {
   /** Memory tier for small blocks: total bytes, and the largest block kept there. */
   memoryBytes: number;
   memoryMaxBlockBytes: number;
+  /** Entries of directory listings kept for the TTL (0: every listing goes upstream). */
+  listingEntries: number;
 }
 
 export class CacheManager {
@@ -52,10 +56,13 @@ export class CacheManager {
   /** Blocks fetched and being written to the cache disk, by block id (bounded by the fetch limit). */
   readonly #installing = new Map<string, Buffer>();
   readonly #installs = new Set<Promise<void>>();
+  /** Blocks being fetched, readable as their bytes arrive (by block id, while the fetch runs). */
+  readonly #arriving = new Map<string, ArrivingBlock>();
   /** Verified small blocks in memory, by block id; bounded by bytes. */
   readonly #memory: LRUCache<string, Buffer> | undefined;
   /** Paths known to be absent, by node key, for one TTL (none when the TTL is 0). */
   readonly #missing: LRUCache<string, string> | undefined;
+  readonly #listings: ListingCache | undefined;
 
   private constructor(upstream: Upstream, opts: CacheOptions, blocks: BlockStore, table: NodeTable, metrics?: Metrics) {
     this.upstream = upstream;
@@ -67,6 +74,7 @@ export class CacheManager {
     this.#readAhead = new ReadAhead(opts.readAheadMaxBlocks);
     this.#fetchLimit = pLimit(opts.maxInflightFetches);
     this.#missing = opts.ttl > 0 ? new LRUCache({ max: 10_000, ttl: opts.ttl }) : undefined;
+    this.#listings = opts.ttl > 0 && opts.listingEntries > 0 ? new ListingCache(opts.listingEntries, opts.ttl) : undefined;
     this.#memory = opts.memoryBytes > 0 ? new LRUCache<string, Buffer>({ maxSize: opts.memoryBytes, sizeCalculation: (b) => Math.max(1, b.length) }) : undefined;
   }
 
@@ -124,7 +132,10 @@ export class CacheManager {
   /** Record a freshly seen entry (and persist it); a changed version drops the old blocks. */
   async #install(entry: Entry, identity: Identity): Promise<Node> {
     const key = nodeKey(this.upstream.id, identity.key, entry.path);
-    const node = this.#seen(entry, key, this.#table.peek(key) ?? await this.#table.load(key));
+    const prev = this.#table.peek(key) ?? await this.#table.load(key);
+    const node = this.#seen(entry, key, prev);
+    // The parent's listing shows the old size and ETag (or lacks the entry): list it again.
+    if (prev?.version !== node.version && entry.path !== '/') this.#listings?.forget(nodeKey(this.upstream.id, identity.key, parentOf(entry.path)));
     await this.#table.put(node);
     return node;
   }
@@ -187,6 +198,7 @@ export class CacheManager {
         if (err instanceof NotFoundError) {
           this.#metrics?.revalidations.inc({ result: 'gone' });
           this.#missing?.set(key, path);
+          if (path !== '/') this.#listings?.forget(nodeKey(this.upstream.id, identity.key, parentOf(path)));
           await this.#table.delete(key);
           void this.#blocks.dropKey(key);
         } else if (isTransient(err)) {
@@ -204,14 +216,27 @@ export class CacheManager {
     }).promise;
   }
 
-  /** Children of a directory as nodes, streamed; each is remembered so a following GET skips a stat. */
+  /**
+   * Children of a directory as nodes, streamed; each is remembered so a following GET skips a
+   * stat. Within the TTL a listing is answered from memory.
+   */
   async *list(path: string, identity: Identity = SHARED): AsyncGenerator<Node> {
+    const key = nodeKey(this.upstream.id, identity.key, path);
+    const cached = this.#listings?.get(key);
+    if (cached) {
+      yield* cached;
+      return;
+    }
+    const collect = this.#listings?.collector(key, path);
     let result = 'error';
     try {
       for await (const entry of this.upstream.list(path, identity)) {
-        yield this.#remember(entry, identity);
+        const node = this.#remember(entry, identity);
+        collect?.add(node);
+        yield node;
       }
       result = 'ok';
+      collect?.commit();
     } catch (err) {
       if (err instanceof NotFoundError) result = 'not_found';
       throw err;
@@ -269,24 +294,27 @@ export class CacheManager {
       const buf = await this.#blocks.read(node.key, node.version, index, length);
       if (buf) return buf;
     }
+    const id = blockId(node.key, node.version, index);
+    const arriving = new ArrivingBlock(length);
+    this.#arriving.set(id, arriving);
     let data: Buffer;
     try {
       data = await this.#fetchLimit(() => this.#upstreamCall('read',
-        () => this.upstream.read(node.path, index * this.blockSize, length, node.validator, identity)));
+        () => this.upstream.read(node.path, index * this.blockSize, length, node.validator, identity, arriving)));
+      // The object shrank under us: this node version is gone.
+      if (data.length !== length) throw new PreconditionFailedError('upstream object changed during read');
     } catch (err) {
       // Changed or gone behind our back: the next getnode must ask the upstream again.
       if (err instanceof PreconditionFailedError || err instanceof NotFoundError) this.#table.forget(node.key);
+      arriving.fail(err);
       throw err;
+    } finally {
+      this.#arriving.delete(id);
     }
+    arriving.done(data);
     this.#metrics?.upstreamBytes.inc(data.length);
-    if (data.length !== length) {
-      // The object shrank under us: this node version is gone.
-      this.#table.forget(node.key);
-      throw new PreconditionFailedError('upstream object changed during read');
-    }
     // Served at once; written to the cache disk meanwhile (the disk is optional: a failed
     // install still served the bytes). Until installed, the block is answered from memory.
-    const id = blockId(node.key, node.version, index);
     this.#installing.set(id, data);
     const done = this.#blocks.install(node.key, node.version, index, data).catch(() => {}).finally(() => {
       this.#installing.delete(id);
@@ -296,13 +324,15 @@ export class CacheManager {
     return data;
   }
 
-  #prefetch(node: Node, index: number, identity: Identity): void {
+  /** Start fetching a block unless it is cached or on its way; true when this call started it. */
+  #startFetch(node: Node, index: number, identity: Identity, result: 'miss' | 'prefetch'): boolean {
     const id = blockId(node.key, node.version, index);
-    if (this.#blockFlight.has(id) || this.#installing.has(id) || this.#blocks.has(node.key, node.version, index)) return;
+    if (this.#blockFlight.has(id) || this.#installing.has(id) || this.#memory?.has(id) || this.#blocks.has(node.key, node.version, index)) return false;
     const length = this.#blockLength(node, index);
-    if (length === 0) return;
-    this.#metrics?.cacheBlocks.inc({ result: 'prefetch' });
+    if (length === 0) return false;
+    this.#metrics?.cacheBlocks.inc({ result });
     this.#blockFlight.run(id, () => this.#fetch(node, index, length, identity)).promise.catch(() => {});
+    return true;
   }
 
   /**
@@ -322,20 +352,33 @@ export class CacheManager {
     const last = Math.floor(end / this.blockSize);
     const lastOfFile = Math.floor(Math.max(0, node.size - 1) / this.blockSize);
     for (let i = first; i <= last; i++) {
-      // The blocks this request will need anyway are fetched in parallel from the start (up to
+      // The block needed now is asked for first (the fetch queue is first come, first served);
+      // the blocks this request will need anyway are fetched in parallel from the start (up to
       // the read-ahead maximum); beyond its end, the sequential window decides.
+      const started = this.#startFetch(node, i, identity, 'miss');
       const ahead = Math.max(this.#readAhead.advance(node.key, i), Math.min(last - i, this.#opts.readAheadMaxBlocks));
-      for (let j = 1; j <= ahead && i + j <= lastOfFile; j++) this.#prefetch(node, i + j, identity);
+      for (let j = 1; j <= ahead && i + j <= lastOfFile; j++) this.#startFetch(node, i + j, identity, 'prefetch');
       const from = i === first ? start - i * this.blockSize : 0;
       const to = i === last ? end - i * this.blockSize + 1 : this.#blockLength(node, i);
-      yield* this.#blockRange(node, i, from, to, identity, buffers);
+      yield* this.#blockRange(node, i, from, to, identity, buffers, started);
     }
   }
 
-  /** Bytes from..to (exclusive) of block `index`. */
-  async *#blockRange(node: Node, index: number, from: number, to: number, identity: Identity, buffers: () => Buffer[]): AsyncGenerator<Buffer> {
+  /** Bytes from..to (exclusive) of block `index`; `started`: this read started its fetch. */
+  async *#blockRange(node: Node, index: number, from: number, to: number, identity: Identity, buffers: () => Buffer[], started: boolean): AsyncGenerator<Buffer> {
     const length = this.#blockLength(node, index);
     const id = blockId(node.key, node.version, index);
+    const arriving = this.#arriving.get(id);
+    if (arriving) {
+      if (!started) this.#metrics?.cacheBlocks.inc({ result: 'join' });
+      for (let pos = from; pos < to;) {
+        const end = Math.min(await arriving.available(pos), to);
+        this.#metrics?.bytesServed.inc({ source: 'upstream' }, end - pos);
+        yield arriving.buffer.subarray(pos, end);
+        pos = end;
+      }
+      return;
+    }
     // Small blocks go through getdata, which keeps them in the memory tier.
     if (length > this.#opts.memoryMaxBlockBytes && !this.#blockFlight.has(id) && this.#blocks.has(node.key, node.version, index)) {
       const reader = await this.#blocks.openBlock(node.key, node.version, index, length);
@@ -397,6 +440,7 @@ export class CacheManager {
   async move(from: string, to: string, overwrite: boolean, identity: Identity = SHARED): Promise<void> {
     await this.#upstreamCall('move', () => this.upstream.move(from, to, overwrite, identity));
     await this.#dropTree(to);
+    this.#listings?.forgetWhere((p) => isWithin(p, from));
     // Re-key every node we know under `from`: one directory rename each, no refetch.
     for (const node of this.#table.under(from)) {
       const newPath = to + node.path.slice(from.length);
@@ -434,10 +478,13 @@ export class CacheManager {
     const keys = await this.#table.invalidate(prefix);
     for (const k of keys) this.#readAhead.forget(k);
     this.#forgetMissingUnder(prefix);
+    const parent = parentOf(prefix);
+    this.#listings?.forgetWhere((p) => p === parent || isWithin(p, prefix));
     return keys.length;
   }
 
   async #dropTree(path: string): Promise<void> {
+    this.#listings?.forgetWhere((p) => isWithin(p, path));
     for (const node of this.#table.under(path)) {
       this.#table.forget(node.key);
       this.#readAhead.forget(node.key);
@@ -450,6 +497,7 @@ export class CacheManager {
     const key = nodeKey(this.upstream.id, identity.key, path);
     this.#table.forget(key);
     this.#missing?.delete(key);
+    this.#listings?.forget(key);
   }
 
   /** Forget that anything at or under `prefix` was absent (a tree appeared there). */

@@ -8,7 +8,7 @@ import {
   IncompleteBodyError, IsADirectoryError, NotFoundError, PreconditionFailedError, fromSystemError,
 } from '../errors.js';
 import { canonicalSegments, isWithin, joinPath, nameOf } from '../davpath.js';
-import type { Capabilities, Entry, Quota, Upstream } from './types.js';
+import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from './types.js';
 
 // Upstream backed by a local (or network-mounted) directory.
 //
@@ -18,6 +18,7 @@ import type { Capabilities, Entry, Quota, Upstream } from './types.js';
 // keeps client-supplied paths in, not a local user racing symlink swaps inside the root.
 
 const TMP_PREFIX = '.davgate-tmp-';
+const SINK_PIECE = 1024 * 1024;
 const LIST_BATCH = 64; // lstats in flight per listing: cheap locally, hides latency on NFS/CephFS
 const WRITE_HWM = 1 << 20;
 const COPY_FLAGS = fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE;
@@ -161,7 +162,7 @@ export class FsUpstream implements Upstream {
     }
   }
 
-  async read(path: string, offset: number, length: number, expectValidator?: string): Promise<Buffer> {
+  async read(path: string, offset: number, length: number, expectValidator?: string, _ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
       throw new BadRequestError('invalid byte range', 'DAVGATE_BAD_RANGE');
     }
@@ -175,12 +176,15 @@ export class FsUpstream implements Upstream {
       if (expectValidator !== undefined && validatorOf(st) !== expectValidator) throw new PreconditionFailedError(`${path} changed upstream`);
       // Bounded by the size just validated: never bytes appended by a later version.
       const want = Math.max(0, Math.min(length, Number(st.size) - offset));
-      const buf = Buffer.allocUnsafe(want);
+      const buf = sink ? sink.buffer : Buffer.allocUnsafe(want);
+      // With a sink, in pieces: a reader streams the first while the next is read.
+      const piece = sink ? SINK_PIECE : want;
       let got = 0;
       while (got < want) {
-        const { bytesRead } = await fh.read(buf, got, want - got, offset + got);
+        const { bytesRead } = await fh.read(buf, got, Math.min(piece, want - got), offset + got);
         if (bytesRead === 0) break;
         got += bytesRead;
+        sink?.progress(got);
       }
       return got === want ? buf : buf.subarray(0, got);
     } catch (e) {

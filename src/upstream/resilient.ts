@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { DavgateError, UpstreamUnavailableError, isTransient } from '../errors.js';
-import type { CallContext, Entry, Quota, Upstream } from './types.js';
+import type { CallContext, Entry, Quota, ReadSink, Upstream } from './types.js';
 
 // Wraps any upstream with the outage policy (issue 5): a timeout per operation, bounded
 // retries with exponential backoff and full jitter for idempotent reads only, a retry budget
@@ -139,8 +139,8 @@ export class ResilientUpstream implements Upstream {
     }
   }
 
-  read(path: string, offset: number, length: number, v?: string, ctx?: CallContext): Promise<Buffer> {
-    return this.#call('read', true, () => this.inner.read(path, offset, length, v, ctx));
+  read(path: string, offset: number, length: number, v?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
+    return this.#call('read', true, () => this.inner.read(path, offset, length, v, ctx, sink));
   }
 
   // A body streams at the client's pace: no timeout on the whole write, and never a retry.

@@ -73,9 +73,12 @@ export interface Upstream {
   /**
    * Up to `length` bytes at `offset` (fewer only at end of file). When `expectValidator`
    * is given and the object no longer has it, throws PreconditionFailedError instead of
-   * returning bytes of another version.
+   * returning bytes of another version. With a `sink`, the bytes are written into
+   * `sink.buffer` as they arrive (only after the version was checked) and announced with
+   * `progress`, so a reader can stream them before the read ends; the result is then that buffer
+   * (or a prefix of it).
    */
-  read(path: string, offset: number, length: number, expectValidator?: string, ctx?: CallContext): Promise<Buffer>;
+  read(path: string, offset: number, length: number, expectValidator?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer>;
 
   /**
    * Store `body` at `path`, atomically: readers see the old object or the complete new
@@ -108,4 +111,12 @@ export interface Upstream {
   setMtime?(path: string, mtimeMs: number, ctx?: CallContext): Promise<void>;
 
   close?(): Promise<void>;
+}
+
+/** Where a streaming read puts its bytes (see Upstream.read). */
+export interface ReadSink {
+  /** At least `length` bytes long. */
+  readonly buffer: Buffer;
+  /** Bytes [0, filled) of `buffer` are final. Called with growing values; a retried read may repeat them. */
+  progress(filled: number): void;
 }

@@ -3,6 +3,7 @@ import { UpstreamUnavailableError } from '../../errors.js';
 import { transportError } from './errors.js';
 import { contentRange, discard, header } from './http.js';
 import { sameVersion, toInt, type Expect } from './validators.js';
+import type { ReadSink } from '../types.js';
 
 /**
  * The bytes [offset, offset + length) from the body of a successful (200 or 206) GET of `path`.
@@ -10,7 +11,7 @@ import { sameVersion, toInt, type Expect } from './validators.js';
  */
 export async function bytesOf(
   res: Dispatcher.ResponseData, path: string, offset: number, length: number,
-  expect: Expect | undefined, changed: () => Error,
+  expect: Expect | undefined, changed: () => Error, sink?: ReadSink,
 ): Promise<Buffer> {
   // Which bytes came back: a 206 from `start`, or (server ignoring Range) the whole file.
   let skip: number;
@@ -31,25 +32,31 @@ export async function bytesOf(
     discard(res);
     throw changed();
   }
-  const chunks: Buffer[] = [];
+  // Copied into one buffer as the chunks arrive ('data' events): an async iterator and a
+  // concat at the end cost about as much as the transfer itself on loopback.
+  const out = sink?.buffer ?? Buffer.allocUnsafe(length);
   let got = 0;
   try {
-    for await (const c of res.body) {
-      let b = c as Buffer;
-      if (skip > 0) {
-        if (b.length <= skip) { skip -= b.length; continue; }
-        b = b.subarray(skip);
-        skip = 0;
-      }
-      if (got + b.length > length) b = b.subarray(0, length - got);
-      chunks.push(b);
-      got += b.length;
-      if (got >= length) break; // leaving the loop destroys the rest of a full (200) body
-    }
+    await new Promise<void>((resolve, reject) => {
+      const body = res.body;
+      body.on('data', (c: Buffer) => {
+        let b = c;
+        if (skip > 0) {
+          if (b.length <= skip) { skip -= b.length; return; }
+          b = b.subarray(skip);
+          skip = 0;
+        }
+        got += b.copy(out, got, 0, Math.min(b.length, length - got));
+        sink?.progress(got);
+        if (got >= length) { body.removeAllListeners('data'); resolve(); } // the rest of a full (200) body is destroyed below
+      });
+      body.once('end', resolve);
+      body.once('error', reject);
+    });
   } catch (e) {
     throw transportError(e, 'GET');
   } finally {
     discard(res);
   }
-  return chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks, got);
+  return got === length ? out : out.subarray(0, got);
 }

@@ -6,7 +6,7 @@ import {
   NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
 } from '../../errors.js';
 import { isWithin, joinPath, nameOf, parentOf } from '../../davpath.js';
-import type { CallContext, Capabilities, Entry, Quota, Upstream } from '../types.js';
+import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from '../types.js';
 import { statusError, transportError } from './errors.js';
 import { checkPath, parseBaseUrl, type BaseUrl } from './href.js';
 import { contentRange, DavClient, discard, drain, fail, header, smallText, type Method } from './http.js';
@@ -186,7 +186,7 @@ export class WebDavUpstream implements Upstream {
     }
   }
 
-  async read(path: string, offset: number, length: number, expectValidator?: string, ctx?: CallContext): Promise<Buffer> {
+  async read(path: string, offset: number, length: number, expectValidator?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
       throw new BadRequestError('invalid byte range', 'DAVGATE_BAD_RANGE');
     }
@@ -245,7 +245,7 @@ export class WebDavUpstream implements Upstream {
       await fail(res, 'GET', path);
     }
 
-    return bytesOf(res, path, offset, length, expect, changed);
+    return bytesOf(res, path, offset, length, expect, changed, sink);
   }
 
   /** Parent must be an existing collection: ConflictError otherwise. */

@@ -1,0 +1,54 @@
+import { LRUCache } from 'lru-cache';
+import type { Node } from './nodetable.js';
+
+// Directory listings confirmed within the TTL (AFS: a directory's cached contents), so a
+// PROPFIND repeated by a client (Finder and Explorer list the same folder again and again)
+// costs no upstream round trip. Bounded by the number of entries held, not by directories.
+
+interface Listing { readonly path: string; readonly nodes: readonly Node[] }
+
+export class ListingCache {
+  readonly #lru: LRUCache<string, Listing>;
+  readonly #maxEntries: number;
+  /** Bumped by every forget: a listing that was running meanwhile may miss that change. */
+  #epoch = 0;
+
+  constructor(maxEntries: number, ttl: number) {
+    this.#maxEntries = maxEntries;
+    this.#lru = new LRUCache({ maxSize: maxEntries, sizeCalculation: (l) => l.nodes.length + 1, ttl });
+  }
+
+  get(key: string): readonly Node[] | undefined {
+    return this.#lru.get(key)?.nodes;
+  }
+
+  /**
+   * Collects a listing while it streams; `commit` keeps it only when it ran to the end, fits
+   * the bound, and nothing was invalidated while it ran.
+   */
+  collector(key: string, path: string): { add(node: Node): void; commit(): void } {
+    const epoch = this.#epoch;
+    let nodes: Node[] | undefined = [];
+    return {
+      add: (node) => {
+        if (!nodes) return;
+        nodes.push(node);
+        if (nodes.length >= this.#maxEntries) nodes = undefined;
+      },
+      commit: () => {
+        if (nodes && epoch === this.#epoch) this.#lru.set(key, { path, nodes });
+      },
+    };
+  }
+
+  forget(key: string): void {
+    this.#epoch++;
+    this.#lru.delete(key);
+  }
+
+  /** Forget the listings of every directory whose path matches. */
+  forgetWhere(matches: (path: string) => boolean): void {
+    this.#epoch++;
+    for (const [key, l] of this.#lru.entries()) if (matches(l.path)) this.#lru.delete(key);
+  }
+}
