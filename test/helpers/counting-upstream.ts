@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { CallContext, Entry, Upstream } from '../../src/upstream/types.js';
+import type { CallContext, Entry, ReadSink, Upstream } from '../../src/upstream/types.js';
 
 /** Wraps a real upstream and counts what reaches it: the tests' view "at the upstream". */
 export class CountingUpstream implements Upstream {
@@ -23,10 +23,10 @@ export class CountingUpstream implements Upstream {
 
   stat(path: string, ctx?: CallContext): Promise<Entry> { this.#hit('stat'); return this.inner.stat(path, ctx); }
   list(path: string, ctx?: CallContext): AsyncIterable<Entry> { this.#hit('list'); return this.inner.list(path, ctx); }
-  read(path: string, offset: number, length: number, v?: string, ctx?: CallContext): Promise<Buffer> {
+  read(path: string, offset: number, length: number, v?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
     this.#hit('read');
     this.reads.push([offset, length]);
-    return this.inner.read(path, offset, length, v, ctx);
+    return this.inner.read(path, offset, length, v, ctx, sink);
   }
   write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> { this.#hit('write'); return this.inner.write(path, body, size, ctx); }
   mkdir(path: string, ctx?: CallContext): Promise<void> { this.#hit('mkdir'); return this.inner.mkdir(path, ctx); }
