@@ -12,6 +12,8 @@ import { SHARED, type Identity } from './identity.js';
 import { ReadAhead } from './readahead.js';
 import { ListingCache } from './listings.js';
 import { ArrivingBlock } from './arriving.js';
+import { ChunkPool } from './chunkpool.js';
+import { MemoryReclaimer } from './reclaim.js';
 
 export type { Node } from './nodetable.js';
 export { SHARED, type Identity } from './identity.js';
@@ -58,6 +60,9 @@ export class CacheManager {
   readonly #installs = new Set<Promise<void>>();
   /** Blocks being fetched, readable as their bytes arrive (by block id, while the fetch runs). */
   readonly #arriving = new Map<string, ArrivingBlock>();
+  /** Read buffers of hot streams (two per stream), kept for the next streams. */
+  readonly #chunks = new ChunkPool(CHUNK, 48);
+  readonly #reclaimer: MemoryReclaimer;
   /** Verified small blocks in memory, by block id; bounded by bytes. */
   readonly #memory: LRUCache<string, Buffer> | undefined;
   /** Paths known to be absent, by node key, for one TTL (none when the TTL is 0). */
@@ -72,6 +77,7 @@ export class CacheManager {
     this.#table = table;
     this.#metrics = metrics;
     this.#readAhead = new ReadAhead(opts.readAheadMaxBlocks);
+    this.#reclaimer = new MemoryReclaimer(8 * opts.blockSize);
     this.#fetchLimit = pLimit(opts.maxInflightFetches);
     this.#missing = opts.ttl > 0 ? new LRUCache({ max: 10_000, ttl: opts.ttl }) : undefined;
     this.#listings = opts.ttl > 0 && opts.listingEntries > 0 ? new ListingCache(opts.listingEntries, opts.ttl) : undefined;
@@ -319,6 +325,8 @@ export class CacheManager {
     const done = this.#blocks.install(node.key, node.version, index, data).catch(() => {}).finally(() => {
       this.#installing.delete(id);
       this.#installs.delete(done);
+      if (data.length > this.#opts.memoryMaxBlockBytes) this.#reclaimer.dropped(data.length);
+      if (this.#installing.size === 0 && this.#arriving.size === 0) this.#reclaimer.quiet();
     });
     this.#installs.add(done);
     return data;
@@ -341,26 +349,33 @@ export class CacheManager {
    * read-ahead window of whole blocks fetched in parallel.
    *
    * A yielded buffer is valid only until the consumer asks for the next one: chunks from block
-   * files are read into a ring of three buffers per call, so a 256 MiB stream costs 1.5 MiB of
-   * memory and no garbage. Consumers must be done with a buffer (written out) before next().
+   * files are read into a ring of two pooled buffers per call, so a 256 MiB stream costs
+   * 1 MiB of memory and no garbage. Consumers must be done with a buffer (written out) before
+   * next(), and with all of them when they end the stream.
    */
   async *readRange(node: Node, start: number, end: number, identity: Identity = SHARED): AsyncGenerator<Buffer> {
     if (end < start) return;
     let ring: Buffer[] | undefined;
-    const buffers = () => (ring ??= [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)]);
+    const buffers = () => (ring ??= [this.#chunks.take(), this.#chunks.take()]);
     const first = Math.floor(start / this.blockSize);
     const last = Math.floor(end / this.blockSize);
     const lastOfFile = Math.floor(Math.max(0, node.size - 1) / this.blockSize);
-    for (let i = first; i <= last; i++) {
-      // The block needed now is asked for first (the fetch queue is first come, first served);
-      // the blocks this request will need anyway are fetched in parallel from the start (up to
-      // the read-ahead maximum); beyond its end, the sequential window decides.
-      const started = this.#startFetch(node, i, identity, 'miss');
-      const ahead = Math.max(this.#readAhead.advance(node.key, i), Math.min(last - i, this.#opts.readAheadMaxBlocks));
-      for (let j = 1; j <= ahead && i + j <= lastOfFile; j++) this.#startFetch(node, i + j, identity, 'prefetch');
-      const from = i === first ? start - i * this.blockSize : 0;
-      const to = i === last ? end - i * this.blockSize + 1 : this.#blockLength(node, i);
-      yield* this.#blockRange(node, i, from, to, identity, buffers, started);
+    try {
+      for (let i = first; i <= last; i++) {
+        // The block needed now is asked for first (the fetch queue is first come, first served);
+        // the blocks this request will need anyway are fetched in parallel from the start (up to
+        // the read-ahead maximum); beyond its end, the sequential window decides.
+        const started = this.#startFetch(node, i, identity, 'miss');
+        const ahead = Math.max(this.#readAhead.advance(node.key, i), Math.min(last - i, this.#opts.readAheadMaxBlocks));
+        for (let j = 1; j <= ahead && i + j <= lastOfFile; j++) this.#startFetch(node, i + j, identity, 'prefetch');
+        const from = i === first ? start - i * this.blockSize : 0;
+        const to = i === last ? end - i * this.blockSize + 1 : this.#blockLength(node, i);
+        yield* this.#blockRange(node, i, from, to, identity, buffers, started);
+      }
+    } finally {
+      // The consumer is done with every buffer once it ends the stream (see above).
+      for (const b of ring ?? []) this.#chunks.give(b);
+      if (this.#installing.size === 0 && this.#arriving.size === 0) this.#reclaimer.quiet();
     }
   }
 
@@ -386,8 +401,8 @@ export class CacheManager {
         this.#metrics?.cacheBlocks.inc({ result: 'hit' });
         const c0 = Math.floor(from / CHUNK);
         const c1 = Math.floor((to - 1) / CHUNK);
-        // The next chunks are read while this one is written to the client (two ahead), each
-        // into its own buffer of the ring: the one yielded last is free again when we resume.
+        // Double buffering: the next chunk is read while this one is written to the client; the
+        // one yielded is free again when we resume, and the chunk after next goes into it.
         const ring = buffers();
         const slot = (c: number) => ring[(c - c0) % ring.length];
         const pending: Array<Promise<Buffer | undefined>> = [];
@@ -401,11 +416,11 @@ export class CacheManager {
               yield data.subarray(Math.max(from, c * CHUNK), to);
               return;
             }
-            if (c + 2 <= c1) pending.push(reader.chunk(c + 2, slot(c + 2)));
             const a = c === c0 ? from - c * CHUNK : 0;
             const b = c === c1 ? to - c * CHUNK : buf.length;
             this.#metrics?.bytesServed.inc({ source: 'cache' }, b - a);
             yield a === 0 && b === buf.length ? buf : buf.subarray(a, b);
+            if (c + 2 <= c1) pending.push(reader.chunk(c + 2, slot(c + 2)));
           }
         } finally {
           for (const p of pending) p.catch(() => {}); // reads still in flight when the client went away
