@@ -32,8 +32,6 @@ export async function expect(url: string, method: string, ok: number[], headers:
   return r;
 }
 
-export const getSeconds = async (url: string, size: number): Promise<number> => (await expect(url, 'GET', [200], {}, { bytes: size })).seconds;
-
 export const propfindSeconds = async (url: string): Promise<number> => (await expect(url, 'PROPFIND', [207], { depth: '1' })).seconds;
 
 /** Number of <href> elements of a PROPFIND depth-1 answer (checks a listing is complete). */

@@ -102,17 +102,27 @@ function rssKiB(pid: number): number {
 export const treeRssMB = (pid: number): number => (pidTree(pid).reduce((s, p) => s + rssKiB(p), 0) * 1024) / 1e6;
 
 /** One GET by a curl process, body discarded (keeps the harness's event loop free for sampling). */
-function curlGet(url: string): Promise<{ status: number; bytes: number }> {
+function curlGet(url: string): Promise<{ status: number; bytes: number; seconds: number }> {
   return new Promise((resolve, reject) => {
-    const p = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', url], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const p = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_total}', url], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     p.stdout.on('data', (b: Buffer) => { out += b.toString(); });
     p.on('error', reject);
     p.on('close', () => {
-      const [status, bytes] = out.trim().split(' ').map(Number);
-      resolve({ status: status ?? 0, bytes: bytes ?? 0 });
+      const [status, bytes, seconds] = out.trim().split(' ').map(Number);
+      resolve({ status: status ?? 0, bytes: bytes ?? 0, seconds: seconds ?? NaN });
     });
   });
+}
+
+/**
+ * Seconds of one whole GET of `url` (`size` bytes) by curl: a Node client tops out near
+ * 850 MiB/s here and would measure itself, not the servers (curl reads nginx at ~2 GB/s).
+ */
+export async function getSeconds(url: string, size: number): Promise<number> {
+  const r = await curlGet(url);
+  if (r.status !== 200 || r.bytes !== size) throw new Error(`GET ${url}: HTTP ${r.status}, ${r.bytes} of ${size} bytes`);
+  return r.seconds;
 }
 
 /**
