@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { Agent } from 'node:http';
 import { join } from 'node:path';
-import { crc32c } from '@node-rs/crc32';
+import { crc32 } from '@node-rs/crc32';
 import pLimit from 'p-limit';
 import { linkInto, writeManyFiles } from './dataset.js';
 import { expect, propfindEntries, propfindSeconds, send } from './http.js';
@@ -23,7 +23,7 @@ const BLOCK_BYTES = 1024;
 
 const hex = (bytes: number): string => randomBytes(bytes).toString('hex');
 
-/** A cache dir with `count` valid block files: <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc32c>. */
+/** A cache dir with `count` valid block files: <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc32>. */
 async function fillCache(root: string, count: number): Promise<void> {
   const limit = pLimit(64);
   const jobs: Array<Promise<void>> = [];
@@ -35,7 +35,7 @@ async function fillCache(root: string, count: number): Promise<void> {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       for (let i = 0; i < BLOCKS_PER_KEY && k * BLOCKS_PER_KEY + i < count; i++) {
         const data = randomBytes(BLOCK_BYTES);
-        await writeFile(join(dir, `${version}-${i.toString(16)}-${crc32c(data).toString(16).padStart(8, '0')}`), data, { mode: 0o600 });
+        await writeFile(join(dir, `${version}-${i.toString(16)}-${crc32(data).toString(16).padStart(8, '0')}`), data, { mode: 0o600 });
       }
     }));
   }

@@ -125,7 +125,7 @@ describe('cache behaviour counted at the upstream', () => {
     for (const files of byDir.values()) {
       if (files.length !== 3) continue;
       const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
-      // A block file is its data, then one 4-byte CRC32C per chunk.
+      // A block file is its data, then one 4-byte CRC-32 per chunk.
       if (sizes.every((s) => s === BLOCK + 4 * (BLOCK / CHUNK))) {
         const first = await readFile(files.find((f) => /-0-[0-9a-f]{8}$/.test(f))!);
         if (first.readUInt32LE(0) === 0 && first.subarray(4, 64).equals((await readFile(join(gw.upstreamDir, 'victim.bin'))).subarray(4, 64))) victims = files.sort();
