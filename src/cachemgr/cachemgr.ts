@@ -486,6 +486,8 @@ export class CacheManager {
     if (!this.upstream.capabilities.setMtime || !this.upstream.setMtime) return;
     await this.#upstreamCall('setmtime', () => this.upstream.setMtime!(path, mtimeMs, identity));
     this.#forgetPath(path, identity);
+    if (path !== '/') this.#listings?.forget(nodeKey(this.upstream.id, identity.key, parentOf(path))); // it shows the mtime
+
   }
 
   /** Admin invalidation: the next access to anything under `prefix` goes upstream. */

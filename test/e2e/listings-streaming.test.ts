@@ -69,6 +69,15 @@ describe('directory listings within the TTL', () => {
     assert.match(r.text, /<D:href>\/d\/f3\.txt<\/D:href>.*?<D:getcontentlength>1234<\/D:getcontentlength>/s);
   });
 
+  test('a PROPPATCH of Win32LastModifiedTime (Explorer) shows in the next listing', async () => {
+    await names(gw, '/d/');
+    const body = '<?xml version="1.0" encoding="utf-8" ?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:schemas-microsoft-com:">'
+      + '<D:set><D:prop><Z:Win32LastModifiedTime>Wed, 01 Jan 2020 10:00:00 GMT</Z:Win32LastModifiedTime></D:prop></D:set></D:propertyupdate>';
+    assert.equal((await raw(gw.url, 'PROPPATCH', '/d/f4.txt', { 'content-type': 'application/xml' }, body)).status, 207);
+    const r = await raw(gw.url, 'PROPFIND', '/d/', { depth: '1' });
+    assert.match(r.text, /<D:href>\/d\/f4\.txt<\/D:href>.*?<D:getlastmodified>Wed, 01 Jan 2020 10:00:00 GMT<\/D:getlastmodified>/s);
+  });
+
   test('a change made behind the gateway shows after POST /invalidate (and not before, within the TTL)', async () => {
     await names(gw, '/d/');
     await writeFile(join(gw.upstreamDir, 'd', 'behind.txt'), 'behind\n');
