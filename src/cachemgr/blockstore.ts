@@ -346,11 +346,12 @@ export class BlockReader {
   }
 
   /**
-   * Chunk `c`, checked; undefined (and the block dropped) when it does not match its checksum.
-   * Read into `into` (at least CHUNK bytes) when given, so a stream can reuse its buffers.
+   * Chunks c..c+n-1 (fewer at the end of the block) in one read, each checked; undefined (and the
+   * block dropped) when one does not match its checksum. Read into `into` (at least n chunks)
+   * when given, so a stream can reuse its buffers.
    */
-  async chunk(c: number, into?: Buffer): Promise<Buffer | undefined> {
-    const len = Math.min(CHUNK, this.size - c * CHUNK);
+  async chunk(c: number, into?: Buffer, n = 1): Promise<Buffer | undefined> {
+    const len = Math.min(n * CHUNK, this.size - c * CHUNK);
     const buf = into ? into.subarray(0, len) : Buffer.allocUnsafe(len);
     let got = 0;
     while (got < len) {
@@ -358,7 +359,9 @@ export class BlockReader {
       if (bytesRead === 0) break;
       got += bytesRead;
     }
-    if (got !== len || crc32(buf) !== this.table.readUInt32LE(c * 4)) {
+    let ok = got === len;
+    for (let i = 0; ok && i * CHUNK < len; i++) ok = crc32(buf.subarray(i * CHUNK, (i + 1) * CHUNK)) === this.table.readUInt32LE((c + i) * 4);
+    if (!ok) {
       this.corrupt();
       return undefined;
     }

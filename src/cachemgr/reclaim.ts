@@ -10,12 +10,15 @@ import { runInNewContext } from 'node:vm';
  */
 export class MemoryReclaimer {
   readonly #threshold: number;
+  readonly #idle: () => boolean;
   readonly #gc: (() => void) | undefined;
   #garbage = 0;
-  #scheduled = false;
+  #timer: NodeJS.Timeout | undefined;
 
-  constructor(threshold: number) {
+  /** `idle`: nothing is being fetched (then the dropped buffers are no longer in use). */
+  constructor(threshold: number, idle: () => boolean) {
     this.#threshold = threshold;
+    this.#idle = idle;
     try {
       setFlagsFromString('--expose-gc');
       this.#gc = runInNewContext('gc') as () => void;
@@ -24,19 +27,22 @@ export class MemoryReclaimer {
     }
   }
 
-  /** `bytes` of buffers are (or are about to become) unreferenced. */
+  /**
+   * `bytes` of buffers are (or are about to become) unreferenced. Once enough died, a collection
+   * runs when fetching has been idle for a moment (the last readers finish their writes).
+   */
   dropped(bytes: number): void {
     this.#garbage += bytes;
+    if (this.#gc && !this.#timer && this.#garbage >= this.#threshold) this.#arm();
   }
 
-  /** Nothing is being fetched: collect if enough died, once the current I/O callbacks are done. */
-  quiet(): void {
-    if (!this.#gc || this.#scheduled || this.#garbage < this.#threshold) return;
-    this.#scheduled = true;
-    setTimeout(() => {
-      this.#scheduled = false;
+  #arm(): void {
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (!this.#idle()) return this.#arm();
       this.#garbage = 0;
       this.#gc?.();
-    }, 50).unref();
+    }, 50);
+    this.#timer.unref();
   }
 }

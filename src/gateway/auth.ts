@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import bcrypt from 'bcryptjs';
 import { LRUCache } from 'lru-cache';
 import { ConfigError } from '../errors.js';
 
@@ -43,6 +42,8 @@ export class HtpasswdAuth {
     if (sep <= 0) return undefined;
     const name = decoded.slice(0, sep);
     const hash = this.#hashes.get(name);
+    // bcryptjs loads with the first login: a gateway without auth never needs it.
+    const { default: bcrypt } = await import('bcryptjs');
     if (!hash || !(await bcrypt.compare(decoded.slice(sep + 1), hash))) return undefined;
     const user = { name, readOnly: this.#readOnly.has(name) };
     this.#verified.set(digest, user);
