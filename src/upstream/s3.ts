@@ -12,6 +12,7 @@ import {
 } from '../errors.js';
 import { canonicalSegments, isWithin, nameOf, parentOf } from '../davpath.js';
 import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from './types.js';
+import { collectBody } from './collect.js';
 
 // An S3-compatible object store (AWS S3, Ceph RGW, MinIO) as the upstream.
 // Directories are key prefixes with "/" as delimiter; MKCOL writes an empty marker object
@@ -197,7 +198,7 @@ export class S3Upstream implements Upstream {
       }
       if (!body) return Buffer.alloc(0);
       // A store that ignores Range sends the whole object (status 200): skip to our part.
-      return await collect(body, out.ContentRange ? 0 : offset, sink?.buffer ?? Buffer.allocUnsafe(length), length, sink);
+      return await collectBody(body, out.ContentRange ? 0 : offset, length, sink, out.ContentLength);
     } catch (err) {
       if (statusOfSdk(err) === 416) return Buffer.alloc(0); // at or past the end
       throw translate(err, path);
@@ -346,32 +347,4 @@ export class S3Upstream implements Upstream {
   async close(): Promise<void> {
     this.#s3.destroy();
   }
-}
-
-/**
- * Bytes [skip, skip + length) of a body, copied into `out` as they arrive ('data' events: an
- * async iterator and a concat cost about as much as the transfer); the rest is discarded.
- */
-function collect(body: Readable, skip: number, out: Buffer, length: number, sink?: ReadSink): Promise<Buffer> {
-  let got = 0;
-  return new Promise<Buffer>((resolve, reject) => {
-    const done = () => resolve(got === length ? out : out.subarray(0, got));
-    body.on('data', (c: Buffer) => {
-      let b = c;
-      if (skip > 0) {
-        if (b.length <= skip) { skip -= b.length; return; }
-        b = b.subarray(skip);
-        skip = 0;
-      }
-      got += b.copy(out, got, 0, Math.min(b.length, length - got));
-      sink?.progress(got);
-      if (got >= length) {
-        body.removeAllListeners('data');
-        body.destroy();
-        done();
-      }
-    });
-    body.once('end', done);
-    body.once('error', reject);
-  });
 }

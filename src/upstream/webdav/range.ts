@@ -4,6 +4,7 @@ import { transportError } from './errors.js';
 import { contentRange, discard, header } from './http.js';
 import { sameVersion, toInt, type Expect } from './validators.js';
 import type { ReadSink } from '../types.js';
+import { collectBody } from '../collect.js';
 
 /**
  * The bytes [offset, offset + length) from the body of a successful (200 or 206) GET of `path`.
@@ -32,31 +33,10 @@ export async function bytesOf(
     discard(res);
     throw changed();
   }
-  // Copied into one buffer as the chunks arrive ('data' events): an async iterator and a
-  // concat at the end cost about as much as the transfer itself on loopback.
-  const out = sink?.buffer ?? Buffer.allocUnsafe(length);
-  let got = 0;
   try {
-    await new Promise<void>((resolve, reject) => {
-      const body = res.body;
-      body.on('data', (c: Buffer) => {
-        let b = c;
-        if (skip > 0) {
-          if (b.length <= skip) { skip -= b.length; return; }
-          b = b.subarray(skip);
-          skip = 0;
-        }
-        got += b.copy(out, got, 0, Math.min(b.length, length - got));
-        sink?.progress(got);
-        if (got >= length) { body.removeAllListeners('data'); resolve(); } // the rest of a full (200) body is destroyed below
-      });
-      body.once('end', resolve);
-      body.once('error', reject);
-    });
+    return await collectBody(res.body, skip, length, sink, toInt(header(res.headers, 'content-length')));
   } catch (e) {
-    throw transportError(e, 'GET');
-  } finally {
     discard(res);
+    throw transportError(e, 'GET');
   }
-  return got === length ? out : out.subarray(0, got);
 }
