@@ -2,8 +2,10 @@ import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { CallContext } from '../types.js';
 import { statusError, transportError } from './errors.js';
+import { DirectRanges, type DirectResult, type Head } from './direct.js';
 
-// The HTTP layer: undici over a bounded keep-alive pool, one request per call.
+// The HTTP layer: undici over a bounded keep-alive pool, one request per call; block reads
+// from a plain-HTTP origin go straight into the block buffer first (direct.ts).
 //
 // Credentials: a CallContext's `authorization` (pass-through auth) is sent as is and replaces
 // the configured username/password for that call. The password is kept only inside the
@@ -77,6 +79,8 @@ export class DavClient {
   readonly #auth: string | undefined;
   readonly #passThrough: boolean;
   readonly #timeout: number;
+  /** Plain-HTTP origins only: ranged GETs straight into the caller's buffer. */
+  #direct: DirectRanges | undefined;
 
   constructor(opts: DavClientOptions) {
     const { username: user, password: pass } = opts;
@@ -92,6 +96,34 @@ export class DavClient {
       bodyTimeout: this.#timeout,
       connect: { timeout: Math.min(this.#timeout, 10_000) },
     });
+    const u = new URL(this.#origin);
+    if (u.protocol === 'http:') {
+      this.#direct = new DirectRanges(u.hostname.replace(/^\[|\]$/g, ''), Number(u.port || 80), u.host, this.#timeout, opts.connections);
+    }
+  }
+
+  /**
+   * A GET whose body goes straight into `into` when `accept` takes its head (see DirectRanges);
+   * undefined when this origin is not plain HTTP. Transport failures become davgate errors.
+   */
+  async getInto(
+    target: string, ctx: CallContext | undefined, extra: Record<string, string>,
+    into: Buffer, accept: (head: Head) => boolean, progress: (filled: number) => void,
+  ): Promise<DirectResult | undefined> {
+    const direct = this.#direct;
+    if (!direct) return undefined;
+    let r: DirectResult;
+    try {
+      r = await direct.get(target, this.#headers(ctx, extra), into, accept, progress);
+    } catch (e) {
+      throw transportError(e, 'GET');
+    }
+    // A server that answers a range with the whole file would cost two requests per block.
+    if (!r.taken && r.head.status === 200 && extra.range !== undefined) {
+      this.#direct = undefined;
+      direct.close();
+    }
+    return r;
   }
 
   #headers(ctx: CallContext | undefined, extra: Record<string, string> = {}): Record<string, string> {
@@ -132,6 +164,7 @@ export class DavClient {
   }
 
   async close(): Promise<void> {
+    this.#direct?.close();
     await this.#pool.close().catch(() => this.#pool.destroy());
   }
 }

@@ -11,7 +11,7 @@ import { statusError, transportError } from './errors.js';
 import { checkPath, parseBaseUrl, type BaseUrl } from './href.js';
 import { contentRange, DavClient, discard, drain, fail, header, smallText, type Method } from './http.js';
 import { firstFailure, MultiStatusParser, QUOTA_BODY, STAT_BODY, type DavResponse } from './multistatus.js';
-import { bytesOf } from './range.js';
+import { bytesOf, readDirect } from './range.js';
 import { SizeCheck } from './size-check.js';
 import { entryOf, Generations, parseValidator, splitGen, toInt, type Expect } from './validators.js';
 
@@ -206,12 +206,17 @@ export class WebDavUpstream implements Upstream {
     }
     if (length === 0) return Buffer.alloc(0);
 
-    const get = (conditional: boolean) => {
+    const headers = (conditional: boolean) => {
       const h: Record<string, string> = { range: `bytes=${offset}-${offset + length - 1}`, 'accept-encoding': 'identity' };
       if (conditional && expect?.etag) h['if-match'] = expect.etag;
       else if (conditional && expect?.mtimeMs) h['if-unmodified-since'] = new Date(expect.mtimeMs).toUTCString();
-      return this.#http.request('GET', this.#base.target(path), ctx, h);
+      return h;
     };
+    // The common answer (206 of this version) straight into the block buffer; anything else
+    // is asked again below, where every case is handled.
+    const direct = await readDirect(this.#http, this.#base.target(path), ctx, headers(true), offset, length, expect, sink);
+    if (direct) return direct;
+    const get = (conditional: boolean) => this.#http.request('GET', this.#base.target(path), ctx, headers(conditional));
     let res = await get(true);
     if (res.statusCode === 412 && expect?.etag) {
       // Apache never matches If-Match while the ETag is weak (file modified within the last
