@@ -13,6 +13,7 @@ import {
 import { canonicalSegments, isWithin, nameOf, parentOf } from '../davpath.js';
 import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from './types.js';
 import { collectBody } from './collect.js';
+import { S3DirectReads } from './s3direct.js';
 
 // An S3-compatible object store (AWS S3, Ceph RGW, MinIO) as the upstream.
 // Directories are key prefixes with "/" as delimiter; MKCOL writes an empty marker object
@@ -49,7 +50,7 @@ function translate(err: unknown, path: string): DavgateError {
   if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return new NotFoundError(path);
   if (status === 412 || name === 'PreconditionFailed') return new PreconditionFailedError('object changed upstream');
   if (status === 403) return new DavgateError('DAVGATE_FORBIDDEN_PATH', 'access denied by the object store');
-  if (name === 'TimeoutError' || name === 'RequestTimeout') return new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', 'object store timed out', { cause: err });
+  if (name === 'TimeoutError' || name === 'RequestTimeout' || (err as { code?: string })?.code === 'ETIMEDOUT') return new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', 'object store timed out', { cause: err });
   return new UpstreamUnavailableError(`object store error${status ? ` ${status}` : ''}: ${name ?? 'unknown'}`, { cause: err });
 }
 
@@ -73,6 +74,8 @@ export class S3Upstream implements Upstream {
   readonly #s3: S3Client;
   readonly #opts: S3UpstreamOptions;
   readonly #prefix: string;
+  /** Block reads straight into the block buffer, for plain-HTTP endpoints. */
+  readonly #direct: S3DirectReads | undefined;
 
   constructor(opts: S3UpstreamOptions, client?: S3Client) {
     this.#opts = opts;
@@ -84,6 +87,7 @@ export class S3Upstream implements Upstream {
       credentials: opts.accessKeyId && opts.secretAccessKey ? { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey } : undefined,
       maxAttempts: 1, // retries are the cache manager's business (bounded, jittered, reads only)
     });
+    this.#direct = S3DirectReads.for(this.#s3, opts.endpoint, opts.forcePathStyle, opts.region, opts.bucket);
     this.id = `s3:${opts.endpoint ?? 'aws'}/${opts.bucket}/${this.#prefix}`;
     this.capabilities = Object.freeze({ serverSideCopy: true, quota: opts.quotaBytes !== undefined, setMtime: false });
   }
@@ -187,6 +191,8 @@ export class S3Upstream implements Upstream {
       return Buffer.alloc(0);
     }
     try {
+      const direct = await this.#direct?.read(this.#key(path), offset, length, etag, sink);
+      if (direct) return direct;
       const out = await this.#s3.send(new GetObjectCommand({
         Bucket: this.#opts.bucket, Key: this.#key(path), Range: `bytes=${offset}-${offset + length - 1}`, IfMatch: etag,
       }));
@@ -345,6 +351,7 @@ export class S3Upstream implements Upstream {
   }
 
   async close(): Promise<void> {
+    this.#direct?.close();
     this.#s3.destroy();
   }
 }

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { CallContext } from '../types.js';
 import { statusError, transportError } from './errors.js';
-import { DirectRanges, type DirectResult, type Head } from './direct.js';
+import { DirectRanges, type DirectResult, type Head } from '../direct.js';
 
 // The HTTP layer: undici over a bounded keep-alive pool, one request per call; block reads
 // from a plain-HTTP origin go straight into the block buffer first (direct.ts).

@@ -2,7 +2,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { DirectRanges, type Head } from '../../src/upstream/webdav/direct.js';
+import { DirectRanges, type Head } from '../../src/upstream/direct.js';
 
 // DirectRanges against a real TCP server whose answers the test writes byte for byte.
 

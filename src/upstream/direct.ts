@@ -1,6 +1,6 @@
 import net from 'node:net';
 
-// Ranged GETs over plain-HTTP keep-alive sockets whose bodies are read straight into the
+// Ranged GETs (WebDAV and S3 block reads) over plain-HTTP keep-alive sockets whose bodies are read straight into the
 // caller's buffer (net.Socket `onread`): no allocation and no copy per socket read. From a
 // fresh process undici reads the same nginx at about half this speed, and its per-read
 // buffers make V8 run a full collection every ~40 ms of a cold read. Only the common answer is
@@ -49,10 +49,10 @@ class Connection {
       host, port, noDelay: true,
       onread: { buffer: () => this.#nextBuffer(), callback: (n) => this.#onRead(n) },
     });
-    this.socket.setTimeout(timeoutMs, () => this.socket.destroy(Object.assign(new Error('WebDAV upstream timed out'), { code: 'ETIMEDOUT' })));
+    this.socket.setTimeout(timeoutMs, () => this.socket.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
     let error: Error | undefined;
     this.socket.on('error', (e) => { error = e; }); // reported through 'close' to the active request
-    this.socket.on('close', () => this.#fail(error ?? Object.assign(new Error('connection closed by the WebDAV upstream'), { code: 'ECONNRESET' })));
+    this.socket.on('close', () => this.#fail(error ?? Object.assign(new Error('connection closed by the upstream'), { code: 'ECONNRESET' })));
   }
 
   get busy(): boolean { return this.#active !== undefined; }
