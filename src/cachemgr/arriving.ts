@@ -14,8 +14,13 @@ export class ArrivingBlock implements ReadSink {
   #failed: unknown;
   #waiters: Waiter[] = [];
 
+  /** Resolves when the read ended, either way. */
+  readonly settled: Promise<void>;
+  #settle!: () => void;
+
   constructor(readonly length: number) {
     this.buffer = Buffer.allocUnsafe(length);
+    this.settled = new Promise((r) => { this.#settle = r; });
   }
 
   progress(filled: number): void {
@@ -29,11 +34,13 @@ export class ArrivingBlock implements ReadSink {
     this.buffer = data;
     this.#filled = data.length;
     this.#wake();
+    this.#settle();
   }
 
   fail(err: unknown): void {
     this.#failed = err;
     this.#wake();
+    this.#settle();
   }
 
   /** Resolves with the bytes available once more than `pos` are (or all there will be). */

@@ -108,9 +108,13 @@ export class CacheManager {
   get cacheBytes(): number { return this.#blocks.bytes; }
   get cacheBlocks(): number { return this.#blocks.count; }
 
-  /** Resolves once every fetched block has been written to the cache disk (or failed to). */
+  /** Resolves once every block being fetched has arrived and been written to the cache disk (or failed to). */
   async flush(): Promise<void> {
-    await Promise.allSettled([...this.#installs]);
+    // Reads still arriving first (a client may have had its bytes before the read ended).
+    while (this.#arriving.size || this.#installs.size) {
+      await Promise.allSettled([...[...this.#arriving.values()].map((a) => a.settled), ...this.#installs]);
+      await new Promise((r) => setImmediate(r)); // the installs those reads started
+    }
   }
 
   async close(): Promise<void> {

@@ -86,6 +86,7 @@ describe('S3 upstream: Ceph RADOS Gateway', { timeout: 600_000 }, () => {
     assert.equal(res.status, 206);
     assert.equal(res.bytes, 1);
     assert.equal(createHash('sha256').update(data.subarray(off, off + 1)).digest('hex'), res.hash);
+    await gw.gateway.cache.flush(); // the byte was streamed before the block's read ended
     assert.equal(gw.upstream.count('read'), 1);
     assert.deepEqual(gw.upstream.reads, [[9 * BLOCK, BLOCK]]);
     assert.equal(await metric() - before, 1, 'one ranged GetObject counted at the upstream metric');
