@@ -1,6 +1,12 @@
 import type { Readable } from 'node:stream';
 import type { ReadSink } from './types.js';
 
+/** Where `length` bytes of a read go: the sink's buffer (exactly that long), or a new one. */
+export function targetOf(sink: ReadSink | undefined, length: number): Buffer {
+  if (!sink) return Buffer.allocUnsafe(length);
+  return sink.buffer.length === length ? sink.buffer : sink.buffer.subarray(0, length);
+}
+
 /**
  * Bytes [skip, skip + length) of a response body, copied into one buffer (the sink's, when
  * given, announcing each piece) as they arrive. 'data' events rather than an async iterator and
@@ -10,7 +16,7 @@ import type { ReadSink } from './types.js';
  * costs a new connection per block, which made cold S3 reads 3x slower), else cut off.
  */
 export function collectBody(body: Readable, skip: number, length: number, sink?: ReadSink, bodyLength?: number): Promise<Buffer> {
-  const out = sink?.buffer ?? Buffer.allocUnsafe(length);
+  const out = targetOf(sink, length);
   const rest = bodyLength === undefined ? Infinity : bodyLength - skip - length;
   let got = 0;
   return new Promise<Buffer>((resolve, reject) => {

@@ -2,6 +2,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { DirectRanges, type Head } from './direct.js';
 import type { ReadSink } from './types.js';
+import { targetOf } from './collect.js';
 
 // Ranged GetObject requests to a plain-HTTP S3 endpoint (Ceph RGW, MinIO on a LAN), signed
 // with SigV4 like the SDK's, whose bodies go straight into the block buffer (direct.ts). The
@@ -53,7 +54,7 @@ export class S3DirectReads {
       method: 'GET', protocol: 'http:', hostname: this.#url.hostname, port: Number(this.#url.port || 80), path, query: {}, headers,
     });
     const { host: _host, ...send } = signed.headers; // DirectRanges writes the same host itself
-    const into = sink && sink.buffer.length === length ? sink.buffer : (sink?.buffer ?? Buffer.allocUnsafe(length)).subarray(0, length);
+    const into = targetOf(sink, length);
     const r = await this.#ranges.get(path, send, into, (head: Head) =>
       head.status === 206 && contentRangeStart(head.headers['content-range']) === offset && (!etag || head.headers.etag === etag),
     (filled) => sink?.progress(filled));

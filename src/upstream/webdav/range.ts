@@ -4,7 +4,7 @@ import { transportError } from './errors.js';
 import { contentRange, discard, header, type DavClient } from './http.js';
 import { sameVersion, toInt, type Expect } from './validators.js';
 import type { CallContext, ReadSink } from '../types.js';
-import { collectBody } from '../collect.js';
+import { collectBody, targetOf } from '../collect.js';
 
 /**
  * The bytes [offset, offset + length) from the body of a successful (200 or 206) GET of `path`.
@@ -50,7 +50,7 @@ export async function readDirect(
   http: DavClient, target: string, ctx: CallContext | undefined, headers: Record<string, string>,
   offset: number, length: number, expect: Expect | undefined, sink?: ReadSink,
 ): Promise<Buffer | undefined> {
-  const into = sink && sink.buffer.length === length ? sink.buffer : (sink?.buffer ?? Buffer.allocUnsafe(length)).subarray(0, length);
+  const into = targetOf(sink, length);
   const r = await http.getInto(target, ctx, headers, into, (head) => {
     if (head.status !== 206) return false;
     const cr = contentRange(head.headers['content-range']);
