@@ -354,8 +354,8 @@ export class CacheManager {
    * read-ahead window of whole blocks fetched in parallel.
    *
    * A yielded buffer is valid only until the consumer asks for the next one: chunks from block
-   * files are read into a ring of two pooled buffers per call, so a 256 MiB stream costs
-   * 1 MiB of memory and no garbage. Consumers must be done with a buffer (written out) before
+   * files are read into a ring of two pooled buffers per call (512 KiB to 2 MiB each), so a
+   * 256 MiB stream costs at most 4 MiB of memory and no garbage. Consumers must be done with a buffer (written out) before
    * next(), and with all of them when they end the stream.
    */
   async *readRange(node: Node, start: number, end: number, identity: Identity = SHARED): AsyncGenerator<Buffer> {
