@@ -146,9 +146,24 @@ function parseHead(text: string): Head {
 
 const UNSAFE = /[\r\n\0]/;
 
+/** "bytes a-b/total" or "bytes * /total" → {start, total}. */
+export function contentRange(value: string | undefined): { start?: number; total?: number } {
+  const m = /^\s*bytes\s+(?:(\d+)-\d+|\*)\/(\d+|\*)\s*$/i.exec(value ?? '');
+  if (!m) return {};
+  return { start: m[1] !== undefined ? Number(m[1]) : undefined, total: m[2] !== undefined && m[2] !== '*' ? Number(m[2]) : undefined };
+}
+
 export class DirectRanges {
   readonly #idle: Connection[] = [];
   #closed = false;
+  /** The server answered a range request with the whole file: each direct GET would cost a second request. */
+  #ignoresRange = false;
+
+  /** For a plain-HTTP origin; undefined for any other (HTTPS: the caller's own client reads). */
+  static forOrigin(origin: URL, timeoutMs: number, maxIdle: number): DirectRanges | undefined {
+    if (origin.protocol !== 'http:') return undefined;
+    return new DirectRanges(origin.hostname.replace(/^\[|\]$/g, ''), Number(origin.port || 80), origin.host, timeoutMs, maxIdle);
+  }
 
   constructor(
     private readonly host: string,
@@ -184,6 +199,31 @@ export class DirectRanges {
         throw err;
       }
     }
+  }
+
+  /**
+   * The bytes at `offset` (as many as `into` holds, which `headers` ask for with their Range)
+   * when the answer is a 206 whose Content-Range starts at `offset` and `isVersion(head, total)`
+   * holds; undefined, with nothing written, for any other answer.
+   */
+  async range(
+    target: string, headers: Record<string, string>, offset: number, into: Buffer,
+    isVersion: (head: Head, total: number | undefined) => boolean, progress: (filled: number) => void,
+  ): Promise<Buffer | undefined> {
+    if (this.#ignoresRange) return undefined;
+    const r = await this.get(target, headers, into, (head) => {
+      if (head.status !== 206) return false;
+      const cr = contentRange(head.headers['content-range']);
+      return cr.start === offset && isVersion(head, cr.total);
+    }, progress);
+    if (!r.taken) {
+      if (r.head.status === 200) {
+        this.#ignoresRange = true;
+        this.close();
+      }
+      return undefined;
+    }
+    return r.got === into.length ? into : into.subarray(0, r.got);
   }
 
   #connect(): Connection {

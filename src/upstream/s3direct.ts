@@ -1,6 +1,6 @@
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { DirectRanges, type Head } from './direct.js';
+import { DirectRanges } from './direct.js';
 import type { ReadSink } from './types.js';
 import { targetOf } from './collect.js';
 
@@ -14,32 +14,29 @@ function encodeKey(key: string): string {
   return key.split('/').map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase())).join('/');
 }
 
-function contentRangeStart(value: string | undefined): number | undefined {
-  const m = /^bytes (\d+)-\d+\/\d+$/.exec(value ?? '');
-  return m ? Number(m[1]) : undefined;
-}
-
 export class S3DirectReads {
   readonly #ranges: DirectRanges;
   readonly #signer: SignatureV4;
   readonly #url: URL;
   readonly #bucket: string;
 
-  private constructor(url: URL, bucket: string, signer: SignatureV4, timeoutMs: number) {
+  private constructor(url: URL, bucket: string, signer: SignatureV4, ranges: DirectRanges) {
     this.#url = url;
     this.#bucket = bucket;
     this.#signer = signer;
-    this.#ranges = new DirectRanges(url.hostname.replace(/^\[|\]$/g, ''), Number(url.port || 80), url.host, timeoutMs, 16);
+    this.#ranges = ranges;
   }
 
   /** For a plain-HTTP, path-style endpoint; undefined otherwise (the SDK reads alone). */
   static for(client: S3Client, endpoint: string | undefined, forcePathStyle: boolean, region: string, bucket: string, timeoutMs = 30_000): S3DirectReads | undefined {
     if (!endpoint || !forcePathStyle) return undefined;
     const url = new URL(endpoint);
-    if (url.protocol !== 'http:' || (url.pathname !== '/' && url.pathname !== '')) return undefined;
+    if (url.pathname !== '/' && url.pathname !== '') return undefined;
+    const ranges = DirectRanges.forOrigin(url, timeoutMs, 16);
+    if (!ranges) return undefined;
     const c = client.config;
     const signer = new SignatureV4({ service: 's3', region, credentials: c.credentials, sha256: c.sha256, uriEscapePath: false, applyChecksum: true });
-    return new S3DirectReads(url, bucket, signer, timeoutMs);
+    return new S3DirectReads(url, bucket, signer, ranges);
   }
 
   /**
@@ -54,12 +51,8 @@ export class S3DirectReads {
       method: 'GET', protocol: 'http:', hostname: this.#url.hostname, port: Number(this.#url.port || 80), path, query: {}, headers,
     });
     const { host: _host, ...send } = signed.headers; // DirectRanges writes the same host itself
-    const into = targetOf(sink, length);
-    const r = await this.#ranges.get(path, send, into, (head: Head) =>
-      head.status === 206 && contentRangeStart(head.headers['content-range']) === offset && (!etag || head.headers.etag === etag),
-    (filled) => sink?.progress(filled));
-    if (!r.taken) return undefined;
-    return r.got === length ? into : into.subarray(0, r.got);
+    return this.#ranges.range(path, send, offset, targetOf(sink, length),
+      (head) => !etag || head.headers.etag === etag, (filled) => sink?.progress(filled));
   }
 
   close(): void {

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { CallContext } from '../types.js';
 import { statusError, transportError } from './errors.js';
-import { DirectRanges, type DirectResult, type Head } from '../direct.js';
+import { DirectRanges, type Head } from '../direct.js';
 
 // The HTTP layer: undici over a bounded keep-alive pool, one request per call; block reads
 // from a plain-HTTP origin go straight into the block buffer first (direct.ts).
@@ -18,13 +18,6 @@ const MAX_SMALL_BODY = 1024 * 1024; // multistatus bodies of DELETE/MOVE/COPY er
 export function header(h: Dispatcher.ResponseData['headers'], name: string): string | undefined {
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;
-}
-
-/** "bytes a-b/total" or "bytes * /total" → {start, total}. */
-export function contentRange(value: string | undefined): { start?: number; total?: number } {
-  const m = /^\s*bytes\s+(?:(\d+)-\d+|\*)\/(\d+|\*)\s*$/i.exec(value ?? '');
-  if (!m) return {};
-  return { start: m[1] !== undefined ? Number(m[1]) : undefined, total: m[2] !== undefined && m[2] !== '*' ? Number(m[2]) : undefined };
 }
 
 /** Abandon a response body (closes its connection); destroy() alone would emit an unhandled AbortError. */
@@ -80,7 +73,7 @@ export class DavClient {
   readonly #passThrough: boolean;
   readonly #timeout: number;
   /** Plain-HTTP origins only: ranged GETs straight into the caller's buffer. */
-  #direct: DirectRanges | undefined;
+  readonly #direct: DirectRanges | undefined;
 
   constructor(opts: DavClientOptions) {
     const { username: user, password: pass } = opts;
@@ -96,34 +89,23 @@ export class DavClient {
       bodyTimeout: this.#timeout,
       connect: { timeout: Math.min(this.#timeout, 10_000) },
     });
-    const u = new URL(this.#origin);
-    if (u.protocol === 'http:') {
-      this.#direct = new DirectRanges(u.hostname.replace(/^\[|\]$/g, ''), Number(u.port || 80), u.host, this.#timeout, opts.connections);
-    }
+    this.#direct = DirectRanges.forOrigin(new URL(this.#origin), this.#timeout, opts.connections);
   }
 
   /**
-   * A GET whose body goes straight into `into` when `accept` takes its head (see DirectRanges);
-   * undefined when this origin is not plain HTTP. Transport failures become davgate errors.
+   * A ranged GET whose body goes straight into `into` (DirectRanges.range); undefined when the
+   * answer is not taken or this origin is not plain HTTP. Transport failures become davgate errors.
    */
-  async getInto(
-    target: string, ctx: CallContext | undefined, extra: Record<string, string>,
-    into: Buffer, accept: (head: Head) => boolean, progress: (filled: number) => void,
-  ): Promise<DirectResult | undefined> {
-    const direct = this.#direct;
-    if (!direct) return undefined;
-    let r: DirectResult;
+  async getRange(
+    target: string, ctx: CallContext | undefined, extra: Record<string, string>, offset: number,
+    into: Buffer, isVersion: (head: Head, total: number | undefined) => boolean, progress: (filled: number) => void,
+  ): Promise<Buffer | undefined> {
+    if (!this.#direct) return undefined;
     try {
-      r = await direct.get(target, this.#headers(ctx, extra), into, accept, progress);
+      return await this.#direct.range(target, this.#headers(ctx, extra), offset, into, isVersion, progress);
     } catch (e) {
       throw transportError(e, 'GET');
     }
-    // A server that answers a range with the whole file would cost two requests per block.
-    if (!r.taken && r.head.status === 200 && extra.range !== undefined) {
-      this.#direct = undefined;
-      direct.close();
-    }
-    return r;
   }
 
   #headers(ctx: CallContext | undefined, extra: Record<string, string> = {}): Record<string, string> {

@@ -1,7 +1,8 @@
 import type { Dispatcher } from 'undici';
 import { UpstreamUnavailableError } from '../../errors.js';
 import { transportError } from './errors.js';
-import { contentRange, discard, header, type DavClient } from './http.js';
+import { discard, header, type DavClient } from './http.js';
+import { contentRange } from '../direct.js';
 import { sameVersion, toInt, type Expect } from './validators.js';
 import type { CallContext, ReadSink } from '../types.js';
 import { collectBody, targetOf } from '../collect.js';
@@ -42,20 +43,14 @@ export async function bytesOf(
 }
 
 /**
- * The bytes [offset, offset + length) by a direct GET (DavClient.getInto) when the answer is a
+ * The bytes [offset, offset + length) by a direct GET (DavClient.getRange) when the answer is a
  * 206 for exactly that range, of the expected version; undefined when this path cannot take the
  * answer (then nothing was written to the sink and the caller asks through undici).
  */
-export async function readDirect(
+export function readDirect(
   http: DavClient, target: string, ctx: CallContext | undefined, headers: Record<string, string>,
   offset: number, length: number, expect: Expect | undefined, sink?: ReadSink,
 ): Promise<Buffer | undefined> {
-  const into = targetOf(sink, length);
-  const r = await http.getInto(target, ctx, headers, into, (head) => {
-    if (head.status !== 206) return false;
-    const cr = contentRange(head.headers['content-range']);
-    return cr.start === offset && (!expect || sameVersion(expect, head.headers, cr.total));
-  }, (filled) => sink?.progress(filled));
-  if (!r?.taken) return undefined;
-  return r.got === length ? into : into.subarray(0, r.got);
+  return http.getRange(target, ctx, headers, offset, targetOf(sink, length),
+    (head, total) => !expect || sameVersion(expect, head.headers, total), (filled) => sink?.progress(filled));
 }
