@@ -9,6 +9,7 @@ import {
 } from '../errors.js';
 import { canonicalSegments, isWithin, joinPath, nameOf } from '../davpath.js';
 import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from './types.js';
+import { targetOf } from './collect.js';
 
 // Upstream backed by a local (or network-mounted) directory.
 //
@@ -183,7 +184,7 @@ export class FsUpstream implements Upstream {
       if (expectValidator !== undefined && validatorOf(st) !== expectValidator) throw new PreconditionFailedError(`${path} changed upstream`);
       // Bounded by the size just validated: never bytes appended by a later version.
       const want = Math.max(0, Math.min(length, st.size - offset));
-      const buf = sink ? sink.buffer : Buffer.allocUnsafe(want);
+      const buf = targetOf(sink, want);
       // With a sink, in pieces: a reader streams the first while the next is read.
       const piece = sink ? SINK_PIECE : want;
       let got = 0;
