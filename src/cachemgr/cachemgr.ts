@@ -147,7 +147,7 @@ export class CacheManager {
     const prev = this.#table.peek(key) ?? await this.#table.load(key);
     const node = this.#seen(entry, key, prev);
     // The parent's listing shows the old size and ETag (or lacks the entry): list it again.
-    if (prev?.version !== node.version && entry.path !== '/') this.#listings?.forget(nodeKey(this.upstream.id, identity.key, parentOf(entry.path)));
+    if (prev?.version !== node.version) this.#forgetParentListing(entry.path, identity);
     await this.#table.put(node);
     return node;
   }
@@ -210,7 +210,7 @@ export class CacheManager {
         if (err instanceof NotFoundError) {
           this.#metrics?.revalidations.inc({ result: 'gone' });
           this.#missing?.set(key, path);
-          if (path !== '/') this.#listings?.forget(nodeKey(this.upstream.id, identity.key, parentOf(path)));
+          this.#forgetParentListing(path, identity);
           await this.#table.delete(key);
           void this.#blocks.dropKey(key);
         } else if (isTransient(err)) {
@@ -504,7 +504,7 @@ export class CacheManager {
     if (!this.upstream.capabilities.setMtime || !this.upstream.setMtime) return;
     await this.#upstreamCall('setmtime', () => this.upstream.setMtime!(path, mtimeMs, identity));
     this.#forgetPath(path, identity);
-    if (path !== '/') this.#listings?.forget(nodeKey(this.upstream.id, identity.key, parentOf(path))); // it shows the mtime
+    this.#forgetParentListing(path, identity); // it shows the mtime
 
   }
 
@@ -533,6 +533,11 @@ export class CacheManager {
     this.#table.forget(key);
     this.#missing?.delete(key);
     this.#listings?.forget(key);
+  }
+
+  /** The listing of `path`'s directory shows `path` as it was: list it again next time. */
+  #forgetParentListing(path: string, identity: Identity): void {
+    if (path !== '/') this.#listings?.forget(nodeKey(this.upstream.id, identity.key, parentOf(path)));
   }
 
   /** Forget that anything at or under `prefix` was absent (a tree appeared there). */

@@ -191,10 +191,11 @@ export class S3Upstream implements Upstream {
       return Buffer.alloc(0);
     }
     try {
-      const direct = await this.#direct?.read(this.#key(path), offset, length, etag, sink);
+      const key = this.#key(path);
+      const direct = await this.#direct?.read(key, offset, length, etag, sink);
       if (direct) return direct;
       const out = await this.#s3.send(new GetObjectCommand({
-        Bucket: this.#opts.bucket, Key: this.#key(path), Range: `bytes=${offset}-${offset + length - 1}`, IfMatch: etag,
+        Bucket: this.#opts.bucket, Key: key, Range: `bytes=${offset}-${offset + length - 1}`, IfMatch: etag,
       }));
       const body = out.Body as Readable | undefined;
       // Not every store honours If-Match: check the version we got ourselves.
