@@ -54,6 +54,8 @@ const is206 = (h: Head) => h.status === 206;
 describe('DirectRanges', () => {
   let srv: Awaited<ReturnType<typeof server>>;
   let mode = 'ok';
+  /** A client of the test server, as the backends make theirs. */
+  const client = (timeoutMs = 5000): DirectRanges => DirectRanges.forOrigin(new URL(`http://127.0.0.1:${srv.port}/`), timeoutMs, 4)!;
   before(async () => {
     srv = await server((req, sock) => {
       if (mode === 'ok') partial(req, sock);
@@ -69,7 +71,7 @@ describe('DirectRanges', () => {
 
   test('a 206 lands in the buffer, progress grows to the length, the socket is reused', async () => {
     mode = 'ok';
-    const d = new DirectRanges('127.0.0.1', srv.port, `127.0.0.1:${srv.port}`, 5000, 4);
+    const d = client();
     const before = srv.connections();
     for (const [a, n] of [[0, 100_000], [123_457, 50_000], [299_000, 1000]] as const) {
       const into = Buffer.alloc(n);
@@ -88,7 +90,7 @@ describe('DirectRanges', () => {
 
   test('a short answer at the end of the file gives the bytes there are', async () => {
     mode = 'ok';
-    const d = new DirectRanges('127.0.0.1', srv.port, `127.0.0.1:${srv.port}`, 5000, 4);
+    const d = client();
     const into = Buffer.alloc(10_000);
     const r = await d.get('/f', { range: `bytes=295000-304999` }, into, is206, () => {});
     assert.equal(r.got, 5000);
@@ -98,7 +100,7 @@ describe('DirectRanges', () => {
 
   test('a kept-alive socket the server closed meanwhile: the request goes out again on a new one', async () => {
     mode = 'close-after';
-    const d = new DirectRanges('127.0.0.1', srv.port, `127.0.0.1:${srv.port}`, 5000, 4);
+    const d = client();
     const into = Buffer.alloc(1000);
     await d.get('/f', { range: 'bytes=0-999' }, into, is206, () => {});
     await new Promise((r) => setTimeout(r, 60));
@@ -109,7 +111,7 @@ describe('DirectRanges', () => {
   });
 
   test('answers it does not take (chunked, a 200, a body longer than asked) write nothing', async () => {
-    const d = new DirectRanges('127.0.0.1', srv.port, `127.0.0.1:${srv.port}`, 5000, 4);
+    const d = client();
     for (const m of ['chunked', '200', 'too-long']) {
       mode = m;
       const into = Buffer.alloc(1000, 0x55);
@@ -125,7 +127,7 @@ describe('DirectRanges', () => {
 
   test('bytes arriving on an idle socket close it; the next request uses a new one', async () => {
     mode = 'garbage';
-    const d = new DirectRanges('127.0.0.1', srv.port, `127.0.0.1:${srv.port}`, 5000, 4);
+    const d = client();
     const into = Buffer.alloc(1000);
     await d.get('/f', { range: 'bytes=0-999' }, into, is206, () => {});
     await new Promise((r) => setTimeout(r, 60));
@@ -139,7 +141,7 @@ describe('DirectRanges', () => {
 
   test('a header value with a line break is never sent', async () => {
     mode = 'ok';
-    const d = new DirectRanges('127.0.0.1', srv.port, `127.0.0.1:${srv.port}`, 5000, 4);
+    const d = client();
     const before = srv.connections();
     await assert.rejects(d.get('/f', { authorization: 'Basic x\r\nX-Evil: 1' }, Buffer.alloc(10), is206, () => {}), { code: 'UND_ERR_INVALID_ARG' });
     assert.equal(srv.connections(), before);
@@ -148,11 +150,32 @@ describe('DirectRanges', () => {
 
   test('a server that never answers: ETIMEDOUT after the timeout', async () => {
     mode = 'silent';
-    const d = new DirectRanges('127.0.0.1', srv.port, `127.0.0.1:${srv.port}`, 300, 4);
+    const d = client(300);
     const t0 = Date.now();
     await assert.rejects(d.get('/f', { range: 'bytes=0-9' }, Buffer.alloc(10), is206, () => {}), { code: 'ETIMEDOUT' });
     assert.ok(Date.now() - t0 < 3000);
     d.close();
+  });
+
+  test('range(): a 206 from the offset of this version is taken; another version, or a 200, is not, and after a 200 no more direct GETs', async () => {
+    mode = 'ok';
+    const d = client();
+    const into = Buffer.alloc(2000);
+    const got = await d.range('/f', { range: 'bytes=1000-2999' }, 1000, into, (h, total) => h.headers.etag === '"v1"' && total === DATA.length, () => {});
+    assert.ok(got?.equals(DATA.subarray(1000, 3000)));
+    assert.equal(await d.range('/f', { range: 'bytes=1000-2999' }, 999, into, () => true, () => {}), undefined, 'Content-Range starts elsewhere');
+    assert.equal(await d.range('/f', { range: 'bytes=0-1999' }, 0, into, (h) => h.headers.etag === '"v2"', () => {}), undefined, 'another version');
+    mode = '200';
+    assert.equal(await d.range('/f', { range: 'bytes=0-2' }, 0, into, () => true, () => {}), undefined);
+    mode = 'ok';
+    const before = srv.connections();
+    assert.equal(await d.range('/f', { range: 'bytes=0-1999' }, 0, into, () => true, () => {}), undefined, 'switched off after the 200');
+    assert.equal(srv.connections(), before, 'and nothing sent');
+    d.close();
+  });
+
+  test('only plain-HTTP origins get direct reads', () => {
+    assert.equal(DirectRanges.forOrigin(new URL('https://127.0.0.1/'), 5000, 4), undefined);
   });
 
   test('a refused connection is an error, not a hang', async () => {
