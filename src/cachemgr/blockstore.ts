@@ -244,6 +244,9 @@ export class BlockStore {
     this.#reserved += size;
     try {
       await this.#makeRoom();
+      // Pinned blocks (being read) cannot be evicted: rather than grow past the limit, serve
+      // this block without keeping it.
+      if (this.#bytes + this.#reserved > this.#maxBytes) return;
       const meta: BlockMeta = { key, version, index, size, crc: crc32(table), pins: 0 };
       const tmp = join(this.root, 'tmp', randomBytes(12).toString('hex'));
       const fh = await open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);

@@ -309,24 +309,38 @@ export class CacheManager {
     const id = blockId(node.key, node.version, index);
     const arriving = new ArrivingBlock(length);
     this.#arriving.set(id, arriving);
-    let data: Buffer;
-    try {
-      data = await this.#fetchLimit(() => this.#upstreamCall('read',
-        () => this.upstream.read(node.path, index * this.blockSize, length, node.validator, identity, arriving)));
-      // The object shrank under us: this node version is gone.
-      if (data.length !== length) throw new PreconditionFailedError('upstream object changed during read');
-    } catch (err) {
-      // Changed or gone behind our back: the next getnode must ask the upstream again.
-      if (err instanceof PreconditionFailedError || err instanceof NotFoundError) this.#table.forget(node.key);
-      arriving.fail(err);
-      throw err;
-    } finally {
-      this.#arriving.delete(id);
-    }
-    arriving.done(data);
-    this.#metrics?.upstreamBytes.inc(data.length);
-    // Served at once; written to the cache disk meanwhile (the disk is optional: a failed
-    // install still served the bytes). Until installed, the block is answered from memory.
+    return new Promise<Buffer>((resolve, reject) => {
+      // The fetch slot is held until the block is on the cache disk, so blocks held in memory
+      // stay bounded by maxInflightFetches even when the disk is slower than the upstream.
+      void this.#fetchLimit(async () => {
+        let data: Buffer;
+        try {
+          data = await this.#upstreamCall('read',
+            () => this.upstream.read(node.path, index * this.blockSize, length, node.validator, identity, arriving));
+          // The object shrank under us: this node version is gone.
+          if (data.length !== length) throw new PreconditionFailedError('upstream object changed during read');
+        } catch (err) {
+          // Changed or gone behind our back: the next getnode must ask the upstream again.
+          if (err instanceof PreconditionFailedError || err instanceof NotFoundError) this.#table.forget(node.key);
+          arriving.fail(err);
+          reject(err);
+          return;
+        } finally {
+          this.#arriving.delete(id);
+        }
+        arriving.done(data);
+        this.#metrics?.upstreamBytes.inc(data.length);
+        resolve(data);
+        await this.#installFetched(node, index, id, data);
+      });
+    });
+  }
+
+  /**
+   * Served at once; written to the cache disk meanwhile (the disk is optional: a failed
+   * install still served the bytes). Until installed, the block is answered from memory.
+   */
+  #installFetched(node: Node, index: number, id: string, data: Buffer): Promise<void> {
     this.#installing.set(id, data);
     const done = this.#blocks.install(node.key, node.version, index, data).catch(() => {}).finally(() => {
       this.#installing.delete(id);
@@ -334,7 +348,7 @@ export class CacheManager {
       if (data.length > this.#opts.memoryMaxBlockBytes) this.#reclaimer.dropped(data.length);
     });
     this.#installs.add(done);
-    return data;
+    return done;
   }
 
   /** Start fetching a block unless it is cached or on its way; true when this call started it. */

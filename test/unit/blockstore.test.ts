@@ -100,6 +100,24 @@ test('a pinned block is not evicted', async () => {
   });
 });
 
+test('when pinned blocks leave no room, a new block is not kept and the cache stays under its limit', async () => {
+  await withStore({ maxBytes: 2200, high: 0.95, low: 0.5 }, async (s) => {
+    await s.install(KEY, VER, 0, Buffer.alloc(1000));
+    await s.install(KEY, VER, 1, Buffer.alloc(1000));
+    const r0 = await s.openBlock(KEY, VER, 0, 1000);
+    const r1 = await s.openBlock(KEY, VER, 1, 1000);
+    assert.ok(r0 && r1);
+    await s.install(KEY, VER, 2, Buffer.alloc(1000));
+    assert.ok(!s.has(KEY, VER, 2), 'not kept: both other blocks are being read');
+    assert.ok(s.bytes <= 2200, `bytes ${s.bytes}`);
+    await r0.close();
+    await r1.close();
+    await s.install(KEY, VER, 2, Buffer.alloc(1000));
+    assert.ok(s.has(KEY, VER, 2), 'kept once a block could be evicted');
+    assert.ok(s.bytes <= 2200, `bytes ${s.bytes}`);
+  });
+});
+
 test('the index is rebuilt from the block files after a restart; junk is removed', async () => {
   const root = join(await mkdtemp(join(tmpdir(), 'davgate-bs-')), 'cache');
   const a = new BlockStore(root, { maxBytes: 1 << 20, highWatermark: 0.9, lowWatermark: 0.5 });
