@@ -1,5 +1,7 @@
 import type { ReadSink } from '../upstream/types.js';
 
+const EMPTY = Buffer.alloc(0);
+
 interface Waiter { need: number; resolve: (filled: number) => void; reject: (err: unknown) => void }
 
 /**
@@ -10,6 +12,8 @@ interface Waiter { need: number; resolve: (filled: number) => void; reject: (err
  */
 export class ArrivingBlock implements ReadSink {
   buffer: Buffer;
+  /** A read attempt gave up on this buffer while its writes may still land (see ReadSink.abandon). */
+  abandoned = false;
   #filled = 0;
   #failed: unknown;
   #waiters: Waiter[] = [];
@@ -18,8 +22,9 @@ export class ArrivingBlock implements ReadSink {
   readonly settled: Promise<void>;
   #settle!: () => void;
 
-  constructor(readonly length: number) {
-    this.buffer = Buffer.allocUnsafe(length);
+  /** `buffer` may be given later (when the read starts), before it is passed as a sink. */
+  constructor(readonly length: number, buffer: Buffer = EMPTY) {
+    this.buffer = buffer;
     this.settled = new Promise((r) => { this.#settle = r; });
   }
 
@@ -27,6 +32,10 @@ export class ArrivingBlock implements ReadSink {
     if (filled <= this.#filled) return;
     this.#filled = Math.min(filled, this.length);
     this.#wake();
+  }
+
+  abandon(): void {
+    this.abandoned = true;
   }
 
   /** The read ended with all `length` bytes in `data` (the sink's buffer, or a backend's own). */

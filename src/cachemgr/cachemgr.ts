@@ -12,6 +12,7 @@ import { SHARED, type Identity } from './identity.js';
 import { ReadAhead } from './readahead.js';
 import { ListingCache } from './listings.js';
 import { ArrivingBlock } from './arriving.js';
+import { BlockBufferPool } from './blockpool.js';
 import { ChunkPool } from './chunkpool.js';
 import { MemoryReclaimer } from './reclaim.js';
 
@@ -62,6 +63,8 @@ export class CacheManager {
   readonly #arriving = new Map<string, ArrivingBlock>();
   /** Read buffers of hot streams (two per stream), kept for the next streams. */
   readonly #chunks = new ChunkPool(CHUNK, 24 * 1024 * 1024);
+  /** Buffers of whole fetched blocks, reused by the next fetches (see blockpool.ts). */
+  readonly #fetchBuffers: BlockBufferPool;
   /** Hot streams reading block files now: few get bigger reads, many share a bounded memory. */
   #streams = 0;
   readonly #reclaimer: MemoryReclaimer;
@@ -79,7 +82,9 @@ export class CacheManager {
     this.#table = table;
     this.#metrics = metrics;
     this.#readAhead = new ReadAhead(opts.readAheadMaxBlocks);
-    this.#reclaimer = new MemoryReclaimer(8 * opts.blockSize, () => this.#installing.size === 0 && this.#arriving.size === 0);
+    this.#fetchBuffers = new BlockBufferPool(opts.blockSize, opts.maxInflightFetches);
+    this.#reclaimer = new MemoryReclaimer(8 * opts.blockSize, () => this.#installing.size === 0 && this.#arriving.size === 0,
+      () => this.#fetchBuffers.trim());
     this.#fetchLimit = pLimit(opts.maxInflightFetches);
     this.#missing = opts.ttl > 0 ? new LRUCache({ max: 10_000, ttl: opts.ttl }) : undefined;
     this.#listings = opts.ttl > 0 && opts.listingEntries > 0 ? new ListingCache(opts.listingEntries, opts.ttl) : undefined;
@@ -263,6 +268,12 @@ export class CacheManager {
 
   /** getdata: one verified block of a node, from the cache or fetched once for all askers. */
   async getdata(node: Node, index: number, identity: Identity = SHARED): Promise<Buffer> {
+    const buf = await this.#getdata(node, index, identity);
+    return this.#fetchBuffers.owns(buf) ? Buffer.from(buf) : buf; // a pooled buffer is reused later
+  }
+
+  /** getdata's buffer, possibly pooled: the caller holds it in the turn it gets it (blockpool.ts). */
+  async #getdata(node: Node, index: number, identity: Identity): Promise<Buffer> {
     const length = this.#blockLength(node, index);
     if (length === 0) return Buffer.alloc(0);
     const id = blockId(node.key, node.version, index);
@@ -313,6 +324,9 @@ export class CacheManager {
       // The fetch slot is held until the block is on the cache disk, so blocks held in memory
       // stay bounded by maxInflightFetches even when the disk is slower than the upstream.
       void this.#fetchLimit(async () => {
+        // Whole big blocks only: small ones are kept in the memory tier, never handed back.
+        const pooled = length === this.blockSize && length > this.#opts.memoryMaxBlockBytes ? this.#fetchBuffers.take() : undefined;
+        arriving.buffer = pooled ?? Buffer.allocUnsafe(length);
         let data: Buffer;
         try {
           data = await this.#upstreamCall('read',
@@ -323,15 +337,21 @@ export class CacheManager {
           // Changed or gone behind our back: the next getnode must ask the upstream again.
           if (err instanceof PreconditionFailedError || err instanceof NotFoundError) this.#table.forget(node.key);
           arriving.fail(err);
+          if (pooled) this.#fetchBuffers.discard(pooled); // an attempt may still be writing into it
           reject(err);
           return;
         } finally {
           this.#arriving.delete(id);
         }
+        if (pooled && arriving.abandoned) this.#fetchBuffers.discard(pooled);
         arriving.done(data);
         this.#metrics?.upstreamBytes.inc(data.length);
         resolve(data);
-        await this.#installFetched(node, index, id, data);
+        try {
+          await this.#installFetched(node, index, id, data);
+        } finally {
+          if (pooled) this.#fetchBuffers.release(pooled);
+        }
       });
     });
   }
@@ -413,11 +433,23 @@ export class CacheManager {
     const arriving = this.#arriving.get(id);
     if (arriving) {
       if (!started) this.#metrics?.cacheBlocks.inc({ result: 'join' });
-      for (let pos = from; pos < to;) {
-        const end = Math.min(await arriving.available(pos), to);
-        this.#metrics?.bytesServed.inc({ source: 'upstream' }, end - pos);
-        yield arriving.buffer.subarray(pos, end);
-        pos = end;
+      // The buffer yielded from is held until the consumer is done with it (pooled: blockpool.ts).
+      let held: Buffer | undefined;
+      try {
+        for (let pos = from; pos < to;) {
+          const end = Math.min(await arriving.available(pos), to);
+          const buf = arriving.buffer; // the read's own buffer may replace the sink's when it ends
+          if (buf !== held) {
+            this.#fetchBuffers.hold(buf);
+            if (held) this.#fetchBuffers.release(held);
+            held = buf;
+          }
+          this.#metrics?.bytesServed.inc({ source: 'upstream' }, end - pos);
+          yield buf.subarray(pos, end);
+          pos = end;
+        }
+      } finally {
+        if (held) this.#fetchBuffers.release(held);
       }
       return;
     }
@@ -443,8 +475,7 @@ export class CacheManager {
             const buf = await pending.shift()!;
             if (!buf) {
               // Damaged on disk (now dropped): the rest of this block comes from the upstream.
-              const data = await this.getdata(node, index, identity);
-              yield data.subarray(Math.max(from, c * CHUNK), to);
+              yield* this.#blockFromGetdata(node, index, Math.max(from, c * CHUNK), to, identity);
               return;
             }
             const a = c === c0 ? from - c * CHUNK : 0;
@@ -461,8 +492,17 @@ export class CacheManager {
         return;
       }
     }
-    const data = await this.getdata(node, index, identity);
-    yield from === 0 && to === data.length ? data : data.subarray(from, to);
+    yield* this.#blockFromGetdata(node, index, from, to, identity);
+  }
+
+  async *#blockFromGetdata(node: Node, index: number, from: number, to: number, identity: Identity): AsyncGenerator<Buffer> {
+    const data = await this.#getdata(node, index, identity);
+    this.#fetchBuffers.hold(data);
+    try {
+      yield from === 0 && to === data.length ? data : data.subarray(from, to);
+    } finally {
+      this.#fetchBuffers.release(data);
+    }
   }
 
   /** Write-through: the upstream commits atomically, then the new node is installed. */

@@ -11,14 +11,19 @@ import { runInNewContext } from 'node:vm';
 export class MemoryReclaimer {
   readonly #threshold: number;
   readonly #idle: () => boolean;
+  readonly #beforeCollect: () => void;
   readonly #gc: (() => void) | undefined;
   #garbage = 0;
   #timer: NodeJS.Timeout | undefined;
 
-  /** `idle`: nothing is being fetched (then the dropped buffers are no longer in use). */
-  constructor(threshold: number, idle: () => boolean) {
+  /**
+   * `idle`: nothing is being fetched (then the dropped buffers are no longer in use);
+   * `beforeCollect`: lets go of buffers kept for reuse, so that the collection frees them too.
+   */
+  constructor(threshold: number, idle: () => boolean, beforeCollect: () => void = () => {}) {
     this.#threshold = threshold;
     this.#idle = idle;
+    this.#beforeCollect = beforeCollect;
     try {
       setFlagsFromString('--expose-gc');
       this.#gc = runInNewContext('gc') as () => void;
@@ -41,6 +46,7 @@ export class MemoryReclaimer {
       this.#timer = undefined;
       if (!this.#idle()) return this.#arm();
       this.#garbage = 0;
+      this.#beforeCollect();
       this.#gc?.();
     }, 50);
     this.#timer.unref();

@@ -58,16 +58,19 @@ export class ResilientUpstream implements Upstream {
     if (!this.healthy) this.#downUntil = Date.now() + this.#policy.downFor;
   }
 
-  #timed<T>(p: Promise<T>, operation: string): Promise<T> {
+  #timed<T>(p: Promise<T>, operation: string, onTimeout?: () => void): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', `upstream ${operation} timed out after ${this.#policy.timeout} ms`)), this.#policy.timeout);
+      timer = setTimeout(() => {
+        onTimeout?.();
+        reject(new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', `upstream ${operation} timed out after ${this.#policy.timeout} ms`));
+      }, this.#policy.timeout);
     });
     p.catch(() => {}); // a late failure after the timeout is not unhandled
     return Promise.race([p, limit]).finally(() => clearTimeout(timer));
   }
 
-  async #call<T>(operation: string, retryable: boolean, fn: () => Promise<T>, timed = true): Promise<T> {
+  async #call<T>(operation: string, retryable: boolean, fn: () => Promise<T>, timed = true, onTimeout?: () => void): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       if (!this.healthy) {
         // Down: fail fast, except for one probe once `downFor` has passed.
@@ -75,7 +78,7 @@ export class ResilientUpstream implements Upstream {
         this.#probing = true;
       }
       try {
-        const v = await (timed ? this.#timed(fn(), operation) : fn());
+        const v = await (timed ? this.#timed(fn(), operation, onTimeout) : fn());
         this.#succeeded();
         return v;
       } catch (err) {
@@ -140,7 +143,8 @@ export class ResilientUpstream implements Upstream {
   }
 
   read(path: string, offset: number, length: number, v?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
-    return this.#call('read', true, () => this.inner.read(path, offset, length, v, ctx, sink));
+    // A timed-out attempt keeps writing into the sink's buffer until it ends by itself.
+    return this.#call('read', true, () => this.inner.read(path, offset, length, v, ctx, sink), true, () => sink?.abandon?.());
   }
 
   // A body streams at the client's pace: no timeout on the whole write, and never a retry.

@@ -119,4 +119,6 @@ export interface ReadSink {
   readonly buffer: Buffer;
   /** Bytes [0, filled) of `buffer` are final. Called with growing values; a retried read may repeat them. */
   progress(filled: number): void;
+  /** An attempt was given up (timed out) while its writes into `buffer` may still land: never reuse it. */
+  abandon?(): void;
 }

@@ -93,3 +93,76 @@ describe('hot reads from block files', () => {
     for (const [name, data] of files) assert.ok((await get(gw.url + name)).body.equals(data), name);
   });
 });
+
+/** A GET that stops reading after its first bytes until `resume` settles (its buffers stay in use meanwhile). */
+function slowGet(url: string, resume: Promise<unknown>): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    request(url, (res) => {
+      const chunks: Buffer[] = [];
+      res.once('data', () => { res.pause(); void resume.finally(() => res.resume()); });
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks)));
+      res.on('error', reject);
+    }).on('error', reject).end();
+  });
+}
+
+describe('cold reads through reused fetch buffers', () => {
+  test('side by side with slow and departing clients, every stream gets its own file\'s bytes', async (t) => {
+    // 1 MiB blocks: many fetches share few pooled buffers; a reader that still holds a buffer
+    // while its block is installed must never see it refilled with another block.
+    const gw = await startGateway({ cache: { ttl: 60_000, blockSize: MiB, maxInflightFetches: 4 } });
+    t.after(() => gw.close());
+    const next = rng(11);
+    for (let round = 0; round < 3; round++) {
+      const files = new Map<string, Buffer>();
+      for (let f = 0; f < 4; f++) {
+        const data = randomBytes((f === 0 ? 24 : 5) * MiB + Math.floor(next() * MiB));
+        files.set(`r${round}-${f}.bin`, data);
+        await writeFile(join(gw.upstreamDir, `r${round}-${f}.bin`), data);
+      }
+      const names = [...files.keys()];
+      // The slow client stalls with a block's bytes in flight (more than the socket buffers
+      // take) while the other streams fetch through the same few buffers, then reads on.
+      const others = Promise.all([
+        get(gw.url + names[1]).then((r) => assert.ok(r.body.equals(files.get(names[1]!)!), `round ${round}: ${names[1]}`)),
+        abandon(gw.url + names[2], Math.floor(next() * 4 * MiB)),
+        get(gw.url + names[3], `bytes=${MiB + 7}-`).then((r) => assert.ok(r.body.equals(files.get(names[3]!)!.subarray(MiB + 7)), `round ${round}: ${names[3]} range`)),
+      ]);
+      const slow = slowGet(gw.url + names[0], others.then(() => new Promise((r) => setTimeout(r, 100))));
+      await others;
+      assert.ok((await slow).equals(files.get(names[0]!)!), `round ${round}: slow ${names[0]}`);
+      // Whatever the departed client left half-fetched is served whole and exact afterwards.
+      assert.ok((await get(gw.url + names[2])).body.equals(files.get(names[2]!)!), `round ${round}: ${names[2]} after abandon`);
+    }
+  });
+
+  test('a yielded piece keeps its bytes until the consumer asks for the next, while other cold reads reuse buffers', async (t) => {
+    const gw = await startGateway({ cache: { ttl: 60_000, blockSize: MiB, maxInflightFetches: 2 } });
+    t.after(() => gw.close());
+    const held = randomBytes(3 * MiB);
+    await writeFile(join(gw.upstreamDir, 'held.bin'), held);
+    const cache = gw.gateway.cache;
+    // One piece of each of the first blocks, kept (not consumed) while they are installed and
+    // 24 other blocks are fetched through the pool.
+    const pieces: Array<{ at: number; buf: Buffer; it: AsyncGenerator<Buffer> }> = [];
+    const node = await cache.getnode('/held.bin');
+    for (const at of [0, MiB, 2 * MiB]) {
+      const it = cache.readRange(node, at, at + MiB - 1);
+      const first = await it.next();
+      assert.ok(!first.done);
+      pieces.push({ at, buf: first.value, it });
+    }
+    await cache.flush(); // every block of held.bin is installed; their fetch buffers let go
+    for (let f = 0; f < 4; f++) {
+      const data = randomBytes(6 * MiB);
+      await writeFile(join(gw.upstreamDir, `other-${f}.bin`), data);
+      assert.ok((await get(gw.url + `other-${f}.bin`)).body.equals(data));
+    }
+    for (const p of pieces) {
+      assert.ok(p.buf.length > 0);
+      assert.ok(p.buf.equals(held.subarray(p.at, p.at + p.buf.length)), `the piece at ${p.at} was overwritten`);
+      await p.it.return(undefined);
+    }
+  });
+});
