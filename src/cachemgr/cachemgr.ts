@@ -323,7 +323,7 @@ export class CacheManager {
     return new Promise<Buffer>((resolve, reject) => {
       // The fetch slot is held until the block is on the cache disk, so blocks held in memory
       // stay bounded by maxInflightFetches even when the disk is slower than the upstream.
-      void this.#fetchLimit(async () => {
+      this.#fetchLimit(async () => {
         // Whole big blocks only: small ones are kept in the memory tier, never handed back.
         const pooled = length === this.blockSize && length > this.#opts.memoryMaxBlockBytes ? this.#fetchBuffers.take() : undefined;
         arriving.buffer = pooled ?? Buffer.allocUnsafe(length);
@@ -352,7 +352,7 @@ export class CacheManager {
         } finally {
           if (pooled) this.#fetchBuffers.release(pooled);
         }
-      });
+      }).catch(reject); // whatever escaped the above (the block was not served yet, else a no-op)
     });
   }
 
