@@ -239,7 +239,12 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
 
 const SECRET_KEYS = new Set(['secretAccessKey', 'password']);
 
+/** A URL's user:password part, masked. */
+function maskUserinfo(v: string): string {
+  return v.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
+}
+
 /** The configuration with secrets masked, for printing (`config check`) and logs. */
 export function redacted(c: Config): unknown {
-  return JSON.parse(JSON.stringify(c, (k, v) => (SECRET_KEYS.has(k) && v ? '***' : v)));
+  return JSON.parse(JSON.stringify(c, (k, v) => (SECRET_KEYS.has(k) && v ? '***' : k === 'url' && typeof v === 'string' ? maskUserinfo(v) : v)));
 }

@@ -1,30 +1,136 @@
+import { statfs } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 // One Registry per app (tests build many). Labels are low-cardinality only:
 // method, status, operation, result — never a path or a user name.
+// Every labelled counter is created at zero for its known label values, so a dashboard panel
+// on a rare event (a 5xx, a breaker opening) shows 0 rather than "no data".
+
+export const METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'OTHER'] as const;
+const STATUS_CLASSES = ['2xx', '3xx', '4xx', '5xx'] as const;
+export const UPSTREAM_OPERATIONS = ['stat', 'list', 'read', 'write', 'mkdir', 'remove', 'move', 'copy', 'quota', 'setmtime'] as const;
+const UPSTREAM_RESULTS = ['ok', 'not_found', 'error'] as const;
+const RETRIED = ['stat', 'list', 'read', 'quota'] as const;
+
+/** What a block lookup found; `join` and `prefetch` are also counted on their own series. */
+export type BlockLookup = 'hit' | 'miss' | 'join' | 'prefetch';
+
+/** Values read from the running gateway at scrape time. */
+export interface MetricSources {
+  /** 0 closed, 1 half-open (the next call probes), 2 open. */
+  breakerState?(): number;
+  activeLocks?(): number;
+  nodes?(): number;
+  memoryTierBytes?(): number;
+}
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+function zero<T extends string>(c: Counter<T> | Histogram<T>, ...dims: Array<readonly [T, readonly string[]]>): void {
+  const combos = dims.reduce<Array<Record<string, string>>>((acc, [name, values]) => acc.flatMap((l) => values.map((v) => ({ ...l, [name]: v }))), [{}]);
+  for (const labels of combos) {
+    if (c instanceof Histogram) c.zero(labels as Partial<Record<T, string>>);
+    else c.inc(labels as Partial<Record<T, string>>, 0);
+  }
+}
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({ name: 'davgate_requests_total', help: 'WebDAV requests by method and status', labelNames: ['method', 'status'] as const, registers: [this.registry] });
-  readonly requestDuration = new Histogram({
-    name: 'davgate_request_duration_seconds', help: 'WebDAV request duration', labelNames: ['method'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],
-  });
-  readonly cacheBlocks = new Counter({ name: 'davgate_cache_block_requests_total', help: 'Block lookups by result: hit, miss, join (joined an in-flight fetch), prefetch (read-ahead started)', labelNames: ['result'] as const, registers: [this.registry] });
-  readonly bytesServed = new Counter({ name: 'davgate_served_bytes_total', help: 'Bytes of file content read for clients by source', labelNames: ['source'] as const, registers: [this.registry] });
-  readonly upstreamRequests = new Counter({ name: 'davgate_upstream_requests_total', help: 'Upstream operations by operation and result', labelNames: ['operation', 'result'] as const, registers: [this.registry] });
-  readonly upstreamBytes = new Counter({ name: 'davgate_upstream_read_bytes_total', help: 'Bytes read from the upstream', registers: [this.registry] });
-  readonly cacheBytes = new Gauge({ name: 'davgate_cache_bytes', help: 'Bytes of block files in the cache', registers: [this.registry] });
-  readonly cacheBlockCount = new Gauge({ name: 'davgate_cache_blocks', help: 'Block files in the cache', registers: [this.registry] });
-  readonly evictions = new Counter({ name: 'davgate_cache_evicted_bytes_total', help: 'Bytes evicted from the cache', registers: [this.registry] });
-  readonly corruptBlocks = new Counter({ name: 'davgate_cache_corrupt_blocks_total', help: 'Block files dropped because size or checksum was wrong', registers: [this.registry] });
-  readonly upstreamRetries = new Counter({ name: 'davgate_upstream_retries_total', help: 'Upstream operations retried after a transient failure', labelNames: ['operation'] as const, registers: [this.registry] });
-  readonly upstreamUp = new Gauge({ name: 'davgate_upstream_up', help: '1 while the upstream answers, 0 while it is considered down', registers: [this.registry] });
-  readonly staleServed = new Counter({ name: 'davgate_stale_served_total', help: 'Requests answered from cached data because the upstream could not be reached', registers: [this.registry] });
-  readonly revalidations = new Counter({ name: 'davgate_node_revalidations_total', help: 'Node revalidations by result (same, changed, gone)', labelNames: ['result'] as const, registers: [this.registry] });
+  #sources: MetricSources = {};
+  #cacheDir: string | undefined;
+  readonly #reg = [this.registry];
 
-  constructor(opts: { defaultMetrics?: boolean } = {}) {
+  readonly buildInfo = new Gauge({ name: 'davgate_build_info', help: 'Always 1; the labels carry the davgate and Node.js versions', labelNames: ['version', 'node'] as const, registers: this.#reg });
+  readonly requests = new Counter({ name: 'davgate_requests_total', help: 'WebDAV requests by method and status', labelNames: ['method', 'status'] as const, registers: this.#reg });
+  readonly requestDuration = new Histogram({
+    name: 'davgate_request_duration_seconds', help: 'WebDAV request duration by method and status class (2xx..5xx), until the last byte is sent',
+    labelNames: ['method', 'status_class'] as const, buckets: LATENCY_BUCKETS, registers: this.#reg,
+  });
+  readonly inFlight = new Gauge({ name: 'davgate_requests_in_flight', help: 'WebDAV requests being answered now', registers: this.#reg });
+  readonly clientAborts = new Counter({ name: 'davgate_client_aborts_total', help: 'Requests the client gave up on before the answer was complete', labelNames: ['method'] as const, registers: this.#reg });
+  readonly internalErrors = new Counter({ name: 'davgate_internal_errors_total', help: 'Requests answered 500 because of an unexpected error (a bug: see the log for its stack)', registers: this.#reg });
+
+  readonly blockRequests = new Counter({ name: 'davgate_cache_block_requests_total', help: 'Block lookups: hit (in memory or on the cache disk) or miss (fetched, or joined a fetch in flight)', labelNames: ['result'] as const, registers: this.#reg });
+  readonly blockJoins = new Counter({ name: 'davgate_cache_singleflight_joins_total', help: 'Block misses that joined an upstream fetch already in flight instead of starting one', registers: this.#reg });
+  readonly readAhead = new Counter({ name: 'davgate_cache_readahead_blocks_total', help: 'Blocks fetched ahead of the reader (sequential read-ahead)', registers: this.#reg });
+  readonly memoryHits = new Counter({ name: 'davgate_cache_memory_hits_total', help: 'Block hits answered from the memory tier', registers: this.#reg });
+  readonly bytesServed = new Counter({ name: 'davgate_served_bytes_total', help: 'Bytes of file content read for clients by source (cache or upstream)', labelNames: ['source'] as const, registers: this.#reg });
+  readonly cacheBytes = new Gauge({ name: 'davgate_cache_bytes', help: 'Bytes of block files in the cache', registers: this.#reg });
+  readonly cacheBlockCount = new Gauge({ name: 'davgate_cache_blocks', help: 'Block files in the cache', registers: this.#reg });
+  readonly cacheLimit = new Gauge({ name: 'davgate_cache_limit_bytes', help: 'Configured cache size limit (cache.maxBytes)', registers: this.#reg });
+  readonly evictedBytes = new Counter({ name: 'davgate_cache_evicted_bytes_total', help: 'Bytes evicted from the cache', registers: this.#reg });
+  readonly evictedBlocks = new Counter({ name: 'davgate_cache_evicted_blocks_total', help: 'Blocks evicted from the cache', registers: this.#reg });
+  readonly evictedRecent = new Counter({ name: 'davgate_cache_evicted_recently_used_blocks_total', help: 'Evicted blocks that had been read in the minute before (the cache is too small for the working set)', registers: this.#reg });
+  readonly corruptBlocks = new Counter({ name: 'davgate_cache_corrupt_blocks_total', help: 'Block files dropped because size or checksum was wrong', registers: this.#reg });
+
+  readonly upstreamRequests = new Counter({ name: 'davgate_upstream_requests_total', help: 'Upstream operations by operation and result', labelNames: ['operation', 'result'] as const, registers: this.#reg });
+  readonly upstreamDuration = new Histogram({
+    name: 'davgate_upstream_request_duration_seconds', help: 'Upstream operation duration (retries included) by operation and result',
+    labelNames: ['operation', 'result'] as const, buckets: LATENCY_BUCKETS, registers: this.#reg,
+  });
+  readonly upstreamBytes = new Counter({ name: 'davgate_upstream_read_bytes_total', help: 'Bytes read from the upstream', registers: this.#reg });
+  readonly upstreamRetries = new Counter({ name: 'davgate_upstream_retries_total', help: 'Upstream operations retried after a transient failure', labelNames: ['operation'] as const, registers: this.#reg });
+  readonly upstreamUp = new Gauge({ name: 'davgate_upstream_up', help: '1 while the upstream answers, 0 while it is considered down', registers: this.#reg });
+  readonly breakerOpens = new Counter({ name: 'davgate_upstream_breaker_opens_total', help: 'Times the upstream circuit breaker opened', registers: this.#reg });
+  readonly staleServed = new Counter({ name: 'davgate_stale_served_total', help: 'Requests answered from cached data because the upstream could not be reached', registers: this.#reg });
+  readonly revalidations = new Counter({ name: 'davgate_node_revalidations_total', help: 'Node revalidations by result (same, changed, gone)', labelNames: ['result'] as const, registers: this.#reg });
+
+  constructor(opts: { defaultMetrics?: boolean; version?: string } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    this.buildInfo.set({ version: opts.version ?? 'unknown', node: process.versions.node }, 1);
     this.upstreamUp.set(1);
+    zero(this.requestDuration, ['method', METHODS], ['status_class', STATUS_CLASSES]);
+    zero(this.clientAborts, ['method', METHODS]);
+    zero(this.blockRequests, ['result', ['hit', 'miss']]);
+    zero(this.bytesServed, ['source', ['cache', 'upstream']]);
+    zero(this.upstreamRequests, ['operation', UPSTREAM_OPERATIONS], ['result', UPSTREAM_RESULTS]);
+    zero(this.upstreamDuration, ['operation', UPSTREAM_OPERATIONS], ['result', UPSTREAM_RESULTS]);
+    zero(this.upstreamRetries, ['operation', RETRIED]);
+    zero(this.revalidations, ['result', ['same', 'changed', 'gone']]);
+    const self = this;
+    new Gauge({ name: 'davgate_upstream_breaker_state', help: 'Upstream circuit breaker: 0 closed, 1 half-open (the next call probes), 2 open', registers: this.#reg,
+      collect() { this.set(self.#sources.breakerState?.() ?? 0); } });
+    new Gauge({ name: 'davgate_webdav_locks', help: 'WebDAV locks held now (unexpired)', registers: this.#reg,
+      collect() { this.set(self.#sources.activeLocks?.() ?? 0); } });
+    new Gauge({ name: 'davgate_cache_nodes', help: 'Node records held in memory', registers: this.#reg,
+      collect() { this.set(self.#sources.nodes?.() ?? 0); } });
+    new Gauge({ name: 'davgate_cache_memory_tier_bytes', help: 'Bytes of small blocks held in the memory tier', registers: this.#reg,
+      collect() { this.set(self.#sources.memoryTierBytes?.() ?? 0); } });
+    const disk = (name: string, help: string, pick: (s: { bavail: number; blocks: number; bsize: number }) => number) => new Gauge({
+      name, help, registers: this.#reg,
+      async collect() {
+        if (!self.#cacheDir) return;
+        const s = await statfs(self.#cacheDir).catch(() => undefined);
+        if (s) this.set(pick(s));
+      },
+    });
+    disk('davgate_cache_disk_free_bytes', 'Free bytes (for unprivileged users) on the file system of the cache directory', (s) => s.bavail * s.bsize);
+    disk('davgate_cache_disk_size_bytes', 'Size of the file system of the cache directory', (s) => s.blocks * s.bsize);
+  }
+
+  /** Late-bound readers of gateway state, collected at scrape time. */
+  observe(sources: MetricSources): void {
+    this.#sources = { ...this.#sources, ...sources };
+  }
+
+  /** The cache directory whose file system the disk gauges describe. */
+  observeCacheDir(dir: string): void {
+    this.#cacheDir = dir;
+  }
+
+  blockLookup(result: BlockLookup): void {
+    if (result === 'prefetch') { this.readAhead.inc(); return; }
+    this.blockRequests.inc({ result: result === 'hit' ? 'hit' : 'miss' });
+    if (result === 'join') this.blockJoins.inc();
+  }
+
+  request(method: string, status: number, seconds: number): void {
+    this.requests.inc({ method, status: String(status) });
+    this.requestDuration.observe({ method, status_class: `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx` }, seconds);
+  }
+
+  upstreamCall(operation: string, result: string, seconds: number): void {
+    this.upstreamRequests.inc({ operation, result });
+    this.upstreamDuration.observe({ operation, result }, seconds);
   }
 }

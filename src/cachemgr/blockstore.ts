@@ -32,10 +32,15 @@ export interface BlockMeta {
   readonly size: number;
   readonly crc: number;
   pins: number;
+  /** When the block was last installed or opened for reading (ms since epoch). */
+  lastUsed: number;
 }
 
+/** A block evicted within this long of its last read counts as thrashing (the working set does not fit). */
+const RECENT_MS = 60_000;
+
 export interface BlockStoreEvents {
-  onEvict?(bytes: number): void;
+  onEvict?(bytes: number, blocks: number, recentlyUsed: number): void;
   onCorrupt?(): void;
   onChange?(bytes: number, count: number): void;
 }
@@ -57,6 +62,8 @@ export class BlockStore {
   #bytes = 0;
   #reserved = 0;
   #locked = false;
+  /** Files found under blocks/ or tmp/ that no block owns; removed at open unless opened read-only. */
+  #strays: string[] = [];
 
   constructor(root: string, opts: { maxBytes: number; highWatermark: number; lowWatermark: number; events?: BlockStoreEvents }) {
     this.root = root;
@@ -70,16 +77,30 @@ export class BlockStore {
   get count(): number { return this.#blocks.size; }
   get maxBytes(): number { return this.#maxBytes; }
 
-  /** Create the sandbox, take the lock file, rebuild the index from the block files. */
-  async open(): Promise<void> {
+  /**
+   * Create the sandbox, take the lock file, rebuild the index from the block files. Read-only
+   * (`cache stats`, `cache verify` without --repair) leaves every file as found: what does not
+   * belong is only listed in `strays`.
+   */
+  async open(opts: { readOnly?: boolean } = {}): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     const st = await lstat(this.root);
     if (!st.isDirectory()) throw new CacheCorruptError(`cache root ${this.root} is not a directory`);
     await this.#takeLock();
-    await rm(join(this.root, 'tmp'), { recursive: true, force: true });
-    await mkdir(join(this.root, 'tmp'), { mode: 0o700 });
+    const tidy = !opts.readOnly;
+    if (tidy) await rm(join(this.root, 'tmp'), { recursive: true, force: true });
+    else for (const f of await readdir(join(this.root, 'tmp')).catch(() => [])) this.#strays.push(join(this.root, 'tmp', f));
+    await mkdir(join(this.root, 'tmp'), { recursive: true, mode: 0o700 });
     await mkdir(join(this.root, 'blocks'), { recursive: true, mode: 0o700 });
-    await this.#scan();
+    await this.#scan(tidy);
+  }
+
+  /** Files that belong to no block (see open). */
+  get strays(): readonly string[] { return this.#strays; }
+
+  async #stray(path: string, tidy: boolean): Promise<void> {
+    if (tidy) await rm(path, { recursive: true, force: true });
+    else this.#strays.push(path);
   }
 
   async close(): Promise<void> {
@@ -87,6 +108,12 @@ export class BlockStore {
       await unlink(join(this.root, 'LOCK')).catch(() => {});
       this.#locked = false;
     }
+  }
+
+  /** The pid of a live process holding the cache directory `root`, if any. */
+  static async owner(root: string): Promise<number | undefined> {
+    const pid = Number((await readFile(join(root, 'LOCK'), 'utf8').catch(() => '')).trim());
+    return pid > 0 && pid !== process.pid && isAlive(pid) ? pid : undefined;
   }
 
   async #takeLock(): Promise<void> {
@@ -106,33 +133,33 @@ export class BlockStore {
     throw new CacheInUseError(this.root);
   }
 
-  async #scan(): Promise<void> {
+  async #scan(tidy: boolean): Promise<void> {
     const found: Array<BlockMeta & { mtimeMs: number }> = [];
     const blocksDir = join(this.root, 'blocks');
     const scanKey = async (keyName: string, keyDir: string): Promise<void> => {
       for (const f of await readdir(keyDir, { withFileTypes: true })) {
         const m = BLOCK_NAME.exec(f.name);
         const p = join(keyDir, f.name);
-        if (!f.isFile() || !m) { await rm(p, { recursive: true, force: true }); continue; }
+        if (!f.isFile() || !m) { await this.#stray(p, tidy); continue; }
         const st = await lstat(p);
-        found.push({ key: keyName, version: m[1]!, index: parseInt(m[2]!, 16), crc: parseInt(m[3]!, 16), size: st.size, pins: 0, mtimeMs: st.mtimeMs });
+        found.push({ key: keyName, version: m[1]!, index: parseInt(m[2]!, 16), crc: parseInt(m[3]!, 16), size: st.size, pins: 0, lastUsed: st.mtimeMs, mtimeMs: st.mtimeMs });
       }
     };
     for (const shard of await readdir(blocksDir, { withFileTypes: true })) {
-      if (!shard.isDirectory() || !HEX.test(shard.name)) { await rm(join(blocksDir, shard.name), { recursive: true, force: true }); continue; }
+      if (!shard.isDirectory() || !HEX.test(shard.name)) { await this.#stray(join(blocksDir, shard.name), tidy); continue; }
       // The key directories of a shard are scanned side by side: start-up time with a large
       // cache is mostly waiting on the file system, one entry at a time otherwise.
       const scans: Array<Promise<void>> = [];
       for (const keyEnt of await readdir(join(blocksDir, shard.name), { withFileTypes: true })) {
         const keyDir = join(blocksDir, shard.name, keyEnt.name);
-        if (!keyEnt.isDirectory() || !HEX.test(keyEnt.name)) { await rm(keyDir, { recursive: true, force: true }); continue; }
+        if (!keyEnt.isDirectory() || !HEX.test(keyEnt.name)) { await this.#stray(keyDir, tidy); continue; }
         scans.push(scanKey(keyEnt.name, keyDir));
       }
       await Promise.all(scans);
     }
     // Oldest first, so the LRU order survives a restart approximately.
     found.sort((a, b) => a.mtimeMs - b.mtimeMs);
-    for (const b of found) this.#add({ key: b.key, version: b.version, index: b.index, size: b.size, crc: b.crc, pins: 0 });
+    for (const b of found) this.#add({ key: b.key, version: b.version, index: b.index, size: b.size, crc: b.crc, pins: 0, lastUsed: b.lastUsed });
     this.#changed();
   }
 
@@ -170,6 +197,11 @@ export class BlockStore {
     this.#events.onChange?.(this.#bytes, this.#blocks.size);
   }
 
+  /** Any block of this node key cached? */
+  hasKey(key: string): boolean {
+    return this.#byKey.has(key);
+  }
+
   has(key: string, version: string, index: number): boolean {
     return this.#blocks.has(blockId(key, version, index));
   }
@@ -187,6 +219,7 @@ export class BlockStore {
     // Touch: move to the most-recently-used end.
     this.#blocks.delete(id);
     this.#blocks.set(id, b);
+    b.lastUsed = Date.now();
     const chunks = Math.ceil(expectedSize / CHUNK);
     let fh;
     try {
@@ -247,7 +280,7 @@ export class BlockStore {
       // Pinned blocks (being read) cannot be evicted: rather than grow past the limit, serve
       // this block without keeping it.
       if (this.#bytes + this.#reserved > this.#maxBytes) return;
-      const meta: BlockMeta = { key, version, index, size, crc: crc32(table), pins: 0 };
+      const meta: BlockMeta = { key, version, index, size, crc: crc32(table), pins: 0, lastUsed: Date.now() };
       const tmp = join(this.root, 'tmp', randomBytes(12).toString('hex'));
       const fh = await open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
       try {
@@ -287,11 +320,14 @@ export class BlockStore {
       victims.push(b);
     }
     let freed = 0;
+    let recent = 0;
+    const now = Date.now();
     for (const b of victims) {
       freed += b.size;
+      if (now - b.lastUsed < RECENT_MS) recent++;
       await unlink(this.#file(b)).catch(() => {});
     }
-    if (freed) this.#events.onEvict?.(freed);
+    if (victims.length) this.#events.onEvict?.(freed, victims.length, recent);
   }
 
   #drop(id: string, corrupt: boolean): void {
@@ -335,8 +371,40 @@ export class BlockStore {
     }
   }
 
-  keys(): IterableIterator<string> {
-    return this.#byKey.keys();
+  /** Installed blocks, least recently used first (a snapshot: callers may drop blocks meanwhile). */
+  list(): BlockMeta[] {
+    return [...this.#blocks.values()];
+  }
+
+  /** Still installed (not evicted or dropped since it was listed)? */
+  holds(b: BlockMeta): boolean {
+    return this.#blocks.get(blockId(b.key, b.version, b.index)) === b;
+  }
+
+  /** Where a block's file is; for `cache verify`, which reads every file itself. */
+  fileOf(b: BlockMeta): string {
+    return this.#file(b);
+  }
+
+  /** Drop one block (`corrupt`: counted as damaged). */
+  drop(b: BlockMeta, corrupt: boolean): void {
+    if (this.holds(b)) this.#drop(blockId(b.key, b.version, b.index), corrupt);
+  }
+
+  /** Drop every block not being read (`cache purge` without a path). */
+  async dropAll(): Promise<number> {
+    const keys = [...this.#byKey.keys()];
+    const before = this.#blocks.size;
+    for (const k of keys) await this.dropKey(k);
+    return before - this.#blocks.size;
+  }
+
+  /** Remove the files listed in `strays`. */
+  async removeStrays(): Promise<number> {
+    const n = this.#strays.length;
+    for (const p of this.#strays) await rm(p, { recursive: true, force: true });
+    this.#strays = [];
+    return n;
   }
 }
 

@@ -45,6 +45,13 @@ export interface CacheOptions {
   listingEntries: number;
 }
 
+/** How an upstream call ended, for metrics: a client that went away is not an upstream failure. */
+function upstreamResultOf(err: unknown): string {
+  if (err instanceof NotFoundError) return 'not_found';
+  if (err instanceof DavgateError && err.code === 'DAVGATE_INCOMPLETE_BODY') return 'client_abort';
+  return 'error';
+}
+
 export class CacheManager {
   readonly upstream: Upstream;
   readonly blockSize: number;
@@ -95,7 +102,11 @@ export class CacheManager {
     const blocks = new BlockStore(opts.dir, {
       maxBytes: opts.maxBytes, highWatermark: opts.highWatermark, lowWatermark: opts.lowWatermark,
       events: {
-        onEvict: (b) => metrics?.evictions.inc(b),
+        onEvict: (bytes, blocks, recent) => {
+          metrics?.evictedBytes.inc(bytes);
+          metrics?.evictedBlocks.inc(blocks);
+          metrics?.evictedRecent.inc(recent);
+        },
         onCorrupt: () => metrics?.corruptBlocks.inc(),
         onChange: (bytes, count) => { metrics?.cacheBytes.set(bytes); metrics?.cacheBlockCount.set(count); },
       },
@@ -112,6 +123,66 @@ export class CacheManager {
 
   get cacheBytes(): number { return this.#blocks.bytes; }
   get cacheBlocks(): number { return this.#blocks.count; }
+  get nodeCount(): number { return this.#table.size; }
+  get memoryTierBytes(): number { return this.#memory?.calculatedSize ?? 0; }
+  /** The block store itself, for `cache stats|verify|purge` (maintenance.ts). */
+  get blockStore(): BlockStore { return this.#blocks; }
+
+  /**
+   * Which of the blocks covering start..end (inclusive) are cached now, for the request log:
+   * all (hit), some (partial) or none (miss).
+   */
+  residency(node: Node, start: number, end: number): 'hit' | 'partial' | 'miss' {
+    if (end < start) return 'hit';
+    let cached = 0;
+    const first = Math.floor(start / this.blockSize);
+    const last = Math.floor(end / this.blockSize);
+    for (let i = first; i <= last; i++) {
+      const id = blockId(node.key, node.version, i);
+      if (this.#memory?.has(id) || this.#installing.has(id) || this.#blocks.has(node.key, node.version, i)) cached++;
+    }
+    return cached === last - first + 1 ? 'hit' : cached === 0 ? 'miss' : 'partial';
+  }
+
+  /**
+   * Drop the cached blocks and records of `path` and everything under it (`cache purge PATH`).
+   * A tree is walked upstream, since block directories are named by digests. Returns the
+   * number of nodes whose blocks were dropped.
+   */
+  async purge(path: string, identity: Identity = SHARED): Promise<number> {
+    let dropped = 0;
+    const drop = async (p: string): Promise<void> => {
+      const key = nodeKey(this.upstream.id, identity.key, p);
+      this.#readAhead.forget(key);
+      if (this.#blocks.hasKey(key)) dropped++;
+      await this.#blocks.dropKey(key);
+      await this.#table.delete(key);
+    };
+    const walk = async (p: string): Promise<void> => {
+      await drop(p);
+      let entries;
+      try {
+        entries = this.upstream.list(p, identity);
+        for await (const e of entries) {
+          if (e.kind === 'dir') await walk(e.path);
+          else await drop(e.path);
+        }
+      } catch (err) {
+        if (!(err instanceof NotFoundError) && !(err instanceof DavgateError && err.code === 'DAVGATE_NOT_A_DIRECTORY')) throw err;
+      }
+    };
+    let kind: string | undefined;
+    try {
+      kind = (await this.upstream.stat(path, identity)).kind;
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+    if (kind === 'dir') await walk(path);
+    else await drop(path);
+    for (const node of this.#table.under(path)) await drop(node.path);
+    await this.invalidate(path);
+    return dropped;
+  }
 
   /** Resolves once every block being fetched has arrived and been written to the cache disk (or failed to). */
   async flush(): Promise<void> {
@@ -130,9 +201,10 @@ export class CacheManager {
   }
 
   #upstreamCall<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    const start = performance.now();
     return fn().then(
-      (v) => { this.#metrics?.upstreamRequests.inc({ operation, result: 'ok' }); return v; },
-      (err) => { this.#metrics?.upstreamRequests.inc({ operation, result: err instanceof DavgateError && err.code === 'DAVGATE_NOT_FOUND' ? 'not_found' : 'error' }); throw err; },
+      (v) => { this.#metrics?.upstreamCall(operation, 'ok', (performance.now() - start) / 1000); return v; },
+      (err) => { this.#metrics?.upstreamCall(operation, upstreamResultOf(err), (performance.now() - start) / 1000); throw err; },
     );
   }
 
@@ -245,6 +317,7 @@ export class CacheManager {
       return;
     }
     const collect = this.#listings?.collector(key, path);
+    const start = performance.now();
     let result = 'error';
     try {
       for await (const entry of this.upstream.list(path, identity)) {
@@ -255,10 +328,10 @@ export class CacheManager {
       result = 'ok';
       collect?.commit();
     } catch (err) {
-      if (err instanceof NotFoundError) result = 'not_found';
+      result = upstreamResultOf(err);
       throw err;
     } finally {
-      this.#metrics?.upstreamRequests.inc({ operation: 'list', result });
+      this.#metrics?.upstreamCall('list', result, (performance.now() - start) / 1000);
     }
   }
 
@@ -277,9 +350,11 @@ export class CacheManager {
     const length = this.#blockLength(node, index);
     if (length === 0) return Buffer.alloc(0);
     const id = blockId(node.key, node.version, index);
-    const inMemory = this.#memory?.get(id) ?? this.#installing.get(id);
+    const remembered = this.#memory?.get(id);
+    const inMemory = remembered ?? this.#installing.get(id);
     if (inMemory) {
-      this.#metrics?.cacheBlocks.inc({ result: 'hit' });
+      this.#metrics?.blockLookup('hit');
+      if (remembered) this.#metrics?.memoryHits.inc();
       this.#metrics?.bytesServed.inc({ source: 'cache' }, inMemory.length);
       return inMemory;
     }
@@ -287,13 +362,13 @@ export class CacheManager {
       const buf = await this.#blocks.read(node.key, node.version, index, length);
       if (buf) {
         this.#keepInMemory(id, buf);
-        this.#metrics?.cacheBlocks.inc({ result: 'hit' });
+        this.#metrics?.blockLookup('hit');
         this.#metrics?.bytesServed.inc({ source: 'cache' }, buf.length);
         return buf;
       }
     }
     const { promise, joined } = this.#blockFlight.run(id, () => this.#fetch(node, index, length, identity));
-    this.#metrics?.cacheBlocks.inc({ result: joined ? 'join' : 'miss' });
+    this.#metrics?.blockLookup(joined ? 'join' : 'miss');
     const buf = await promise;
     this.#keepInMemory(id, buf);
     this.#metrics?.bytesServed.inc({ source: joined ? 'cache' : 'upstream' }, buf.length);
@@ -377,7 +452,7 @@ export class CacheManager {
     if (this.#blockFlight.has(id) || this.#installing.has(id) || this.#memory?.has(id) || this.#blocks.has(node.key, node.version, index)) return false;
     const length = this.#blockLength(node, index);
     if (length === 0) return false;
-    this.#metrics?.cacheBlocks.inc({ result });
+    this.#metrics?.blockLookup(result);
     this.#blockFlight.run(id, () => this.#fetch(node, index, length, identity)).promise.catch(() => {});
     return true;
   }
@@ -432,7 +507,7 @@ export class CacheManager {
     const id = blockId(node.key, node.version, index);
     const arriving = this.#arriving.get(id);
     if (arriving) {
-      if (!started) this.#metrics?.cacheBlocks.inc({ result: 'join' });
+      if (!started) this.#metrics?.blockLookup('join');
       // The buffer yielded from is held until the consumer is done with it (pooled: blockpool.ts).
       let held: Buffer | undefined;
       try {
@@ -457,7 +532,7 @@ export class CacheManager {
     if (length > this.#opts.memoryMaxBlockBytes && !this.#blockFlight.has(id) && this.#blocks.has(node.key, node.version, index)) {
       const reader = await this.#blocks.openBlock(node.key, node.version, index, length);
       if (reader) {
-        this.#metrics?.cacheBlocks.inc({ result: 'hit' });
+        this.#metrics?.blockLookup('hit');
         // Read in groups of `g` chunks (one read each, every chunk checked). Double buffering:
         // the next group is read while this one is written to the client; the one yielded is
         // free again when we resume, and the group after next goes into it.

@@ -54,6 +54,9 @@ export class NodeTable {
     return new NodeTable(store, maxEntries);
   }
 
+  /** Records held in memory. */
+  get size(): number { return this.#front.size; }
+
   /** The record held in memory for this run, if any. */
   peek(key: string): Node | undefined {
     return this.#front.get(key);

@@ -1,15 +1,54 @@
+import type { ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { CacheManager } from '../cachemgr/cachemgr.js';
+import { blockStats, warm, type CacheStats } from '../cachemgr/maintenance.js';
+import { verifyBlocks } from '../cachemgr/verify.js';
 import type { Metrics } from '../metrics.js';
 import { canonicalPath } from '../davpath.js';
-import { statusOf } from '../errors.js';
+import { BadRequestError, statusOf } from '../errors.js';
 
-// The admin listener: metrics, health, readiness and invalidation, on their own port and
-// never in the WebDAV namespace.
+// The admin listener: metrics, health, readiness, invalidation and cache maintenance
+// (`davgate cache ...` talks to it while a gateway runs), on their own port and never in
+// the WebDAV namespace.
+
+/** Hit ratios since start, from the metrics (null before the first lookup). */
+async function ratios(metrics: Metrics): Promise<Pick<CacheStats, 'blockHitRatio' | 'byteHitRatio'>> {
+  const value = async (c: { get(): Promise<{ values: Array<{ labels: Record<string, unknown>; value: number }> }> }, label: string, v: string) =>
+    (await c.get()).values.filter((x) => x.labels[label] === v).reduce((n, x) => n + x.value, 0);
+  const ratio = (a: number, b: number) => (a + b > 0 ? a / (a + b) : null);
+  return {
+    blockHitRatio: ratio(await value(metrics.blockRequests, 'result', 'hit'), await value(metrics.blockRequests, 'result', 'miss')),
+    byteHitRatio: ratio(await value(metrics.bytesServed, 'source', 'cache'), await value(metrics.bytesServed, 'source', 'upstream')),
+  };
+}
+
+function pathParam(q: unknown, fallback?: string): string {
+  const p = (q as { path?: string }).path ?? fallback;
+  if (p === undefined) throw new BadRequestError('path is required');
+  return canonicalPath(p);
+}
+
+/** Long work answers one JSON line per progress step, then one with the result. */
+function ndjson(res: ServerResponse): (line: object) => void {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  return (line) => { if (!res.destroyed) res.write(JSON.stringify(line) + '\n'); };
+}
+
+/** At most one line per this many ms, so a fast warm does not flood the client. */
+function throttled(ms: number, fn: (a: number, b: number) => void): (a: number, b: number) => void {
+  let last = 0;
+  return (a, b) => {
+    const now = Date.now();
+    if (now - last >= ms || a === b) { last = now; fn(a, b); }
+  };
+}
 
 export function buildAdminApp(cache: CacheManager, metrics: Metrics, logLevel: string): FastifyInstance {
   // Scrapes and health checks every few seconds: not worth a log line each.
   const app = Fastify({ logger: { level: logLevel }, logController: new LogController({ disableRequestLogging: true }) });
+  app.setErrorHandler((err, _req, reply) => {
+    reply.code(statusOf(err)).send({ error: (err as Error).message });
+  });
   app.get('/metrics', async (_req, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
@@ -31,15 +70,51 @@ export function buildAdminApp(cache: CacheManager, metrics: Metrics, logLevel: s
     }
   });
   app.post('/invalidate', async (req, reply) => {
-    const q = req.query as { path?: string };
     let path: string;
     try {
-      path = canonicalPath(q.path ?? '/');
+      path = pathParam(req.query, '/');
     } catch (err) {
       reply.code(400);
       return { error: (err as Error).message };
     }
     return { invalidated: await cache.invalidate(path), path };
+  });
+
+  app.get('/cache/stats', async (): Promise<CacheStats> => ({
+    ...blockStats(cache.blockStore), running: true, nodes: cache.nodeCount, ...await ratios(metrics),
+  }));
+  app.post('/cache/purge', async (req) => {
+    const q = req.query as { path?: string };
+    if (q.path === undefined) return { purgedBlocks: await cache.blockStore.dropAll(), invalidated: await cache.invalidate('/') };
+    const path = pathParam(q);
+    return { path, purgedNodes: await cache.purge(path) };
+  });
+  app.post('/cache/verify', async (req, reply) => {
+    const repair = ['1', 'true'].includes(String((req.query as { repair?: string }).repair ?? ''));
+    reply.hijack();
+    const send = ndjson(reply.raw);
+    const report = await verifyBlocks(cache.blockStore, { repair, onProgress: throttled(200, (done, total) => send({ done, total })) });
+    send({ report });
+    reply.raw.end();
+  });
+  app.post('/cache/warm', async (req, reply) => {
+    const q = req.query as { concurrency?: string };
+    const path = pathParam(req.query);
+    const concurrency = Math.min(64, Math.max(1, Number(q.concurrency) || 4));
+    await cache.getnode(path); // a missing path is a 404, before the stream starts
+    reply.hijack();
+    const send = ndjson(reply.raw);
+    try {
+      const result = await warm(cache, path, {
+        concurrency,
+        onStart: (files, total) => send({ files, total }),
+        onProgress: throttled(200, (done, total) => send({ done, total })),
+      });
+      send({ result });
+    } catch (err) {
+      send({ error: (err as Error).message });
+    }
+    reply.raw.end();
   });
   return app;
 }

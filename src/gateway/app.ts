@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Upstream } from '../upstream/types.js';
 import { Metrics } from '../metrics.js';
+import { VERSION } from '../version.js';
 import { ReadOnlyError } from '../errors.js';
 import { DavState } from './davstate.js';
 import { handleGet } from './get.js';
@@ -23,7 +25,7 @@ const CORS_HEADERS = 'Authorization, Content-Type, Depth, Destination, If, Lock-
 const ALLOW = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK';
 
 declare module 'fastify' {
-  interface FastifyRequest { davUser?: User; davIdentity?: Identity }
+  interface FastifyRequest { davUser?: User; davIdentity?: Identity; davCache?: 'hit' | 'partial' | 'miss' }
 }
 
 export interface Gateway {
@@ -36,7 +38,7 @@ export interface Gateway {
 
 /** Build the WebDAV app and the admin app over an upstream; listening is the caller's job. */
 export async function buildGateway(config: Config, upstream: Upstream, opts: { metrics?: Metrics } = {}): Promise<Gateway> {
-  const metrics = opts.metrics ?? new Metrics();
+  const metrics = opts.metrics ?? new Metrics({ version: VERSION });
   const auth = config.auth.htpasswd ? new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers) : undefined;
   const cache = await CacheManager.open(upstream, config.cache, metrics);
   let state: DavState;
@@ -47,10 +49,23 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     throw err;
   }
   const ctx: GatewayContext = { config, cache, state, metrics };
+  metrics.cacheLimit.set(config.cache.maxBytes);
+  metrics.observeCacheDir(config.cache.dir);
+  metrics.observe({
+    breakerState: () => (upstream as { breakerState?: number }).breakerState ?? 0,
+    activeLocks: () => state.activeLocks(),
+    nodes: () => cache.nodeCount,
+    memoryTierBytes: () => cache.memoryTierBytes,
+  });
 
   const app = Fastify({
     logger: { level: config.logLevel },
+    // One line per request, written when it ends (logRequest), instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.:-]{1,64}$/.test(given) ? given : randomUUID();
+    },
     exposeHeadRoutes: false,
     routerOptions: { maxParamLength: 65_536 },
     requestTimeout: 0,
@@ -65,9 +80,24 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     req.davIdentity = identityFor(config, req.headers.authorization);
     const start = process.hrtime.bigint();
     const method = known.has(req.method) ? req.method : 'OTHER';
+    const socket = req.raw.socket;
+    const written = socket.bytesWritten;
+    metrics.inFlight.inc();
+    // Also on hijacked replies (GET, PROPFIND stream on the raw response).
+    reply.raw.setHeader('x-request-id', req.id);
     reply.raw.once('close', () => {
-      metrics.requests.inc({ method, status: String(reply.raw.statusCode) });
-      metrics.requestDuration.observe({ method }, Number(process.hrtime.bigint() - start) / 1e9);
+      metrics.inFlight.dec();
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      const status = reply.raw.statusCode;
+      const aborted = !reply.raw.writableFinished;
+      metrics.request(method, status, seconds);
+      if (aborted) metrics.clientAborts.inc({ method });
+      if (status === 500) metrics.internalErrors.inc();
+      // A client going away is its own choice, not a gateway or upstream failure: info.
+      req.log.info({
+        method: req.method, url: req.raw.url?.slice(0, 2048), status, bytes: socket.bytesWritten - written,
+        durationMs: Math.round(seconds * 1e4) / 10, cache: req.davCache, user: req.davUser?.name,
+      }, aborted ? 'client abort' : 'request');
     });
     done();
   });

@@ -134,6 +134,14 @@ export class DavState {
     return out;
   }
 
+  /** Unexpired locks held now, over all resources (a gauge for the dashboard). */
+  activeLocks(): number {
+    const now = Date.now();
+    let n = 0;
+    for (const l of this.#locks.values()) for (const x of l) if (x.expiresAt > now) n++;
+    return n;
+  }
+
   findLock(token: string): LockRecord | undefined {
     for (const p of this.#locks.keys()) for (const l of this.locksOn(p)) if (l.token === token) return l;
     return undefined;

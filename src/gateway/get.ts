@@ -58,6 +58,7 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
     reply.code(status).headers(headers).send();
     return;
   }
+  req.davCache = ctx.cache.residency(node, start, end);
   // Fetch the first block before committing to a status, so a failure is still an error reply.
   const blocks = ctx.cache.readRange(node, start, end, identityOf(req));
   const first = await blocks.next();

@@ -43,6 +43,11 @@ export class ResilientUpstream implements Upstream {
   get capabilities() { return this.inner.capabilities; }
   /** False while the breaker is open (the upstream failed repeatedly and was not seen back). */
   get healthy(): boolean { return this.#failures < this.#policy.failureThreshold; }
+  /** The breaker for metrics: 0 closed, 1 half-open (the next call probes), 2 open. */
+  get breakerState(): 0 | 1 | 2 {
+    if (this.healthy) return 0;
+    return Date.now() >= this.#downUntil || this.#probing ? 1 : 2;
+  }
 
   #succeeded(): void {
     const wasDown = !this.healthy;

@@ -1,0 +1,219 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import type { Config } from '../config.js';
+import { DavgateError } from '../errors.js';
+import { BlockStore } from '../cachemgr/blockstore.js';
+import { CacheManager } from '../cachemgr/cachemgr.js';
+import { blockStats, warm, type CacheStats, type WarmProgress } from '../cachemgr/maintenance.js';
+import { verifyBlocks, type VerifyReport } from '../cachemgr/verify.js';
+import { canonicalPath } from '../davpath.js';
+import { openUpstream } from '../upstream/index.js';
+import { configFrom, withConfigOptions } from './options.js';
+
+// `davgate cache stats|verify|purge|warm`. While a gateway holds the cache directory, the
+// commands ask it over its admin listener (a second writer on a cache would corrupt its
+// index); on a stopped cache directory they do the work themselves.
+
+/** Written by `serve` into the cache directory: the admin listener's URL. */
+export const ADMIN_FILE = 'ADMIN';
+
+/** A listener on 0.0.0.0 or :: is reached on loopback. */
+export function reachableUrl(url: string): string {
+  return url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
+}
+
+class CliError extends DavgateError {
+  constructor(message: string) { super('DAVGATE_CONFIG', message); }
+}
+
+/** The admin URL of the gateway running on this cache directory, if one runs. */
+async function runningGateway(config: Config, o: Record<string, unknown>): Promise<string | undefined> {
+  if (typeof o.adminUrl === 'string') return o.adminUrl.replace(/\/+$/, '');
+  const pid = await BlockStore.owner(config.cache.dir);
+  if (pid === undefined) return undefined;
+  const url = (await readFile(join(config.cache.dir, ADMIN_FILE), 'utf8').catch(() => '')).trim();
+  if (!url) throw new CliError(`a gateway (pid ${pid}) holds ${config.cache.dir} but its admin address is unknown: pass --admin-url`);
+  return url.replace(/\/+$/, '');
+}
+
+async function admin(base: string, method: 'GET' | 'POST', path: string, onLine?: (line: Record<string, unknown>) => void): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(base + path, { method });
+  } catch (err) {
+    throw new CliError(`cannot reach the gateway's admin listener at ${base} (${(err as Error).message})`);
+  }
+  if (!res.ok) {
+    const body = await res.text();
+    let msg = body.trim();
+    try { msg = (JSON.parse(body) as { error?: string }).error ?? msg; } catch { /* plain text */ }
+    throw new CliError(`the gateway answered ${res.status}: ${msg}`);
+  }
+  if (!onLine) return res.json();
+  // NDJSON: progress lines, then the result; the stream is read as it comes.
+  let last: Record<string, unknown> = {};
+  let rest = '';
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    rest += decoder.decode(chunk, { stream: true });
+    let nl;
+    while ((nl = rest.indexOf('\n')) >= 0) {
+      const line = JSON.parse(rest.slice(0, nl)) as Record<string, unknown>;
+      rest = rest.slice(nl + 1);
+      if (typeof line.error === 'string') throw new CliError(line.error);
+      onLine(line);
+      last = line;
+    }
+  }
+  return last;
+}
+
+/** A progress bar on stderr for people; nothing for scripts (--json) or pipes. */
+function progressBar(o: Record<string, unknown>, unit: string) {
+  if (o.json || !process.stderr.isTTY) return { start() {}, update() {}, stop() {} };
+  const bar = new cliProgress.SingleBar({
+    stream: process.stderr, hideCursor: true,
+    format: `{bar} {percentage}% | {valueH} of {totalH} ${unit} | {duration_formatted}`,
+  }, cliProgress.Presets.shades_classic);
+  return {
+    start(total: number) { bar.start(total, 0, { valueH: bytes(0), totalH: bytes(total) }); },
+    update(done: number) { bar.update(done, { valueH: bytes(done) }); },
+    stop() { bar.stop(); },
+  };
+}
+
+export function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+const pct = (r: number | null) => (r === null ? '-' : `${(r * 100).toFixed(1)} %`);
+
+function print(o: Record<string, unknown>, json: unknown, human: string): void {
+  console.log(o.json ? JSON.stringify(json, null, 2) : human);
+}
+
+/** Open the stopped cache directly (the lock file keeps a gateway from starting meanwhile). */
+async function withStore<T>(config: Config, readOnly: boolean, fn: (s: BlockStore) => Promise<T>): Promise<T> {
+  const c = config.cache;
+  const store = new BlockStore(c.dir, { maxBytes: c.maxBytes, highWatermark: c.highWatermark, lowWatermark: c.lowWatermark });
+  await store.open({ readOnly });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function withCacheManager<T>(config: Config, fn: (c: CacheManager) => Promise<T>): Promise<T> {
+  const upstream = await openUpstream(config);
+  const cache = await CacheManager.open(upstream, config.cache);
+  try {
+    return await fn(cache);
+  } finally {
+    await cache.close();
+  }
+}
+
+async function stats(o: Record<string, unknown>): Promise<void> {
+  const config = configFrom(o);
+  const url = await runningGateway(config, o);
+  const s: CacheStats = url
+    ? await admin(url, 'GET', '/cache/stats') as CacheStats
+    : await withStore(config, true, async (store) => ({ ...blockStats(store), running: false, nodes: null, blockHitRatio: null, byteHitRatio: null }));
+  print(o, s, [
+    `cache       ${s.dir}${s.running ? '  (gateway running)' : '  (no gateway running)'}`,
+    `size        ${bytes(s.bytes)} of ${bytes(s.limitBytes)} (${pct(s.fill)})`,
+    `blocks      ${s.blocks}`,
+    `nodes       ${s.nodes ?? '-'}`,
+    `block hits  ${pct(s.blockHitRatio)}`,
+    `byte hits   ${pct(s.byteHitRatio)}`,
+    `oldest      ${s.oldestBlockUsedAt ?? '-'}  (least recently used block)`,
+  ].join('\n'));
+}
+
+async function verify(o: Record<string, unknown>): Promise<void> {
+  const config = configFrom(o);
+  const repair = Boolean(o.repair);
+  const url = await runningGateway(config, o);
+  const bar = progressBar(o, 'checked');
+  let started = false;
+  const onProgress = (done: number, total: number) => {
+    if (!started) { bar.start(total); started = true; }
+    bar.update(done);
+  };
+  let report: VerifyReport;
+  try {
+    report = url
+      ? ((await admin(url, 'POST', `/cache/verify${repair ? '?repair=1' : ''}`, (l) => { if (typeof l.done === 'number') onProgress(l.done, l.total as number); })) as { report: VerifyReport }).report
+      : await withStore(config, true, (store) => verifyBlocks(store, { repair, onProgress })); // strays listed, then removed by repair
+  } finally {
+    bar.stop();
+  }
+  const problems = report.corrupt.length + report.missing.length + report.orphans.length;
+  const lines = [`checked ${report.blocks} blocks (${bytes(report.bytes)}): ${report.ok} ok, ${report.corrupt.length} corrupt, ${report.missing.length} missing, ${report.orphans.length} not in the index`];
+  for (const [what, list] of [['corrupt', report.corrupt], ['missing', report.missing], ['not in the index', report.orphans]] as const) {
+    for (const f of list.slice(0, 20)) lines.push(`  ${what}: ${f}`);
+    if (list.length > 20) lines.push(`  ... and ${list.length - 20} more ${what}`);
+  }
+  if (problems) lines.push(repair ? 'repaired: the inconsistent entries were dropped' : 'run again with --repair to drop them');
+  print(o, report, lines.join('\n'));
+  // Scripts can tell a damaged cache from a sound one.
+  if (problems && !repair) process.exitCode = 1;
+}
+
+async function purge(path: string | undefined, o: Record<string, unknown>): Promise<void> {
+  const config = configFrom(o);
+  const p = path === undefined ? undefined : canonicalPath(path);
+  const url = await runningGateway(config, o);
+  let result: { purgedBlocks?: number; purgedNodes?: number };
+  if (url) result = await admin(url, 'POST', `/cache/purge${p === undefined ? '' : `?path=${encodeURIComponent(p)}`}`) as typeof result;
+  else if (p === undefined) result = { purgedBlocks: await withStore(config, false, (s) => s.dropAll()) };
+  else result = { purgedNodes: await withCacheManager(config, (c) => c.purge(p)) };
+  print(o, { path: p ?? null, ...result }, p === undefined
+    ? `purged ${result.purgedBlocks} blocks (the whole cache)`
+    : `purged ${result.purgedNodes} cached files under ${p}`);
+}
+
+async function warmCmd(path: string, o: Record<string, unknown>): Promise<void> {
+  const config = configFrom(o);
+  const p = canonicalPath(path);
+  const concurrency = Number(o.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new CliError('--concurrency must be 1 to 64');
+  const url = await runningGateway(config, o);
+  const bar = progressBar(o, 'read');
+  let result: WarmProgress;
+  try {
+    result = url
+      ? ((await admin(url, 'POST', `/cache/warm?path=${encodeURIComponent(p)}&concurrency=${concurrency}`, (l) => {
+        if (typeof l.files === 'number' && typeof l.total === 'number') bar.start(l.total);
+        else if (typeof l.done === 'number') bar.update(l.done);
+      })) as { result: WarmProgress }).result
+      : await withCacheManager(config, (c) => warm(c, p, { concurrency, onStart: (_f, total) => bar.start(total), onProgress: (d) => bar.update(d) }));
+  } finally {
+    bar.stop();
+  }
+  const lines = [`warmed ${p}: ${result.files} files, ${bytes(result.doneBytes)} read`];
+  for (const f of result.failed.slice(0, 20)) lines.push(`  failed: ${f.path}: ${f.error}`);
+  print(o, result, lines.join('\n'));
+  if (result.failed.length) process.exitCode = 1;
+}
+
+export function cacheCommand(): Command {
+  const cache = new Command('cache').description('inspect and manage the block cache (talks to a running gateway, or works on a stopped cache directory)');
+  const sub = (name: string, description: string) => withConfigOptions(cache.command(name).description(description))
+    .option('--json', 'machine-readable output')
+    .option('--admin-url <url>', 'admin listener of the gateway using this cache (default: found in the cache directory)');
+  sub('stats', 'size, limit, blocks, nodes, hit ratios, oldest block').action((o) => stats(o));
+  sub('verify', "check every block's checksums and the index against the block directory").option('--repair', 'drop what is inconsistent')
+    .action((o) => verify(o));
+  sub('purge', 'drop cached data: of PATH and below, or everything').argument('[path]', 'a file or folder, as a WebDAV path (e.g. /photos)')
+    .action((path: string | undefined, o) => purge(path, o));
+  sub('warm', 'read a file or a tree into the cache').argument('<path>', 'a file or folder, as a WebDAV path').option('--concurrency <n>', 'files read at once', '4')
+    .action((path: string, o) => warmCmd(path, o));
+  return cache;
+}
