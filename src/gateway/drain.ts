@@ -1,5 +1,10 @@
 import type { ServerResponse } from 'node:http';
 
+/** The client closed the connection (not a failure of ours: its request line says "client abort"). */
+export function clientGone(res: ServerResponse): boolean {
+  return res.destroyed || !res.socket || res.socket.destroyed;
+}
+
 /** Wait until the socket takes more data; rejects when the client went away. Leaves no listener behind. */
 export function drained(res: ServerResponse): Promise<void> {
   if (res.destroyed) return Promise.reject(new Error('client went away'));

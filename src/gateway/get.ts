@@ -6,7 +6,7 @@ import { NotFoundError, PreconditionFailedError } from '../errors.js';
 import { davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { escapeXml } from './xml.js';
 import { etagOf, evaluateRead } from './conditional.js';
-import { writeChunk, writeFlushed } from './drain.js';
+import { clientGone, writeChunk, writeFlushed } from './drain.js';
 
 // GET and HEAD: the hot read path (conditionals and ranges decided in conditional.ts).
 
@@ -71,8 +71,10 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
     for await (const buf of blocks) await writeFlushed(res, buf);
     res.end();
   } catch (err) {
-    // Headers are out: the only honest signal left is a broken connection.
-    req.log.warn({ err }, 'GET aborted mid-body');
+    // Headers are out: the only honest signal left is a broken connection. A client that went
+    // away is no fault of ours: the request line says "client abort".
+    if (clientGone(res)) req.log.debug({ err }, 'GET ended by the client');
+    else req.log.warn({ err }, 'GET aborted mid-body');
     res.destroy();
   } finally {
     await blocks.return(undefined);
@@ -95,7 +97,8 @@ async function sendListing(ctx: GatewayContext, req: FastifyRequest, reply: Fast
     }
     res.end('</ul>\n');
   } catch (err) {
-    req.log.warn({ err }, 'listing aborted');
+    if (clientGone(res)) req.log.debug({ err }, 'listing ended by the client');
+    else req.log.warn({ err }, 'listing aborted');
     res.destroy();
   }
 }

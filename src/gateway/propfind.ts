@@ -8,7 +8,7 @@ import { davPath, identityOf, parseDepth, urlHasTrailingSlash, type GatewayConte
 import { child, escapeXml, parseXml, readBody, type XmlElement } from './xml.js';
 import { propKey } from './davstate.js';
 import { activeLockXml } from './lock.js';
-import { writeChunk } from './drain.js';
+import { clientGone, writeChunk } from './drain.js';
 
 // PROPFIND (RFC 4918 §9.1), streamed: the 207 body is written resource by resource with
 // back-pressure, so a 100k-entry directory never sits in memory as one document.
@@ -144,7 +144,8 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
     }
     res.end(buffered + '</D:multistatus>\n');
   } catch (err) {
-    req.log.warn({ err }, 'PROPFIND aborted mid-body');
+    if (clientGone(res)) req.log.debug({ err }, 'PROPFIND ended by the client');
+    else req.log.warn({ err }, 'PROPFIND aborted mid-body');
     res.destroy();
   }
 }
