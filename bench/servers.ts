@@ -55,19 +55,18 @@ export function killAllSync(): void {
 export interface DavgateOptions { name?: string; cache?: string; env?: Record<string, string>; args?: string[] }
 
 /**
- * davgate runs as `npm start` and the Docker image run it (README, "Memory"): V8's young
- * generation capped at 4 MiB per semi-space (-20 MB under 16 streams, throughput within noise),
- * and glibc told to return freed 4 MiB block buffers (else +150 MB after a 256 MiB cold read).
+ * davgate is started as a user starts it: the bin, whose shebang sets its memory settings
+ * (V8's young generation capped at 4 MiB per semi-space, glibc returning freed 4 MiB block
+ * buffers; see src/main.ts). No NODE_OPTIONS of the bench's own.
  */
-export const DAVGATE_ENV = { NODE_OPTIONS: '--max-semi-space-size=4', MALLOC_MMAP_THRESHOLD_: '1048576' };
-
 /** davgate in front of `upstream` (a directory, http://… WebDAV URL or s3://bucket/). */
 export async function startDavgate(upstream: string, opts: DavgateOptions = {}): Promise<Server & { cacheDir: string; adminUrl: string }> {
   const gw = await startGatewayProcess({
     upstream,
     ...(opts.cache !== undefined ? { cache: opts.cache } : {}),
     args: ['--log-level', 'warn', ...(opts.args ?? [])],
-    env: { ...DAVGATE_ENV, ...(opts.env ?? {}) },
+    env: opts.env ?? {},
+    asBin: true,
   });
   const s = { name: opts.name ?? 'davgate', url: gw.url, adminUrl: gw.adminUrl, pid: gw.pid, cacheDir: gw.cacheDir, stop: () => gw.stop() };
   return track(s, gw.pid, opts.cache === undefined ? [gw.cacheDir] : []);

@@ -23,6 +23,8 @@ export interface GatewayProcessOptions {
   args?: string[];
   /** Extra environment variables for the child. */
   env?: Record<string, string>;
+  /** Run the bin itself, as a user does (its shebang sets node's flags), not `node main.js`. */
+  asBin?: boolean;
 }
 
 export interface GatewayProcess {
@@ -106,7 +108,7 @@ export async function startGatewayProcess(opts: GatewayProcessOptions = {}): Pro
   };
 
   const argv = [
-    MAIN_JS,
+    ...(opts.asBin ? [] : [MAIN_JS]),
     'serve',
     '--upstream', upstreamDir,
     '--cache', cacheDir,
@@ -117,7 +119,7 @@ export async function startGatewayProcess(opts: GatewayProcessOptions = {}): Pro
 
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, argv, {
+    child = spawn(opts.asBin ? MAIN_JS : process.execPath, argv, {
       env: { ...process.env, ...(opts.env ?? {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
