@@ -72,7 +72,7 @@ async function wwwData(): Promise<{ uid: number; gid: number }> {
 }
 
 /** A port that was free a moment ago (the server may still lose a race for it: callers retry). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();

@@ -1,23 +1,12 @@
 // A real Prometheus (Debian's `prometheus`) for the monitoring tests: its own config and
 // storage in a temp dir, a random loopback port, stopped by the caller (and reaped at exit).
 import { spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { reapOnExit } from './reaper.js';
 import { sleep, terminate } from './gateway-process.js';
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './dav-servers.js';
 
 /** Why Prometheus cannot run here, or undefined when it can. */
 export function prometheusMissing(): string | undefined {
