@@ -106,6 +106,13 @@ export const configSchema = z.object({
   webdav: z.object({
     allowInfiniteDepth: z.boolean().default(false),
     maxXmlBodyBytes: byteSize.default(MiB),
+    /** Element nesting and element count of an XML body (400 and 413 beyond). */
+    maxXmlDepth: z.number().int().min(8).max(1000).default(64),
+    maxXmlElements: z.number().int().min(16).default(10_000),
+    /** Request target length and path segments (414 beyond), header fields (431 beyond). */
+    maxUrlBytes: z.number().int().min(256).default(8192),
+    maxPathSegments: z.number().int().min(8).default(256),
+    maxHeaders: z.number().int().min(16).default(100),
     maxPutBytes: byteSize.optional(),
     /** Lock timeouts asked for (Second-n, Infinite) are capped here; also the default. */
     maxLockTimeout: duration.pipe(z.number().min(1000)).default(3_600_000),

@@ -29,7 +29,9 @@ export type ErrorCode =
   | 'DAVGATE_INSUFFICIENT_STORAGE'
   | 'DAVGATE_CONFIG'
   | 'DAVGATE_CACHE_IN_USE'
-  | 'DAVGATE_NAME_TOO_LONG';
+  | 'DAVGATE_NAME_TOO_LONG'
+  | 'DAVGATE_URI_TOO_LONG'
+  | 'DAVGATE_HEADERS_TOO_LARGE';
 
 export class DavgateError extends Error {
   readonly code: ErrorCode;
@@ -124,6 +126,8 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze
   DAVGATE_CONFIG: 500,
   DAVGATE_CACHE_IN_USE: 500,
   DAVGATE_NAME_TOO_LONG: 414,
+  DAVGATE_URI_TOO_LONG: 414,
+  DAVGATE_HEADERS_TOO_LARGE: 431,
 });
 
 /** The upstream could not be reached or did not answer in time: worth a retry, not a verdict. */

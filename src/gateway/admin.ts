@@ -93,8 +93,11 @@ export function buildAdminApp(cache: CacheManager, metrics: Metrics, logLevel: s
     const repair = ['1', 'true'].includes(String((req.query as { repair?: string }).repair ?? ''));
     reply.hijack();
     const send = ndjson(reply.raw);
-    const report = await verifyBlocks(cache.blockStore, { repair, onProgress: throttled(200, (done, total) => send({ done, total })) });
-    send({ report });
+    try {
+      send({ report: await verifyBlocks(cache.blockStore, { repair, onProgress: throttled(200, (done, total) => send({ done, total })) }) });
+    } catch (err) {
+      send({ error: (err as Error).message });
+    }
     reply.raw.end();
   });
   app.post('/cache/warm', async (req, reply) => {

@@ -5,7 +5,7 @@ import { CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Upstream } from '../upstream/types.js';
 import { Metrics } from '../metrics.js';
 import { VERSION } from '../version.js';
-import { ReadOnlyError } from '../errors.js';
+import { BadRequestError, DavgateError, ReadOnlyError } from '../errors.js';
 import { DavState } from './davstate.js';
 import { handleGet } from './get.js';
 import { handlePropfind } from './propfind.js';
@@ -16,6 +16,7 @@ import { buildAdminApp } from './admin.js';
 import { handleLock, handleUnlock } from './lock.js';
 import { identityFor, sendError, type GatewayContext } from './request.js';
 import { handleProppatch } from './proppatch.js';
+import { checkRequestLimits } from './limits.js';
 
 type Handler = (ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
@@ -99,6 +100,13 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
         durationMs: Math.round(seconds * 1e4) / 10, cache: req.davCache, user: req.davUser?.name,
       }, aborted ? 'client abort' : 'request');
     });
+    try {
+      checkRequestLimits(req, config);
+    } catch (err) {
+      req.raw.resume();
+      sendError(reply, err);
+      return; // answered: no route runs
+    }
     done();
   });
 
@@ -166,7 +174,20 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     req.raw.resume();
     reply.code(405).header('allow', ALLOW).send('method not allowed\n');
   });
-  app.setErrorHandler((err, _req, reply) => sendError(reply, err));
+  // fastify refuses some requests before they reach a route (a body method without
+  // Content-Type, a body over its limit): what a client sent wrong is a 4xx, never a 500.
+  app.setErrorHandler((err, req, reply) => {
+    const status = (err as { statusCode?: number }).statusCode;
+    if (!known.has(req.method)) {
+      req.raw.resume();
+      reply.code(405).header('allow', ALLOW).send('method not allowed\n');
+    } else if (status !== undefined && status >= 400 && status < 500 && !(err instanceof DavgateError)) {
+      const message = (err as Error).message;
+      sendError(reply, status === 413 ? new DavgateError('DAVGATE_BODY_TOO_LARGE', message) : new BadRequestError(message));
+    } else {
+      sendError(reply, err);
+    }
+  });
 
   const admin = buildAdminApp(cache, metrics, config.logLevel);
   return {

@@ -3,8 +3,8 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequestError, ConflictError, DavgateError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { encodeHref, parentOf } from '../davpath.js';
-import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, type GatewayContext } from './request.js';
-import { child, escapeXml, innerXml, parseXml, readBody } from './xml.js';
+import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, xmlLimits, type GatewayContext } from './request.js';
+import { child, escapeXml, innerXml, readXml } from './xml.js';
 import type { LockRecord } from './davstate.js';
 import { checkAppleDouble } from './put.js';
 
@@ -43,7 +43,7 @@ function lockResponse(reply: FastifyReply, status: number, lock: LockRecord): vo
 
 export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const path = davPath(req);
-  const body = parseXml(await readBody(req.raw, ctx.config.webdav.maxXmlBodyBytes));
+  const body = await readXml(req.raw, xmlLimits(ctx.config));
   const timeout = timeoutSeconds(req.headers.timeout, Math.floor(ctx.config.webdav.maxLockTimeout / 1000));
   if (!body) {
     // No body: refresh the lock named in the If header, which may be held by an ancestor.

@@ -4,8 +4,8 @@ import { encodeHref, nameOf } from '../davpath.js';
 import { BadRequestError, DavgateError } from '../errors.js';
 import { contentTypeOf } from './get.js';
 import { etagOf } from './conditional.js';
-import { davPath, identityOf, parseDepth, urlHasTrailingSlash, type GatewayContext } from './request.js';
-import { child, escapeXml, parseXml, readBody, type XmlElement } from './xml.js';
+import { davPath, identityOf, parseDepth, urlHasTrailingSlash, xmlLimits, type GatewayContext } from './request.js';
+import { child, escapeXml, readXml, type XmlElement } from './xml.js';
 import { propKey } from './davstate.js';
 import { activeLockXml } from './lock.js';
 import { clientGone, writeChunk } from './drain.js';
@@ -110,8 +110,7 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
     req.raw.resume();
     throw new DavgateError('DAVGATE_FINITE_DEPTH', 'Depth: infinity is disabled on this server');
   }
-  const body = await readBody(req.raw, ctx.config.webdav.maxXmlBodyBytes);
-  const request = parsePropfindBody(parseXml(body));
+  const request = parsePropfindBody(await readXml(req.raw, xmlLimits(ctx.config)));
   const identity = identityOf(req);
   const node = await ctx.cache.getnode(path, identity);
   if (node.kind === 'file' && urlHasTrailingSlash(req) && path !== '/') throw new DavgateError('DAVGATE_NOT_FOUND', 'not a collection');

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequestError } from '../errors.js';
 import { encodeHref } from '../davpath.js';
-import { checkWritable, davPath, identityOf, type GatewayContext } from './request.js';
-import { escapeXml, innerXml, parseXml, readBody, type XmlElement } from './xml.js';
+import { checkWritable, davPath, identityOf, xmlLimits, type GatewayContext } from './request.js';
+import { escapeXml, innerXml, readXml, type XmlElement } from './xml.js';
 import { propKey, type DeadProperty } from './davstate.js';
 
 // PROPPATCH (RFC 4918 §9.2): instructions run in document order and all or none apply
@@ -40,8 +40,7 @@ function propTag(ns: string, local: string): string {
 }
 
 export async function handleProppatch(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const body = await readBody(req.raw, ctx.config.webdav.maxXmlBodyBytes);
-  const list = instructions(parseXml(body));
+  const list = instructions(await readXml(req.raw, xmlLimits(ctx.config)));
   const node = await ctx.cache.getnode(davPath(req), identityOf(req));
   const path = node.path;
   await checkWritable(ctx, req, path);

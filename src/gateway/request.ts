@@ -8,7 +8,7 @@ import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError, 
 import { etagOf } from './conditional.js';
 import { evaluateIf, parseIf, stateTokens, type ResourceState } from './ifheader.js';
 import type { DavState } from './davstate.js';
-import { escapeXml } from './xml.js';
+import { escapeXml, type XmlLimits } from './xml.js';
 
 /** What every route handler needs; built once per app. */
 export interface GatewayContext {
@@ -16,6 +16,12 @@ export interface GatewayContext {
   readonly cache: CacheManager;
   readonly state: DavState;
   readonly metrics: Metrics;
+}
+
+/** The configured bounds on XML request bodies. */
+export function xmlLimits(config: Config): XmlLimits {
+  const w = config.webdav;
+  return { maxBytes: w.maxXmlBodyBytes, maxDepth: w.maxXmlDepth, maxElements: w.maxXmlElements };
 }
 
 /** The identity a request acts as (set by app.ts for every request; see identityFor). */

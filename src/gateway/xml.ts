@@ -38,19 +38,40 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
   return Buffer.concat(chunks);
 }
 
-/** Parse an XML body; undefined for an empty one. Malformed XML is a 400. */
-export function parseXml(body: Buffer): XmlElement | undefined {
+/** Bounds on a request body, checked while it is read and parsed, before any work on it. */
+export interface XmlLimits {
+  maxBytes: number;
+  /** Element nesting: deeper is a 400 (one request nested 10k deep once cost seconds of CPU). */
+  maxDepth: number;
+  /** Elements in the whole document: more is a 413. */
+  maxElements: number;
+}
+
+/** Read and parse an XML request body within `limits`; undefined for an empty one. */
+export async function readXml(req: IncomingMessage, limits: XmlLimits): Promise<XmlElement | undefined> {
+  return parseXml(await readBody(req, limits.maxBytes), limits);
+}
+
+/**
+ * Parse an XML body; undefined for an empty one. Malformed XML is a 400. Events only, no
+ * recursion: the parse stops at the first element beyond `maxDepth` or `maxElements`, so its
+ * cost is linear in the part of the body read.
+ */
+export function parseXml(body: Buffer, limits: Pick<XmlLimits, 'maxDepth' | 'maxElements'> = { maxDepth: 64, maxElements: 10_000 }): XmlElement | undefined {
   const text = body.toString('utf8');
   if (text.trim() === '') return undefined;
   const parser = new SaxesParser({ xmlns: true, position: false });
   const stack: XmlElement[] = [];
   let root: XmlElement | undefined;
+  let elements = 0;
   parser.on('opentag', (tag) => {
     const attrs: XmlAttribute[] = [];
     for (const a of Object.values(tag.attributes)) {
       if (typeof a === 'string' || a.prefix === 'xmlns' || a.name === 'xmlns') continue;
       attrs.push({ ns: a.uri ?? '', local: a.local ?? a.name, value: a.value });
     }
+    if (stack.length >= limits.maxDepth) throw new BadRequestError(`XML body nested deeper than ${limits.maxDepth} elements`, 'DAVGATE_BAD_XML');
+    if (++elements > limits.maxElements) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `XML body has more than ${limits.maxElements} elements`);
     const el: XmlElement = { ns: tag.uri ?? '', local: tag.local ?? tag.name, attrs, children: [], nodes: [], text: '' };
     const parent = stack[stack.length - 1];
     if (parent) { parent.children.push(el); parent.nodes.push(el); }
@@ -65,6 +86,7 @@ export function parseXml(body: Buffer): XmlElement | undefined {
   try {
     parser.write(text).close();
   } catch (err) {
+    if (err instanceof DavgateError) throw err;
     throw new BadRequestError(`malformed XML body: ${(err as Error).message.split('\n')[0]}`, 'DAVGATE_BAD_XML');
   }
   if (!root) throw new BadRequestError('XML body has no root element', 'DAVGATE_BAD_XML');
