@@ -40,8 +40,11 @@ export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, repl
 export async function handleDelete(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const path = davPath(req);
   if (path === '/') throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'the root cannot be deleted');
-  parseDepth(req, 'infinity', ['infinity']);
+  const depth = parseDepth(req, 'infinity', ['0', '1', 'infinity']);
   const node = await ctx.cache.getnode(path, identityOf(req));
+  // RFC 4918 §9.6.1: a collection is deleted as Depth: infinity only; for a file Depth means
+  // nothing, and lftp sends Depth: 0 with every rm.
+  if (node.kind === 'dir' && depth !== 'infinity') throw new BadRequestError('DELETE of a collection takes Depth: infinity only', 'DAVGATE_BAD_DEPTH');
   await checkWritable(ctx, req, node.path, { tree: true, membership: true });
   await ctx.cache.remove(node.path, identityOf(req));
   await ctx.state.delete(node.path);

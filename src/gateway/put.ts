@@ -1,6 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequestError, DavgateError, IncompleteBodyError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { BadRequestError, ConflictError, DavgateError, IncompleteBodyError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { parentOf } from '../davpath.js';
 import { checkWritable, davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { etagOf } from './conditional.js';
 
@@ -74,17 +75,29 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
     if (!(err instanceof NotFoundError)) throw err;
     if (req.headers['if-match']) throw new PreconditionFailedError();
     existed = false;
+    // RFC 4918 §9.7.1: 409 when the parent is missing, said before the body is streamed.
+    const parent = await ctx.cache.getnode(parentOf(path), identity).catch((e: unknown) => {
+      if (e instanceof NotFoundError) throw new ConflictError('the parent collection does not exist');
+      throw e;
+    });
+    if (parent.kind !== 'dir') throw new ConflictError('the parent is not a collection');
   }
   await checkWritable(ctx, req, path, { membership: !existed });
   const body = max !== undefined ? req.raw.pipe(new BodyLimit(max)) : req.raw;
   if (body !== req.raw) req.raw.on('error', (e) => body.destroy(e));
   // A client that goes away mid-body must fail the write, not leave it waiting.
-  req.raw.on('aborted', () => body.destroy(new DavgateError('DAVGATE_INCOMPLETE_BODY', 'client aborted the upload')));
+  let aborted = false;
+  req.raw.on('aborted', () => {
+    aborted = true;
+    body.destroy(new DavgateError('DAVGATE_INCOMPLETE_BODY', 'client aborted the upload'));
+  });
   let node;
   try {
     node = await ctx.cache.write(path, body, size, identity);
   } catch (err) {
-    if (!req.raw.complete) throw new IncompleteBodyError('the client aborted the upload; nothing was stored');
+    // Only a client that really went away is an abort: an upstream refusal while the body was
+    // still arriving (no space, no parent) is reported as itself.
+    if (aborted || (req.raw.destroyed && !req.raw.complete)) throw new IncompleteBodyError('the client aborted the upload; nothing was stored');
     throw err;
   }
   const mtime = clientMtime(req);

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { DavgateError, UpstreamUnavailableError, isTransient } from '../errors.js';
+import { DavgateError, IncompleteBodyError, UpstreamUnavailableError, isTransient } from '../errors.js';
 import type { CallContext, Entry, Quota, ReadSink, Upstream } from './types.js';
 
 // Wraps any upstream with the outage policy (issue 5): a timeout per operation, bounded
@@ -87,6 +87,8 @@ export class ResilientUpstream implements Upstream {
         this.#succeeded();
         return v;
       } catch (err) {
+        // The client's body failed (it went away): that says nothing about the upstream.
+        if (err instanceof IncompleteBodyError) throw err;
         if (!isTransient(err)) { this.#succeeded(); throw err; } // the upstream answered
         this.#failed();
         if (!retryable || attempt >= this.#policy.retries || !this.healthy || this.#retryTokens < 1) throw err;
@@ -153,7 +155,14 @@ export class ResilientUpstream implements Upstream {
   }
 
   // A body streams at the client's pace: no timeout on the whole write, and never a retry.
-  write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> { return this.#call('write', false, () => this.inner.write(path, body, size, ctx), false); }
+  write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> {
+    return this.#call('write', false, () => this.inner.write(path, body, size, ctx).catch((err: unknown) => {
+      // A body that errored or was cut off (ECONNRESET from the client side) fails the write,
+      // and a backend may report it as a connection error of its own: it is the client's.
+      if (body.errored || (body.destroyed && !body.readableEnded)) throw new IncompleteBodyError('the request body ended early; nothing was stored');
+      throw err;
+    }), false);
+  }
   mkdir(path: string, ctx?: CallContext): Promise<void> { return this.#call('mkdir', false, () => this.inner.mkdir(path, ctx)); }
   remove(path: string, ctx?: CallContext): Promise<void> { return this.#call('remove', false, () => this.inner.remove(path, ctx), false); }
   move(a: string, b: string, o: boolean, ctx?: CallContext): Promise<void> { return this.#call('move', false, () => this.inner.move(a, b, o, ctx), false); }
