@@ -40,6 +40,8 @@ export const configSchema = z.object({
     z.object({
       type: z.literal('fs'),
       root: z.string().min(1).default('./data'),
+      /** Temporary files of uploads idle this long are what a crash left: removed at start-up and periodically. */
+      tempMaxAge: duration.pipe(z.number().min(1000)).default(3_600_000),
     }).strict(),
     z.object({
       type: z.literal('s3'),
@@ -65,7 +67,7 @@ export const configSchema = z.object({
       passThroughAuth: z.boolean().default(false),
       quotaBytes: byteSize.optional(),
     }).strict(),
-  ]).default({ type: 'fs', root: './data' }),
+  ]).default({ type: 'fs', root: './data', tempMaxAge: 3_600_000 }),
   /** Per-operation upstream limits and retries (reads only are retried). */
   upstreamPolicy: z.object({
     timeout: duration.default(30_000),

@@ -19,6 +19,12 @@ import { targetOf } from './collect.js';
 // keeps client-supplied paths in, not a local user racing symlink swaps inside the root.
 
 const TMP_PREFIX = '.davgate-tmp-';
+/**
+ * Uploads are written here (at the root, hidden like every TMP_PREFIX name) and renamed into
+ * place: one directory to sweep for what a crash left behind, instead of a walk of the tree.
+ * A target on another file system (a mount inside the root) gets its temporary file beside it.
+ */
+const TMP_DIR = TMP_PREFIX + 'uploads';
 const SINK_PIECE = 1024 * 1024;
 const LIST_BATCH = 64; // lstats in flight per listing: cheap locally, hides latency on NFS/CephFS
 const WRITE_HWM = 1 << 20;
@@ -75,24 +81,79 @@ export class FsUpstream implements Upstream {
   readonly root: string;
   readonly capabilities: Capabilities = Object.freeze({ serverSideCopy: true, quota: true, setMtime: true });
   private readonly prefix: string;
+  readonly #rootDev: number;
+  readonly #tmpDir: string;
+  #tmpReady: Promise<unknown> | undefined;
+  /** Temporary files this process is writing now: never swept. */
+  readonly #writing = new Set<string>();
+  #sweeper: NodeJS.Timeout | undefined;
 
   /** Synchronous, for start-up; `FsUpstream.open` is the async equivalent. */
   constructor(root: string) {
     try {
       this.root = realpathSync.native(resolve(root));
-      if (!statSync(this.root).isDirectory()) throw new ConfigError(`upstream root ${root} is not a directory`);
+      const st = statSync(this.root);
+      if (!st.isDirectory()) throw new ConfigError(`upstream root ${root} is not a directory`);
+      this.#rootDev = st.dev;
     } catch (e) {
       throw e instanceof DavgateError ? e : new ConfigError(`upstream root ${root}: ${(e as Error).message}`);
     }
     this.prefix = this.root.endsWith(sep) ? this.root : this.root + sep;
     this.id = 'fs:' + this.root;
+    this.#tmpDir = join(this.root, TMP_DIR);
   }
 
-  static async open(root: string): Promise<FsUpstream> {
+  /**
+   * The upstream at `root`, after removing the temporary files of uploads that a crash cut short
+   * (idle for `tempMaxAge`: another gateway on the same directory may be writing the younger
+   * ones); then swept again every quarter of that.
+   */
+  static async open(root: string, opts: { tempMaxAge?: number } = {}): Promise<FsUpstream> {
     const real = await fsp.realpath(resolve(root)).catch((e: Error) => {
       throw new ConfigError(`upstream root ${root}: ${e.message}`);
     });
-    return new FsUpstream(real);
+    const up = new FsUpstream(real);
+    if (opts.tempMaxAge !== undefined) {
+      const maxAge = opts.tempMaxAge;
+      await up.sweepTemporaries(maxAge);
+      up.#sweeper = setInterval(() => void up.sweepTemporaries(maxAge).catch(() => {}), Math.max(1000, maxAge / 4));
+      up.#sweeper.unref();
+    }
+    return up;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+  }
+
+  /** Remove temporary upload files idle for longer than `maxAgeMs`; returns how many. */
+  async sweepTemporaries(maxAgeMs: number): Promise<number> {
+    const names = await fsp.readdir(this.#tmpDir).catch(() => [] as string[]);
+    let removed = 0;
+    for (const n of names) {
+      const p = join(this.#tmpDir, n);
+      if (this.#writing.has(p)) continue;
+      const st = await fsp.lstat(p).catch(() => null);
+      if (!st || Date.now() - st.mtimeMs < maxAgeMs) continue;
+      await fsp.rm(p, { recursive: true, force: true }).catch(() => undefined);
+      removed++;
+    }
+    return removed;
+  }
+
+  /** A new temporary file name for `host`, on the same file system as its directory (`dirDev`). */
+  async #temporaryFor(host: string, dirDev: number): Promise<string> {
+    if (dirDev !== this.#rootDev) return tmpBeside(host);
+    this.#tmpReady ??= fsp.mkdir(this.#tmpDir, { recursive: true, mode: 0o700 });
+    await this.#tmpReady;
+    const tmp = join(this.#tmpDir, randomBytes(12).toString('hex'));
+    this.#writing.add(tmp);
+    return tmp;
+  }
+
+  async #removeTemporary(tmp: string): Promise<void> {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    this.#writing.delete(tmp);
   }
 
   private inside(real: string): boolean {
@@ -119,11 +180,12 @@ export class FsUpstream implements Upstream {
     }
   }
 
-  private async requireParentDir(host: string, path: string): Promise<void> {
+  private async requireParentDir(host: string, path: string): Promise<Stats> {
     const st = await fsp.stat(dirname(host)).catch((e: unknown) => {
       throw missing(e) ? noParent(path) : fromSystemError(e, path);
     });
     if (!st.isDirectory()) throw new ConflictError(`parent of ${path} is not a collection`);
+    return st;
   }
 
   async stat(path: string): Promise<Entry> {
@@ -206,11 +268,11 @@ export class FsUpstream implements Upstream {
     if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) throw new BadRequestError('invalid size');
     const host = await this.confine(path);
     if (host === this.root) throw new IsADirectoryError();
-    await this.requireParentDir(host, path);
+    const parent = await this.requireParentDir(host, path);
     const old = await sys(path, statOrNull(host, true)); // null also for a dangling link, which rename replaces
     if (old?.isDirectory()) throw new IsADirectoryError();
 
-    const tmp = tmpBeside(host);
+    const tmp = await sys(path, this.#temporaryFor(host, parent.dev));
     const sink = createWriteStream(tmp, { flags: 'wx', highWaterMark: WRITE_HWM });
     let bodyErr: unknown;
     body.once('error', (e) => { bodyErr = e; });
@@ -228,12 +290,13 @@ export class FsUpstream implements Upstream {
       committing = true;
       if (old) await fsp.chmod(tmp, old.mode & 0o7777); // a replaced file keeps its permissions
       await fsp.rename(tmp, host);
+      this.#writing.delete(tmp);
       const entry = toEntry(path, await fsp.stat(host));
       if (!entry) throw new NotFoundError(path);
       return entry;
     } catch (e) {
       if (!sink.closed) await new Promise<void>((r) => sink.once('close', () => r()));
-      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      await this.#removeTemporary(tmp);
       if (e instanceof DavgateError) throw e;
       if (e === bodyErr && !committing) throw e; // the client's abort, as the contract allows
       if (errCode(e) === 'ERR_STREAM_PREMATURE_CLOSE') throw new IncompleteBodyError('request body aborted');
@@ -317,12 +380,13 @@ export class FsUpstream implements Upstream {
   }
 
   private async copyFileAtomic(src: string, dst: string): Promise<void> {
-    const tmp = tmpBeside(dst);
+    const tmp = await this.#temporaryFor(dst, (await fsp.stat(dirname(dst))).dev);
     try {
       await fsp.copyFile(src, tmp, COPY_FLAGS);
       await fsp.rename(tmp, dst);
+      this.#writing.delete(tmp);
     } catch (e) {
-      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      await this.#removeTemporary(tmp);
       throw e;
     }
   }

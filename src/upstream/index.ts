@@ -12,7 +12,7 @@ export async function openUpstream(config: Config, events: UpstreamEvents = {}):
   let inner: Upstream;
   switch (c.type) {
     case 'fs':
-      inner = await FsUpstream.open(c.root);
+      inner = await FsUpstream.open(c.root, { tempMaxAge: c.tempMaxAge });
       break;
     case 's3': {
       const { S3Upstream } = await import('./s3.js');

@@ -43,13 +43,23 @@ function manualBody(): Readable {
   return new Readable({ read() { /* pushed by the test */ } });
 }
 
+const UPLOADS = '.davgate-tmp-uploads';
+
+/** The DAV path of the temporary file of a write in progress (under the root's upload directory). */
 async function waitForTemp(dir: string): Promise<string> {
   for (let i = 0; i < 500; i++) {
-    const tmp = (await readdir(dir)).find((n) => n.startsWith('.davgate-tmp-'));
-    if (tmp) return tmp;
+    const tmp = (await readdir(join(dir, UPLOADS)).catch(() => [] as string[]))[0];
+    if (tmp) return `${UPLOADS}/${tmp}`;
     await new Promise((r) => setTimeout(r, 5));
   }
   throw new Error('temp file never appeared');
+}
+
+/** The entries of `dir`, with the upload directory checked empty (no temporary file left) and left out. */
+async function visible(dir: string): Promise<string[]> {
+  const all = await readdir(dir);
+  if (all.includes(UPLOADS)) assert.deepEqual(await readdir(join(dir, UPLOADS)), [], 'a temporary upload file was left');
+  return all.filter((n) => n !== UPLOADS);
 }
 
 test('open: id is the real root; bad roots are config errors', async (t) => {
@@ -208,7 +218,7 @@ test('write: creates, replaces, keeps mode, checks parent and target', async (t)
   await assert.rejects(up.write('/', body('x')), IsADirectoryError);
   await assert.rejects(up.write('/nope/x', body('x')), ConflictError);
   await assert.rejects(up.write('/new.txt/x', body('x')), ConflictError);
-  assert.deepEqual((await readdir(root)).sort(), ['d', 'empty', 'new.txt']);
+  assert.deepEqual((await visible(root)).sort(), ['d', 'empty', 'new.txt']);
 });
 
 test('write: the temp file of a slow write is never listed, the old version stays readable', async (t) => {
@@ -225,7 +235,7 @@ test('write: the temp file of a slow write is never listed, the old version stay
   b.push(null);
   const e = await done;
   assert.equal(e.size, 2000);
-  assert.deepEqual(await readdir(root), ['slow.bin']);
+  assert.deepEqual(await visible(root), ['slow.bin']);
   const got = await up.read('/slow.bin', 0, 4000);
   assert.equal(got.length, 2000);
   assert.equal(got[999], 'a'.charCodeAt(0));
@@ -240,7 +250,7 @@ test('write: an aborted body commits nothing and leaves no temp file', async (t)
   await waitForTemp(root);
   b.destroy(new Error('client aborted'));
   await assert.rejects(done, /client aborted/);
-  assert.deepEqual(await readdir(root), []);
+  assert.deepEqual(await visible(root), []);
 
   // destroyed without an error: still incomplete, still nothing left
   await up.write('/kept', body('old'));
@@ -250,7 +260,7 @@ test('write: an aborted body commits nothing and leaves no temp file', async (t)
   await waitForTemp(root);
   b2.destroy();
   await assert.rejects(done2, IncompleteBodyError);
-  assert.deepEqual(await readdir(root), ['kept']);
+  assert.deepEqual(await visible(root), ['kept']);
   assert.equal(await text(up, '/kept'), 'old');
 });
 
@@ -270,18 +280,18 @@ test('write: an HTTP client that disconnects mid-body commits nothing', async (t
   await waitForTemp(root);
   req.destroy();
   await assert.rejects(() => result ?? Promise.reject(new Error('no request seen')));
-  assert.deepEqual(await readdir(root), []);
+  assert.deepEqual(await visible(root), []);
 });
 
 test('write: a body shorter or longer than size commits nothing', async (t) => {
   const { root, up } = await setup(t);
   await assert.rejects(up.write('/short', body('12345'), 10), IncompleteBodyError);
   await assert.rejects(up.write('/long', body('12345', '67890'), 7), IncompleteBodyError);
-  assert.deepEqual(await readdir(root), []);
+  assert.deepEqual(await visible(root), []);
   await up.write('/f', body('old'));
   await assert.rejects(up.write('/f', body('ne'), 3), IncompleteBodyError);
   assert.equal(await text(up, '/f'), 'old');
-  assert.deepEqual(await readdir(root), ['f']);
+  assert.deepEqual(await visible(root), ['f']);
 });
 
 test('list: kinds, sizes, temp files hidden, errors', async (t) => {
@@ -350,7 +360,7 @@ test('remove: files and trees; missing and root', async (t) => {
   await writeFile(join(root, 'g'), 'x');
   await up.remove('/g');
   await up.remove('/d');
-  assert.deepEqual(await readdir(root), []);
+  assert.deepEqual(await visible(root), []);
   await assert.rejects(up.remove('/g'), NotFoundError);
   await assert.rejects(up.remove('/'), ForbiddenPathError);
 });
@@ -397,7 +407,7 @@ test('move: between hard links of one file removes the source', async (t) => {
   await link(join(root, 'h1'), join(root, 'h2'));
   await assert.rejects(up.move('/h1', '/h2', false), ExistsError);
   await up.move('/h1', '/h2', true);
-  assert.deepEqual(await readdir(root), ['h2']);
+  assert.deepEqual(await visible(root), ['h2']);
 });
 
 test('copy: files and trees, shallow, overwrite rules, parents, subtree', async (t) => {
@@ -437,7 +447,7 @@ test('copy: files and trees, shallow, overwrite rules, parents, subtree', async 
   await assert.rejects(up.copy('/a', '/a', true), ForbiddenPathError);
   await symlink(join(root, 'd'), join(root, 'l'));
   await assert.rejects(up.copy('/d', '/l/inner', true), ConflictError);
-  assert.ok(!(await readdir(root)).some((n) => n.startsWith('.davgate-tmp-')));
+  assert.ok(!(await visible(root)).some((n) => n.startsWith('.davgate-tmp-')));
 });
 
 test('setMtime and quota', async (t) => {
@@ -450,4 +460,31 @@ test('setMtime and quota', async (t) => {
   const q = await up.quota('/');
   assert.ok(Number.isFinite(q.availableBytes) && q.availableBytes > 0);
   assert.ok(Number.isFinite(q.usedBytes) && q.usedBytes >= 0);
+});
+
+test('crash debris: temporary upload files idle past the bound are removed at open, younger and live ones kept', async (t) => {
+  const root = await tempDir(t, 'root');
+  await mkdir(join(root, UPLOADS));
+  const old = join(root, UPLOADS, 'crashed-long-ago');
+  const young = join(root, UPLOADS, 'another-gateway-writing');
+  await writeFile(old, 'partial');
+  await writeFile(young, 'partial');
+  const past = new Date(Date.now() - 2 * 3600_000);
+  await utimes(old, past, past);
+  const up = await FsUpstream.open(root, { tempMaxAge: 3600_000 });
+  t.after(() => up.close());
+  assert.deepEqual(await readdir(join(root, UPLOADS)), ['another-gateway-writing']);
+  assert.deepEqual(await names(up, '/'), [], 'the upload directory is listed');
+  // A write of this process in progress is never swept, however old its file looks.
+  const b = manualBody();
+  b.push(Buffer.alloc(100, 'a'));
+  const done = up.write('/slow.bin', b, 200);
+  const tmp = await waitForTemp(root);
+  await utimes(join(root, tmp), past, past);
+  await utimes(young, past, past);
+  assert.equal(await up.sweepTemporaries(3600_000), 1);
+  b.push(Buffer.alloc(100, 'b'));
+  b.push(null);
+  assert.equal((await done).size, 200);
+  assert.deepEqual(await visible(root), ['slow.bin']);
 });
