@@ -57,6 +57,8 @@ export const configSchema = z.object({
       secretAccessKey: z.string().optional(),
       quotaBytes: byteSize.optional(),
       partSize: byteSize.pipe(z.number().int().min(5 * MiB)).default(8 * MiB),
+      /** Multipart uploads open longer than this are what a crash left: aborted at start-up and hourly. */
+      abortUploadsAfter: duration.pipe(z.number().min(1000)).default(86_400_000),
     }).strict(),
     z.object({
       type: z.literal('webdav'),

@@ -21,11 +21,16 @@ export async function serve(o: Record<string, unknown>): Promise<void> {
   const config = configFrom(o);
   if (config.upstream.type === 'fs' && !o.upstream && !o.config && !process.env.DAVGATE_UPSTREAM_ROOT) await mkdir(config.upstream.root, { recursive: true });
   const metrics = new Metrics({ version: VERSION });
+  let gw: Awaited<ReturnType<typeof buildGateway>> | undefined;
   const upstream = await openUpstream(config, {
     onRetry: (operation) => metrics.upstreamRetries.inc({ operation }),
     onHealth: (up) => { metrics.upstreamUp.set(up ? 1 : 0); if (!up) metrics.breakerOpens.inc(); },
+    onSweepError: (err) => {
+      if (gw) gw.app.log.warn({ err }, 'could not abort the uploads a crash left open');
+      else console.error(`davgate: could not abort the uploads a crash left open: ${(err as Error).message}`);
+    },
   });
-  const gw = await buildGateway(config, upstream, { metrics });
+  gw = await buildGateway(config, upstream, { metrics });
   // One real request before the first client's: the S3 SDK loads its credential chain and
   // connections open on first use (~0.3 s), which would otherwise land on the first reader.
   // A failure here is only logged: the gateway starts anyway and /readyz tells.

@@ -16,7 +16,9 @@ export async function openUpstream(config: Config, events: UpstreamEvents = {}):
       break;
     case 's3': {
       const { S3Upstream } = await import('./s3.js');
-      inner = new S3Upstream(c);
+      const s3 = new S3Upstream(c);
+      if (events.onSweepError) s3.sweepStaleUploads(c.abortUploadsAfter, events.onSweepError);
+      inner = s3;
       break;
     }
     case 'webdav': {

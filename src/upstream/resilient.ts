@@ -19,6 +19,8 @@ export interface UpstreamPolicy {
 export interface UpstreamEvents {
   onRetry?(operation: string): void;
   onHealth?(healthy: boolean): void;
+  /** Set by a serving gateway: crash debris (S3 uploads left open) is swept, and failures to do so reported here. */
+  onSweepError?(err: unknown): void;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -2,7 +2,8 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import {
   S3Client, HeadObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, DeleteObjectsCommand,
   DeleteObjectCommand, CopyObjectCommand, CreateMultipartUploadCommand, UploadPartCopyCommand,
-  CompleteMultipartUploadCommand, AbortMultipartUploadCommand, type ListObjectsV2CommandOutput, type _Object,
+  CompleteMultipartUploadCommand, AbortMultipartUploadCommand, ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput, type ListObjectsV2CommandOutput, type _Object,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import pLimit from 'p-limit';
@@ -33,6 +34,9 @@ export interface S3UpstreamOptions {
   /** Multipart part size for large PUTs: memory per upload is bounded by partSize × queueSize. */
   partSize?: number;
 }
+
+/** How often multipart uploads that a crash left open are looked for (besides at start-up). */
+const STALE_UPLOAD_SWEEP_MS = 3_600_000;
 
 const MULTIPART_COPY_LIMIT = 5 * 1024 ** 3;
 const COPY_PART = 512 * 1024 ** 2;
@@ -76,6 +80,7 @@ export class S3Upstream implements Upstream {
   readonly #prefix: string;
   /** Block reads straight into the block buffer, for plain-HTTP endpoints. */
   readonly #direct: S3DirectReads | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
 
   constructor(opts: S3UpstreamOptions, client?: S3Client) {
     this.#opts = opts;
@@ -351,7 +356,40 @@ export class S3Upstream implements Upstream {
     return { availableBytes: this.#opts.quotaBytes, usedBytes: 0 };
   }
 
+  /**
+   * Abort the multipart uploads under the prefix that were started more than `maxAgeMs` ago:
+   * a gateway killed mid-PUT leaves its upload open, its parts billed and invisible. Younger
+   * ones may belong to another gateway still writing. Returns how many were aborted.
+   */
+  async abortStaleUploads(maxAgeMs: number): Promise<number> {
+    let aborted = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      const page: ListMultipartUploadsCommandOutput = await this.#call('/', () => this.#s3.send(new ListMultipartUploadsCommand({
+        Bucket: this.#opts.bucket, Prefix: this.#prefix || undefined, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker,
+      })));
+      for (const u of page.Uploads ?? []) {
+        if (!u.Key || !u.UploadId || !u.Initiated || Date.now() - u.Initiated.getTime() < maxAgeMs) continue;
+        await this.#call('/', () => this.#s3.send(new AbortMultipartUploadCommand({ Bucket: this.#opts.bucket, Key: u.Key, UploadId: u.UploadId })));
+        aborted++;
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker);
+    return aborted;
+  }
+
+  /** Abort stale uploads now (in the background: the store may be unreachable) and every hour. */
+  sweepStaleUploads(maxAgeMs: number, onError: (err: unknown) => void): void {
+    const sweep = () => void this.abortStaleUploads(maxAgeMs).catch(onError);
+    sweep();
+    this.#sweeper = setInterval(sweep, Math.min(STALE_UPLOAD_SWEEP_MS, Math.max(1000, maxAgeMs)));
+    this.#sweeper.unref();
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.#sweeper);
     this.#direct?.close();
     this.#s3.destroy();
   }

@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { Readable } from 'node:stream';
-import { S3Client, CreateBucketCommand, PutObjectCommand, ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3';
+import { S3Client, CreateBucketCommand, PutObjectCommand, ListObjectsV2Command, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { freeDir, removeDir, sleep, startGatewayProcess } from '../helpers/gateway-process.js';
 import pLimit from 'p-limit';
 import { startCeph, type CephCluster } from '../helpers/ceph.js';
 import { startGateway, type TestGateway } from '../helpers/inproc.js';
@@ -135,6 +138,46 @@ describe('S3 upstream: Ceph RADOS Gateway', { timeout: 600_000 }, () => {
     const inv = await fetch(gw.adminUrl + 'invalidate?path=/doc.txt', { method: 'POST' });
     assert.equal(inv.status, 200);
     assert.equal((await http(gw.url + 'doc.txt', 'GET')).text, 'three');
+  });
+
+  test('SIGKILL mid-PUT: the multipart upload left open is aborted at the next start; the old version intact', async () => {
+    const key = 'crash/doc.bin';
+    const v1 = Buffer.alloc(MiB, 0x31);
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: v1 }));
+    const dir = await freeDir('davgate-s3-crash');
+    const cfg = join(dir, 'c.yaml');
+    await writeFile(cfg, ['upstream:', '  type: s3', `  bucket: ${BUCKET}`, `  endpoint: ${ceph.s3.endpoint}`, `  region: ${ceph.s3.region}`,
+      `  accessKeyId: ${ceph.s3.accessKeyId}`, `  secretAccessKey: ${ceph.s3.secretAccessKey}`, '  abortUploadsAfter: 1s'].join('\n') + '\n');
+    const open = async () => (await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: 'crash/' }))).Uploads ?? [];
+    const args = ['-c', cfg, '--upstream', `s3://${BUCKET}/`, '--log-level', 'warn'];
+    let proc = await startGatewayProcess({ args });
+    try {
+      // 20 of a promised 40 MiB: the 8 MiB parts of a multipart upload are on their way.
+      const u = new URL(proc.url);
+      const req = request({ host: u.hostname, port: Number(u.port), method: 'PUT', path: '/' + key, headers: { 'content-length': 40 * MiB }, agent: false });
+      req.on('error', () => undefined);
+      req.write(Buffer.alloc(20 * MiB, 0x32));
+      for (let i = 0; (await open()).length === 0; i++) {
+        assert.ok(i < 100, 'no multipart upload was started');
+        await sleep(100);
+      }
+      process.kill(proc.pid, 'SIGKILL');
+      await proc.stop();
+      assert.equal((await open()).length, 1, 'the crash left no open upload to clean');
+      assert.equal((await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).ContentLength, MiB);
+      await sleep(1200);
+      proc = await startGatewayProcess({ args });
+      for (let i = 0; (await open()).length > 0; i++) {
+        assert.ok(i < 100, 'the open upload was not aborted after a restart');
+        await sleep(100);
+      }
+      const got = await http(proc.url + key, 'GET');
+      assert.equal(got.status, 200);
+      assert.equal(got.hash, createHash('sha256').update(v1).digest('hex'));
+    } finally {
+      await proc.stop();
+      await removeDir(dir);
+    }
   });
 
   test('outage: RGW stopped, cached files served stale, uncached fail fast; back without a restart', async () => {
