@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequestError, ConflictError, DavgateError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { encodeHref, parentOf } from '../davpath.js';
-import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, xmlLimits, type GatewayContext } from './request.js';
+import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, withStoredParent, xmlLimits, type GatewayContext } from './request.js';
 import { child, escapeXml, innerXml, readXml } from './xml.js';
 import type { LockRecord } from './davstate.js';
 import { checkAppleDouble } from './put.js';
@@ -42,7 +42,7 @@ function lockResponse(reply: FastifyReply, status: number, lock: LockRecord): vo
 }
 
 export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const path = davPath(req);
+  let path = davPath(req);
   const body = await readXml(req.raw, xmlLimits(ctx.config));
   const timeout = timeoutSeconds(req.headers.timeout, Math.floor(ctx.config.webdav.maxLockTimeout / 1000));
   if (!body) {
@@ -69,9 +69,10 @@ export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply
   let status = 200;
   const identity = identityOf(req);
   try {
-    await ctx.cache.getnode(path, identity);
+    path = (await ctx.cache.getnode(path, identity)).path;
   } catch (err) {
     if (!(err instanceof NotFoundError)) throw err;
+    path = await withStoredParent(ctx, path, identity);
     try {
       await ctx.cache.getnode(parentOf(path), identity);
     } catch (e) {

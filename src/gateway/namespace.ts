@@ -1,24 +1,28 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalFromUrlPath, isWithin, parentOf } from '../davpath.js';
 import { BadRequestError, ConflictError, DavgateError, ExistsError, NotFoundError, PreconditionFailedError } from '../errors.js';
-import { checkIfHeader, checkLocks, checkWritable, davPath, identityOf, parseDepth, type GatewayContext } from './request.js';
+import { checkIfHeader, checkLocks, checkWritable, davPath, identityOf, parseDepth, withStoredParent, type GatewayContext } from './request.js';
 import { checkAppleDouble } from './put.js';
-import type { Identity } from '../cachemgr/cachemgr.js';
+import type { Identity, Node } from '../cachemgr/cachemgr.js';
 
 // MKCOL, DELETE, COPY and MOVE (RFC 4918 §9.3, §9.6, §9.8, §9.9).
 
-async function exists(ctx: GatewayContext, path: string, identity: Identity): Promise<boolean> {
+/** The node at `path` (in either Unicode normal form), or undefined. */
+async function nodeAt(ctx: GatewayContext, path: string, identity: Identity): Promise<Node | undefined> {
   try {
-    await ctx.cache.getnode(path, identity);
-    return true;
+    return await ctx.cache.getnode(path, identity);
   } catch (err) {
-    if (err instanceof NotFoundError) return false;
+    if (err instanceof NotFoundError) return undefined;
     throw err;
   }
 }
 
+async function exists(ctx: GatewayContext, path: string, identity: Identity): Promise<boolean> {
+  return (await nodeAt(ctx, path, identity)) !== undefined;
+}
+
 export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const path = davPath(req);
+  const path = await withStoredParent(ctx, davPath(req), identityOf(req));
   const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
   if (hasBody) {
     req.raw.resume();
@@ -63,7 +67,7 @@ export function destinationOf(req: FastifyRequest): string {
   const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i.exec(raw);
   const pathname = abs ? (abs[1] ?? '/') : raw.startsWith('/') ? raw.split(/[?#]/)[0]! : '';
   if (!pathname) throw new BadRequestError('Destination must be an absolute URI or path', 'DAVGATE_BAD_DESTINATION');
-  return canonicalFromUrlPath(pathname).normalize('NFC');
+  return canonicalFromUrlPath(pathname);
 }
 
 function overwriteOf(req: FastifyRequest): boolean {
@@ -77,7 +81,7 @@ function overwriteOf(req: FastifyRequest): boolean {
 
 export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const move = req.method === 'MOVE';
-  const to = destinationOf(req);
+  let to = destinationOf(req);
   const overwrite = overwriteOf(req);
   const identity = identityOf(req);
   const source = await ctx.cache.getnode(davPath(req), identity);
@@ -94,8 +98,13 @@ export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, r
   checkAppleDouble(ctx, to);
   const parent = parentOf(to);
   if (!(await exists(ctx, parent, identity))) throw new ConflictError('destination parent does not exist');
-  const existed = await exists(ctx, to, identity);
+  const target = await nodeAt(ctx, to, identity);
+  // The source itself in another Unicode form: a MOVE respells it, a COPY would double it.
+  if (target?.path === from && !move) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'source and destination are the same');
+  const existed = target !== undefined && target.path !== from;
   if (existed && !overwrite) throw new PreconditionFailedError('destination exists and Overwrite is F');
+  // An existing destination in the other Unicode form is replaced under its own name, not doubled.
+  to = existed ? target.path : await withStoredParent(ctx, to, identity);
   if (move) {
     await ctx.cache.move(from, to, overwrite, identity);
     await ctx.state.move(from, to);

@@ -1,7 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequestError, ConflictError, DavgateError, IncompleteBodyError, NotFoundError, PreconditionFailedError } from '../errors.js';
-import { parentOf } from '../davpath.js';
+import { joinPath, nameOf, parentOf } from '../davpath.js';
 import { checkWritable, davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { etagOf } from './conditional.js';
 
@@ -81,6 +81,7 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
       throw e;
     });
     if (parent.kind !== 'dir') throw new ConflictError('the parent is not a collection');
+    path = joinPath(parent.path, nameOf(path)); // into the parent as stored, whichever Unicode form named it
   }
   await checkWritable(ctx, req, path, { membership: !existed });
   const body = max !== undefined ? req.raw.pipe(new BodyLimit(max)) : req.raw;

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { SHARED, type CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Metrics } from '../metrics.js';
-import { canonicalFromUrlPath, parentOf } from '../davpath.js';
+import { canonicalFromUrlPath, joinPath, nameOf, parentOf } from '../davpath.js';
 import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError, statusOf } from '../errors.js';
 import { etagOf } from './conditional.js';
 import { evaluateIf, parseIf, stateTokens, type ResourceState } from './ifheader.js';
@@ -52,12 +52,29 @@ function rawPathOf(req: FastifyRequest): string {
 }
 
 /**
- * The canonical DAV path of the request URL, in Unicode NFC: macOS sends names decomposed
- * (NFD), everyone else composed, and one name must be one resource. New names are stored
- * in NFC; names already upstream in NFD are still found (CacheManager.getnode).
+ * The canonical DAV path of the request URL, spelled as the client spelled it. macOS (and some
+ * Linux tools) send names decomposed (NFD), most clients composed (NFC): lookups match either
+ * form (CacheManager.getnode) and writes to an existing name keep its spelling, so one name
+ * stays one resource, and a new name is stored as written, so the client finds it again.
  */
 export function davPath(req: FastifyRequest): string {
-  return canonicalFromUrlPath(rawPathOf(req)).normalize('NFC');
+  return canonicalFromUrlPath(rawPathOf(req));
+}
+
+/**
+ * A new name's path with its parent spelled as stored upstream: a client may name an existing
+ * directory in the other Unicode form, and the new member must go into that directory, not
+ * beside it. Unchanged when the parent is missing (the caller answers 409) or plain ASCII.
+ */
+export async function withStoredParent(ctx: GatewayContext, path: string, identity: Identity): Promise<string> {
+  const parent = parentOf(path);
+  if (path === '/' || /^[\x00-\x7f]*$/.test(parent)) return path;
+  try {
+    return joinPath((await ctx.cache.getnode(parent, identity)).path, nameOf(path));
+  } catch (err) {
+    if (err instanceof NotFoundError) return path;
+    throw err;
+  }
 }
 
 /** True when the URL names a collection (ends with "/"). */

@@ -35,7 +35,8 @@ async function walk(dir: string, skip?: string): Promise<string[]> {
   return out.sort();
 }
 
-const tmpLeftovers = async (root: string) => (await walk(root)).filter((p) => p.split('/').some((s) => s.startsWith('.davgate-tmp-')));
+// The upload directory itself stays; any file in it, or beside a target, is a leftover.
+const tmpLeftovers = async (root: string) => (await walk(root)).filter((p) => p !== '.davgate-tmp-uploads' && p.split('/').some((s) => s.startsWith('.davgate-tmp-')));
 
 async function waitFor(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
   const end = Date.now() + ms;

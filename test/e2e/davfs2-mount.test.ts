@@ -340,6 +340,22 @@ describe('davfs2 mount through davgate', { skip: MOUNT_DAVFS ? false : 'mount.da
     files.delete('sp ace/ü ñ#%&+.txt');
   });
 
+  test('a file written under a decomposed (NFD) name keeps that name and can be reopened by it', async (t) => {
+    if (skipIfNeeded(t)) return;
+    const nfd = 'Gru\u0308n Cafe\u0301.txt';
+    await writeFile(mnt(nfd), 'nfd content');
+    await eventually(async () => {
+      assert.ok((await readdir(up(''))).includes(nfd), 'upstream name is not the spelling davfs2 wrote');
+    });
+    assert.ok((await readdir(mnt(''))).includes(nfd), 'the mount lists another spelling');
+    assert.equal(await readFile(mnt(nfd), 'utf8'), 'nfd content');
+    await writeFile(mnt(nfd), 'rewritten');
+    await eventually(async () => assert.equal(await readFile(up(nfd), 'utf8'), 'rewritten'));
+    assert.equal((await readdir(up(''))).filter((n) => n.normalize('NFC') === nfd.normalize('NFC')).length, 1, 'two spellings, two files');
+    await unlink(mnt(nfd));
+    await eventually(async () => assert.equal(await exists(up(nfd)), false, 'deleted upstream'));
+  });
+
   test('delete a file and a directory through the mount', async (t) => {
     if (skipIfNeeded(t)) return;
     await unlink(mnt('empty.bin'));
