@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { freeDir, removeDir } from '../helpers/gateway-process.js';
 import {
   REPO_DIR, STORE_DIR, TEST_IMAGE, buildImage, ensureBaseImage, imageConfig, imageSize, imageToolsMissing,
-  runContainer, withRootfs, type Container, type ImageConfig,
+  lockStore, runContainer, withRootfs, type Container, type ImageConfig,
 } from '../helpers/image.js';
 
 const SKIP = imageToolsMissing();
@@ -25,9 +25,11 @@ describe('container image', { skip: SKIP ? `skipping the image tests: ${SKIP}` :
   let dataDir: string;
   let cacheDir: string;
   let ctr: Container | undefined;
+  let release: (() => Promise<void>) | undefined;
   const payload = randomBytes(3 * 1024 * 1024 + 17); // several cache blocks' worth, odd length
 
   before(async () => {
+    release = await lockStore();
     const t0 = Date.now();
     await ensureBaseImage((m) => console.log(`image: ${m}`));
     const { seconds } = await buildImage();
@@ -48,6 +50,7 @@ describe('container image', { skip: SKIP ? `skipping the image tests: ${SKIP}` :
     await ctr?.remove();
     if (dataDir) await removeDir(dataDir);
     if (cacheDir) await removeDir(cacheDir);
+    await release?.();
   });
 
   test('carries the OCI labels, ports, volumes, user and health check of the Dockerfile', () => {
@@ -73,6 +76,9 @@ describe('container image', { skip: SKIP ? `skipping the image tests: ${SKIP}` :
       for (const dev of ['typescript', '@types/node', 'fast-check', 's3rver', 'webdav']) {
         assert.ok(!existsSync(join(root, 'app/node_modules', dev)), `dev dependency ${dev} in the image`);
       }
+      const notLoaded = (await readdir(join(root, 'app/node_modules'), { recursive: true })).filter((f) => /\.(d\.[cm]?ts|map)$/.test(f));
+      assert.deepEqual(notLoaded.slice(0, 5), [], 'type declarations or source maps of dependencies in the image');
+      assert.ok(existsSync(join(root, 'app/node_modules/fastify/LICENSE')), 'licence texts must stay');
       for (const tool of ['usr/bin/g++', 'usr/bin/make', 'usr/bin/python3']) assert.ok(!existsSync(join(root, tool)), `/${tool} in the image`);
       assert.ok(existsSync(join(root, 'app/dist/src/main.js')));
       assert.ok(!existsSync(join(root, 'app/dist/test')), 'compiled tests in the image');
@@ -119,6 +125,9 @@ describe('container image', { skip: SKIP ? `skipping the image tests: ${SKIP}` :
   test('/healthz on the admin port answers 200, and the image HEALTHCHECK command exits 0 inside the container', async () => {
     const health = await ctr!.curl(ADMIN + 'healthz');
     assert.equal(health.status, 200, health.body.toString());
+    const metrics = await ctr!.curl(ADMIN + 'metrics');
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.body.toString(), new RegExp(`^davgate_build_info\\{[^}]*version="${pkg.version}"`, 'm'));
     const check = cfg.Healthcheck?.Test ?? [];
     const argv = check[0] === 'CMD' ? check.slice(1) : check[0] === 'CMD-SHELL' ? ['/bin/sh', '-c', check[1]!] : [];
     assert.ok(argv.length > 0, `unexpected HEALTHCHECK ${JSON.stringify(check)}`);
@@ -143,6 +152,22 @@ describe('container image', { skip: SKIP ? `skipping the image tests: ${SKIP}` :
     }
     const inImage = await ctr!.exec(['stat', '-c', '%a %u', '/cache/blocks']);
     assert.equal(inImage.stdout.trim(), '700 1000');
+  });
+
+  test('the trimmed sqlite3 module loads and opens a database in the final image', async () => {
+    const r = await ctr!.exec(['node', '-e',
+      "new (require('sqlite3').Database)(':memory:').get('select sqlite_version() v', (e, r) => { if (e) throw e; console.log(r.v); })"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout.trim(), /^3\.\d+\.\d+$/);
+  });
+
+  test('the cache CLI run in the container finds the running gateway\'s cache', async () => {
+    const r = await ctr!.exec(['node', 'dist/src/main.js', 'cache', 'stats', '--json']);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const stats = JSON.parse(r.stdout) as { dir: string; running: boolean; blocks: number };
+    assert.equal(stats.dir, '/cache');
+    assert.equal(stats.running, true);
+    assert.ok(stats.blocks > 0, 'the file read above left no blocks in the cache');
   });
 
   test('SIGTERM to the gateway: a clean exit (code 0) within 10 s', async () => {

@@ -3,7 +3,7 @@
 // (STORE_DIR), kept between runs so that reruns reuse the base image and the cached layers; nothing
 // outside it is touched. Containers run with chroot isolation inside a private network namespace.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { appendFile, chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -34,8 +34,7 @@ export function run(cmd: string, args: string[], opts: { timeoutMs: number; allo
     // A process group of its own, so a timeout also ends what the command started (buildah's children).
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, detached: true });
     const unreap = reapOnExit(child.pid);
-    let stdout = '';
-    let stderr = '';
+    let stdout = '', stderr = '';
     let log = Promise.resolve();
     const onData = (which: 'out' | 'err') => (c: Buffer) => {
       if (which === 'out') stdout = (stdout + c.toString()).slice(-MAX_OUTPUT);
@@ -45,10 +44,7 @@ export function run(cmd: string, args: string[], opts: { timeoutMs: number; allo
     child.stdout.on('data', onData('out'));
     child.stderr.on('data', onData('err'));
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
-    }, opts.timeoutMs);
+    const timer = setTimeout(() => { timedOut = true; try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } }, opts.timeoutMs);
     const describe = (why: string) => new Error(`${why}: ${cmd} ${args.join(' ')}\n--- output (tail) ---\n${tail(stdout)}\n${tail(stderr)}`);
     child.once('error', (e) => { clearTimeout(timer); unreap(); reject(describe(`cannot start (${e.message})`)); });
     child.once('close', (code, signal) => {
@@ -92,11 +88,43 @@ export function imageToolsMissing(): string | undefined {
   return undefined;
 }
 
+/**
+ * Takes the storage for this process (waiting while another live test process holds it), then
+ * clears what a holder killed before its cleanup left behind: processes still running in its
+ * containers, the containers of an interrupted build or run. Returns the release function.
+ */
+export async function lockStore(timeoutMs = 20 * MIN): Promise<() => Promise<void>> {
+  await mkdir(STORE_DIR, { recursive: true });
+  const lock = join(STORE_DIR, 'lock');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try { await writeFile(lock, String(process.pid), { flag: 'wx' }); break; } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number(await readFile(lock, 'utf8').catch(() => '0'));
+      const alive = holder > 0 && (await readFile(`/proc/${holder}/comm`, 'utf8').catch(() => '')).trim() === 'node';
+      if (!alive) await rm(lock, { force: true });
+      else if (Date.now() > deadline) throw new Error(`${STORE_DIR} is still in use by process ${holder} (another image test?)`);
+      else await sleep(1000);
+    }
+  }
+  const release = () => { try { if (readFileSync(lock, 'utf8') === String(process.pid)) rmSync(lock); } catch { /* gone */ } };
+  process.once('exit', release);
+  // Left over: buildah commands on this storage, and processes whose root is an overlay of it.
+  for (const e of (await readdir('/proc')).filter((x) => /^\d+$/.test(x) && Number(x) !== process.pid)) {
+    const cmdline = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
+    const mounts = await readFile(`/proc/${e}/mountinfo`, 'utf8').catch(() => '');
+    const root = mounts.split('\n').find((l) => l.split(' ')[4] === '/') ?? '';
+    if (cmdline.includes(`\0${join(STORE_DIR, 'root')}\0`) || root.includes(join(STORE_DIR, 'root/overlay/'))) {
+      try { process.kill(Number(e), 'SIGKILL'); } catch { /* gone */ }
+    }
+  }
+  await buildah(['rm', '--all'], 2 * MIN, { allowFail: true });
+  return async () => release();
+}
+
 /** The Debian mirror of this machine's apt sources (deb822 or one-line format). */
 function debianMirror(): string {
-  const files = ['/etc/apt/sources.list', ...listDir('/etc/apt/sources.list.d').map((f) => join('/etc/apt/sources.list.d', f))];
-  for (const f of files) {
-    if (!/(\.list|\.sources)$/.test(f) || !existsSync(f)) continue;
+  for (const f of aptSources()) {
     const text = readFileSync(f, 'utf8');
     const m = /^URIs:\s*(\S+\/debian)\/?\s*$/m.exec(text) ?? /^deb\s+(?:\[[^\]]*\]\s+)?(\S+\/debian)\/?\s+bookworm\b/m.exec(text);
     if (m) return m[1]!;
@@ -107,6 +135,8 @@ function debianMirror(): string {
 function listDir(dir: string): string[] {
   try { return readdirSync(dir); } catch { return []; }
 }
+const aptSources = (): string[] => ['/etc/apt/sources.list', ...listDir('/etc/apt/sources.list.d').map((f) => join('/etc/apt/sources.list.d', f))]
+  .filter((f) => /(\.list|\.sources)$/.test(f) && existsSync(f));
 
 /** debootstrap once, then a cached tarball: Debian bookworm minbase, this machine's apt setup, user node. */
 async function bootstrapRootfs(log: (m: string) => void): Promise<void> {
@@ -118,8 +148,7 @@ async function bootstrapRootfs(log: (m: string) => void): Promise<void> {
   await run('debootstrap', ['--variant=minbase', 'bookworm', dir, mirror], { timeoutMs: 15 * MIN });
   // apt inside the build must reach the same mirror with the same settings (e.g. a snapshot
   // mirror needs Check-Valid-Until false). Only Debian sources: a third-party one would lack its key.
-  const sources = ['/etc/apt/sources.list', ...listDir('/etc/apt/sources.list.d').map((f) => join('/etc/apt/sources.list.d', f))].filter((src) => {
-    if (!/(\.list|\.sources)$/.test(src) || !existsSync(src)) return false;
+  const sources = aptSources().filter((src) => {
     const uris = [...readFileSync(src, 'utf8').matchAll(/^(?:URIs:|deb(?:\s+\[[^\]]*\])?)\s+(\S+)/gm)].map((m) => m[1]!);
     return uris.length > 0 && uris.every((u) => /\/debian(-security)?\/?$/.test(u));
   });
@@ -150,8 +179,9 @@ async function bootstrapRootfs(log: (m: string) => void): Promise<void> {
 
 /** The node image the Dockerfile starts FROM must be what this machine can imitate. */
 function checkDockerfileBase(): void {
-  const froms = [...readFileSync(join(REPO_DIR, 'Dockerfile'), 'utf8').matchAll(/^FROM\s+(\S+)/gim)].map((m) => m[1]!);
-  const stages = new Set([...readFileSync(join(REPO_DIR, 'Dockerfile'), 'utf8').matchAll(/^FROM\s+\S+\s+AS\s+(\S+)/gim)].map((m) => m[1]!));
+  const text = readFileSync(join(REPO_DIR, 'Dockerfile'), 'utf8');
+  const froms = [...text.matchAll(/^FROM\s+(\S+)/gim)].map((m) => m[1]!);
+  const stages = new Set([...text.matchAll(/^FROM\s+\S+\s+AS\s+(\S+)/gim)].map((m) => m[1]!));
   const want = `node:${process.versions.node.split('.')[0]}-bookworm-slim`;
   for (const f of froms.filter((x) => !stages.has(x))) {
     if (f !== want && `docker.io/library/${f}` !== BASE_IMAGE) {
@@ -178,9 +208,9 @@ export async function ensureBaseImage(log: (m: string) => void): Promise<void> {
     await run('tar', ['--numeric-owner', '-C', root, '-xpf', ROOTFS_TAR], { timeoutMs: 5 * MIN });
     const prefix = dirname(dirname(process.execPath)); // e.g. /usr for /usr/bin/node
     const npmDir = dirname(dirname(realpathSync(join(prefix, 'bin', 'npm')))); // …/lib/node_modules/npm
-    await mkdir(join(root, 'usr/local/bin'), { recursive: true });
-    await mkdir(join(root, 'usr/local/lib/node_modules'), { recursive: true });
-    await mkdir(join(root, 'usr/local/include'), { recursive: true });
+    for (const d of ['usr/local/bin', 'usr/local/lib/node_modules', 'usr/local/include', 'usr/local/etc', 'usr/local/share/ca-certificates', 'etc/ssl/certs']) {
+      await mkdir(join(root, d), { recursive: true });
+    }
     await copyFile(process.execPath, join(root, 'usr/local/bin/node'));
     await chmod(join(root, 'usr/local/bin/node'), 0o755);
     await run('cp', ['-a', npmDir, join(root, 'usr/local/lib/node_modules/npm')], { timeoutMs: MIN });
@@ -194,14 +224,11 @@ export async function ensureBaseImage(log: (m: string) => void): Promise<void> {
     await symlink('../lib/node_modules/npm/bin/npm-cli.js', join(root, 'usr/local/bin/npm'));
     await symlink('../lib/node_modules/npm/bin/npx-cli.js', join(root, 'usr/local/bin/npx'));
     // This machine may reach the registry through a TLS-inspecting proxy: its CAs go in too.
-    await mkdir(join(root, 'etc/ssl/certs'), { recursive: true });
     await copyFile('/etc/ssl/certs/ca-certificates.crt', join(root, 'etc/ssl/certs/ca-certificates.crt'));
-    await mkdir(join(root, 'usr/local/share/ca-certificates'), { recursive: true });
-    for (const f of listDir('/usr/local/share/ca-certificates')) {
-      await run('cp', ['-a', join('/usr/local/share/ca-certificates', f), join(root, 'usr/local/share/ca-certificates/')], { timeoutMs: MIN });
+    if (existsSync('/usr/local/share/ca-certificates')) {
+      await run('cp', ['-a', '/usr/local/share/ca-certificates/.', join(root, 'usr/local/share/ca-certificates/')], { timeoutMs: MIN });
     }
     const registry = (await run('npm', ['config', 'get', 'registry'], { timeoutMs: MIN })).stdout.trim();
-    await mkdir(join(root, 'usr/local/etc'), { recursive: true });
     await writeFile(join(root, 'usr/local/etc/npmrc'),
       `registry=${registry}\ncafile=/etc/ssl/certs/ca-certificates.crt\n# node-gyp builds from the copied headers instead of downloading them\nnodedir=/usr/local\n`);
     await buildah(['umount', ctr]);
@@ -216,14 +243,13 @@ export async function ensureBaseImage(log: (m: string) => void): Promise<void> {
 }
 
 /** Builds the repository's Dockerfile; the whole log also goes to BUILD_LOG. */
-export async function buildImage(opts: { tag?: string; buildArgs?: Record<string, string> } = {}): Promise<{ seconds: number }> {
+export async function buildImage(tag = TEST_IMAGE): Promise<{ seconds: number }> {
   await mkdir(STORE_DIR, { recursive: true });
   await writeFile(BUILD_LOG, '');
-  const args = Object.entries(opts.buildArgs ?? {}).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]);
   const started = Date.now();
   try {
-    await buildah(['bud', '--isolation', 'chroot', '--format', 'docker', '--layers', '--pull=never', ...args,
-      '-f', join(REPO_DIR, 'Dockerfile'), '-t', opts.tag ?? TEST_IMAGE, REPO_DIR], 20 * MIN, { logFile: BUILD_LOG });
+    await buildah(['bud', '--isolation', 'chroot', '--format', 'docker', '--layers', '--pull=never',
+      '-f', join(REPO_DIR, 'Dockerfile'), '-t', tag, REPO_DIR], 20 * MIN, { logFile: BUILD_LOG });
   } catch (err) {
     throw new Error(`buildah bud failed (full log: ${BUILD_LOG})\n${(err as Error).message}`);
   }
@@ -249,15 +275,20 @@ export async function imageConfig(image: string): Promise<ImageConfig> {
   return out.Docker.config;
 }
 
-/** Size in bytes as `buildah images` reports it (all layers). */
-export async function imageSize(image: string): Promise<number> {
-  const list = JSON.parse((await buildah(['images', '--json', image])).stdout) as Array<{ size?: number }>;
-  return list[0]?.size ?? NaN;
+/** The size `buildah images` reports (all layers, e.g. "229 MB"). */
+export async function imageSize(image: string): Promise<string> {
+  return (JSON.parse((await buildah(['images', '--json', image])).stdout) as Array<{ size?: string }>)[0]?.size ?? '?';
+}
+
+let containers = 0;
+/** A container of `image`, named after this process for whoever reads `buildah containers`. */
+async function newContainer(image: string): Promise<string> {
+  return (await buildah(['from', '--pull=never', '--name', `davgate-test-${process.pid}-${containers++}`, image])).stdout.trim();
 }
 
 /** Runs fn on the root filesystem of a fresh container of `image`, then removes the container. */
 export async function withRootfs<T>(image: string, fn: (root: string) => Promise<T>): Promise<T> {
-  const ctr = (await buildah(['from', '--pull=never', image])).stdout.trim();
+  const ctr = await newContainer(image);
   try {
     return await fn((await buildah(['mount', ctr])).stdout.trim());
   } finally {
@@ -268,8 +299,7 @@ export async function withRootfs<T>(image: string, fn: (root: string) => Promise
 export interface Container {
   /** The gateway's pid (a node process inside the container) on this machine. */
   gatewayPid: number;
-  stdout(): string;
-  stderr(): string;
+  stdout(): string; stderr(): string;
   /** Resolves with the container's exit once it has ended. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** curl in the container's network namespace: status and body of one request. */
@@ -283,10 +313,9 @@ export interface Container {
 /** Pids of all descendants of `pid`, from /proc. */
 async function descendants(pid: number): Promise<number[]> {
   const parent = new Map<number, number>();
-  for (const e of await readdir('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
+  for (const e of (await readdir('/proc')).filter((x) => /^\d+$/.test(x))) {
     const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
-    const m = /\) \S (\d+)/.exec(stat); // comm may contain spaces: ppid follows the last ')'
+    const m = /^\) \S (\d+)/.exec(stat.slice(stat.lastIndexOf(')'))); // comm may contain ')' and spaces
     if (m) parent.set(Number(e), Number(m[1]));
   }
   const out: number[] = [];
@@ -303,7 +332,7 @@ async function descendants(pid: number): Promise<number[]> {
 export async function runContainer(image: string, mounts: Record<string, string>, startTimeoutMs = 60_000): Promise<Container> {
   const cfg = await imageConfig(image);
   const argv = [...(cfg.Entrypoint ?? []), ...(cfg.Cmd ?? [])];
-  const ctr = (await buildah(['from', '--pull=never', image])).stdout.trim();
+  const ctr = await newContainer(image);
   const scratch = await mkdtemp(join(tmpdir(), 'davgate-image-'));
   let child: ReturnType<typeof spawn> | undefined;
   let gatewayPid = -1;
@@ -321,13 +350,12 @@ export async function runContainer(image: string, mounts: Record<string, string>
     child = spawn('unshare', ['--net', '--fork', '--kill-child', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh',
       'buildah', ...STORAGE, 'run', '--isolation', 'chroot', ...volumes, ctr, '--', ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
     const c = child;
-    const unreap = reapOnExit(c.pid);
-    let out = '';
-    let err = '';
+    const unreap = [reapOnExit(c.pid)];
+    let out = '', err = '';
     c.stdout!.on('data', (b: Buffer) => { out = (out + b.toString()).slice(-MAX_OUTPUT); });
     c.stderr!.on('data', (b: Buffer) => { err = (err + b.toString()).slice(-MAX_OUTPUT); });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      c.once('exit', (code, signal) => { unreap(); resolve({ code, signal }); });
+      c.once('exit', (code, signal) => { for (const u of unreap) u(); resolve({ code, signal }); });
     });
     const deadline = Date.now() + startTimeoutMs;
     while (!/serving WebDAV at/.test(out) || !/admin at/.test(out)) {
@@ -343,7 +371,7 @@ export async function runContainer(image: string, mounts: Record<string, string>
     }
     if (nodes.length !== 1) throw new Error(`expected one node process in the container, found ${nodes.length}`);
     gatewayPid = nodes[0]!;
-    reapOnExit(gatewayPid); // buildah killed hard could leave the gateway behind
+    unreap.push(reapOnExit(gatewayPid)); // buildah killed hard could leave the gateway behind
     const netns = `--net=/proc/${c.pid}/ns/net`;
     let n = 0;
     return {
@@ -362,9 +390,8 @@ export async function runContainer(image: string, mounts: Record<string, string>
         const env = Object.fromEntries((await readFile(`/proc/${gatewayPid}/environ`, 'utf8')).split('\0').filter(Boolean)
           .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
         const status = await readFile(`/proc/${gatewayPid}/status`, 'utf8');
-        const uid = /^Uid:\s+(\d+)/m.exec(status)![1]!;
-        const gid = /^Gid:\s+(\d+)/m.exec(status)![1]!;
-        return run('nsenter', ['-t', String(gatewayPid), '-m', '-u', '-i', '-n', '-r', '-w', '-S', uid, '-G', gid, '--', ...cmd],
+        const [uid, gid] = [/^Uid:\s+(\d+)/m, /^Gid:\s+(\d+)/m].map((re) => re.exec(status)![1]!);
+        return run('nsenter', ['-t', String(gatewayPid), '-m', '-u', '-i', '-n', '-r', '-w', '-S', uid!, '-G', gid!, '--', ...cmd],
           { timeoutMs, allowFail: true, env });
       },
       remove,
