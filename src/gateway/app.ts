@@ -17,6 +17,7 @@ import { handleLock, handleUnlock } from './lock.js';
 import { identityFor, sendError, type GatewayContext } from './request.js';
 import { handleProppatch } from './proppatch.js';
 import { checkRequestLimits } from './limits.js';
+import { answerClientError } from './client-error.js';
 
 type Handler = (ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
@@ -68,6 +69,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
       return typeof given === 'string' && /^[\w.:-]{1,64}$/.test(given) ? given : randomUUID();
     },
     exposeHeadRoutes: false,
+    clientErrorHandler: answerClientError,
     routerOptions: { maxParamLength: 65_536 },
     requestTimeout: 0,
   });
