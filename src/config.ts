@@ -99,6 +99,13 @@ export const configSchema = z.object({
   listen: hostPort.default('127.0.0.1:8080'),
   admin: z.object({
     listen: hostPort.default('127.0.0.1:9180'),
+    /**
+     * Bearer token for the admin listener (invalidate, cache maintenance, and /metrics unless
+     * openMetrics). Required when it listens beyond loopback, unless auth.allowAnonymousPublic.
+     */
+    token: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** /metrics without the token (a Prometheus that cannot send one); /healthz and /readyz are always open. */
+    openMetrics: z.boolean().default(false),
   }).strict().default({}),
   auth: z.object({
     htpasswd: z.string().optional(),
@@ -106,6 +113,9 @@ export const configSchema = z.object({
     realm: z.string().default('davgate'),
     /** Listening beyond loopback without auth must be asked for explicitly. */
     allowAnonymousPublic: z.boolean().default(false),
+    /** Failed logins allowed per client address and per user name within the window; then 429. */
+    maxFailures: z.number().int().min(1).default(10),
+    failureWindow: duration.pipe(z.number().min(1000)).default(60_000),
   }).strict().default({}),
   webdav: z.object({
     allowInfiniteDepth: z.boolean().default(false),
@@ -132,6 +142,9 @@ export const configSchema = z.object({
 }).strict().superRefine((c, ctx) => {
   if (c.cache.lowWatermark >= c.cache.highWatermark) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cache', 'lowWatermark'], message: 'must be below cache.highWatermark' });
+  }
+  if (!c.admin.token && !c.auth.allowAnonymousPublic && !isLoopback(hostOf(c.admin.listen))) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'listen'], message: `${c.admin.listen} is not loopback: set admin.token (DAVGATE_ADMIN_TOKEN), or allow anonymous access explicitly (--allow-anonymous-public)` });
   }
   if (!c.auth.htpasswd && !c.auth.allowAnonymousPublic && !isLoopback(hostOf(c.listen))) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen'], message: `${c.listen} is not loopback: set auth.htpasswd, or allow anonymous access explicitly (--allow-anonymous-public)` });
@@ -170,6 +183,7 @@ const ENV_KEYS: Record<string, string[]> = {
   DAVGATE_CACHE_NODE_TABLE: ['cache', 'nodeTable'],
   DAVGATE_LISTEN: ['listen'],
   DAVGATE_ADMIN_LISTEN: ['admin', 'listen'],
+  DAVGATE_ADMIN_TOKEN: ['admin', 'token'],
   DAVGATE_AUTH_HTPASSWD: ['auth', 'htpasswd'],
   DAVGATE_LOG_LEVEL: ['logLevel'],
 };
@@ -248,7 +262,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   return deepFreeze(c);
 }
 
-const SECRET_KEYS = new Set(['secretAccessKey', 'password']);
+const SECRET_KEYS = new Set(['secretAccessKey', 'password', 'token']);
 
 /** A URL's user:password part, masked. */
 function maskUserinfo(v: string): string {

@@ -48,6 +48,7 @@ export class Metrics {
   });
   readonly inFlight = new Gauge({ name: 'davgate_requests_in_flight', help: 'WebDAV requests being answered now', registers: this.#reg });
   readonly clientAborts = new Counter({ name: 'davgate_client_aborts_total', help: 'Requests the client gave up on before the answer was complete', labelNames: ['method'] as const, registers: this.#reg });
+  readonly authFailures = new Counter({ name: 'davgate_auth_failures_total', help: 'Refused logins: bad_credentials (a wrong name or password), rate_limited (429 after too many)', labelNames: ['reason'] as const, registers: this.#reg });
   readonly internalErrors = new Counter({ name: 'davgate_internal_errors_total', help: 'Requests answered 500 because of an unexpected error (a bug: see the log for its stack)', registers: this.#reg });
 
   readonly blockRequests = new Counter({ name: 'davgate_cache_block_requests_total', help: 'Block lookups: hit (in memory or on the cache disk) or miss (fetched, or joined a fetch in flight)', labelNames: ['result'] as const, registers: this.#reg });
@@ -81,6 +82,7 @@ export class Metrics {
     this.upstreamUp.set(1);
     zero(this.requestDuration, ['method', METHODS], ['status_class', STATUS_CLASSES]);
     zero(this.clientAborts, ['method', METHODS]);
+    zero(this.authFailures, ['reason', ['bad_credentials', 'rate_limited']]);
     zero(this.blockRequests, ['result', ['hit', 'miss']]);
     zero(this.bytesServed, ['source', ['cache', 'upstream']]);
     zero(this.upstreamRequests, ['operation', UPSTREAM_OPERATIONS], ['result', UPSTREAM_RESULTS]);

@@ -28,20 +28,25 @@ class CliError extends DavgateError {
   constructor(message: string) { super('DAVGATE_CONFIG', message); }
 }
 
-/** The admin URL of the gateway running on this cache directory, if one runs. */
-async function runningGateway(config: Config, o: Record<string, unknown>): Promise<string | undefined> {
-  if (typeof o.adminUrl === 'string') return o.adminUrl.replace(/\/+$/, '');
+/** The admin listener of the gateway running on this cache directory, if one runs. */
+async function runningGateway(config: Config, o: Record<string, unknown>): Promise<AdminTarget | undefined> {
+  const token = config.admin.token;
+  if (typeof o.adminUrl === 'string') return { url: o.adminUrl.replace(/\/+$/, ''), token };
   const pid = await BlockStore.owner(config.cache.dir);
   if (pid === undefined) return undefined;
   const url = (await readFile(join(config.cache.dir, ADMIN_FILE), 'utf8').catch(() => '')).trim();
   if (!url) throw new CliError(`a gateway (pid ${pid}) holds ${config.cache.dir} but its admin address is unknown: pass --admin-url`);
-  return url.replace(/\/+$/, '');
+  return { url: url.replace(/\/+$/, ''), token };
 }
 
-async function admin(base: string, method: 'GET' | 'POST', path: string, onLine?: (line: Record<string, unknown>) => void): Promise<unknown> {
+/** The running gateway's admin listener, and the token it wants (admin.token, DAVGATE_ADMIN_TOKEN). */
+interface AdminTarget { url: string; token?: string }
+
+async function admin(target: AdminTarget, method: 'GET' | 'POST', path: string, onLine?: (line: Record<string, unknown>) => void): Promise<unknown> {
+  const base = target.url;
   let res: Response;
   try {
-    res = await fetch(base + path, { method });
+    res = await fetch(base + path, { method, headers: target.token ? { authorization: `Bearer ${target.token}` } : {} });
   } catch (err) {
     throw new CliError(`cannot reach the gateway's admin listener at ${base} (${(err as Error).message})`);
   }

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { CacheManager } from '../cachemgr/cachemgr.js';
@@ -43,9 +44,33 @@ function throttled(ms: number, fn: (a: number, b: number) => void): (a: number, 
   };
 }
 
-export function buildAdminApp(cache: CacheManager, metrics: Metrics, logLevel: string): FastifyInstance {
+/** Constant-time comparison of a presented bearer token with the configured one. */
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  if (!m) return false;
+  const digest = (v: string) => createHash('sha256').update(v).digest();
+  return timingSafeEqual(digest(m[1]!), digest(token));
+}
+
+export interface AdminOptions {
+  logLevel: string;
+  /** Required on every route but health (and /metrics when `openMetrics`). */
+  token?: string;
+  openMetrics?: boolean;
+}
+
+export function buildAdminApp(cache: CacheManager, metrics: Metrics, opts: AdminOptions): FastifyInstance {
   // Scrapes and health checks every few seconds: not worth a log line each.
-  const app = Fastify({ logger: { level: logLevel }, logController: new LogController({ disableRequestLogging: true }) });
+  const app = Fastify({ logger: { level: opts.logLevel }, logController: new LogController({ disableRequestLogging: true }) });
+  const token = opts.token;
+  if (token) {
+    const open = new Set(['/healthz', '/readyz', ...(opts.openMetrics ? ['/metrics'] : [])]);
+    app.addHook('onRequest', async (req, reply) => {
+      if (open.has(req.url.split('?')[0]!) || tokenMatches(req.headers.authorization, token)) return;
+      req.raw.resume();
+      return reply.code(401).header('www-authenticate', 'Bearer realm="davgate admin"').send({ error: 'admin token required (Authorization: Bearer ...)' });
+    });
+  }
   app.setErrorHandler((err, _req, reply) => {
     reply.code(statusOf(err)).send({ error: (err as Error).message });
   });

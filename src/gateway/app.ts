@@ -12,6 +12,7 @@ import { handlePropfind } from './propfind.js';
 import { handlePut } from './put.js';
 import { handleCopyMove, handleDelete, handleMkcol } from './namespace.js';
 import { HtpasswdAuth, type User } from './auth.js';
+import { FailedLogins, basicUserName } from './auth-limit.js';
 import { buildAdminApp } from './admin.js';
 import { handleLock, handleUnlock } from './lock.js';
 import { identityFor, sendError, type GatewayContext } from './request.js';
@@ -130,14 +131,30 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
   }
 
   if (auth) {
+    const failures = new FailedLogins(config.auth.maxFailures, config.auth.failureWindow);
     app.addHook('onRequest', async (req, reply) => {
       // Windows gives up on a 401 to OPTIONS: answer it without credentials.
       if (req.method === 'OPTIONS') return;
-      const user = await auth.check(req.headers.authorization);
+      const header = req.headers.authorization;
+      const name = basicUserName(header);
+      const keys = name === undefined ? [`ip ${req.ip}`] : [`ip ${req.ip}`, `user ${name}`];
+      const wait = header ? failures.blockedFor(keys) : 0;
+      if (wait > 0) {
+        metrics.authFailures.inc({ reason: 'rate_limited' });
+        req.raw.resume();
+        return reply.code(429).header('retry-after', String(wait)).send('too many failed logins: try again later\n');
+      }
+      const user = await auth.check(header);
       if (!user) {
+        // No credentials is how every client starts (it learns the realm): not a failure.
+        if (header) {
+          failures.failed(keys);
+          metrics.authFailures.inc({ reason: 'bad_credentials' });
+        }
         req.raw.resume();
         return reply.code(401).header('www-authenticate', `Basic realm="${config.auth.realm}", charset="UTF-8"`).send('authentication required\n');
       }
+      failures.succeeded(`user ${user.name}`);
       req.davUser = user;
     });
   }
@@ -191,7 +208,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     }
   });
 
-  const admin = buildAdminApp(cache, metrics, config.logLevel);
+  const admin = buildAdminApp(cache, metrics, { logLevel: config.logLevel, token: config.admin.token, openMetrics: config.admin.openMetrics });
   return {
     app, admin, cache, metrics,
     async close() {

@@ -7,6 +7,9 @@ import { ConfigError } from '../errors.js';
 // bcrypt is slow on purpose (~50 ms), so a successful check is remembered for a minute
 // under a digest of the credentials, never the password itself.
 
+/** bcrypt of a random string at cost 10 (what `htpasswd -B` uses): compared against for unknown users. */
+const UNKNOWN_USER_HASH = '$2b$10$JotVRV4SXwzojvvvbt4CHev8lua2cjiRL7JO299xdXptcGCge8aJa';
+
 export interface User { readonly name: string; readonly readOnly: boolean }
 
 export class HtpasswdAuth {
@@ -44,7 +47,9 @@ export class HtpasswdAuth {
     const hash = this.#hashes.get(name);
     // bcryptjs loads with the first login: a gateway without auth never needs it.
     const { default: bcrypt } = await import('bcryptjs');
-    if (!hash || !(await bcrypt.compare(decoded.slice(sep + 1), hash))) return undefined;
+    // An unknown user costs one comparison too, so timing does not tell which names exist.
+    const ok = await bcrypt.compare(decoded.slice(sep + 1), hash ?? UNKNOWN_USER_HASH);
+    if (!hash || !ok) return undefined;
     const user = { name, readOnly: this.#readOnly.has(name) };
     this.#verified.set(digest, user);
     return user;
