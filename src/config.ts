@@ -127,6 +127,11 @@ export const configSchema = z.object({
     maxUrlBytes: z.number().int().min(256).default(8192),
     maxPathSegments: z.number().int().min(8).default(256),
     maxHeaders: z.number().int().min(16).default(100),
+    /** Time for a request's headers to arrive (slowloris), and silence after which a connection closes. */
+    headersTimeout: duration.pipe(z.number().min(1000)).default(20_000),
+    idleTimeout: duration.pipe(z.number().min(1000)).default(60_000),
+    /** Open connections per client address; more get 503. */
+    maxConnectionsPerClient: z.number().int().min(1).default(64),
     maxPutBytes: byteSize.optional(),
     /** Lock timeouts asked for (Second-n, Infinite) are capped here; also the default. */
     maxLockTimeout: duration.pipe(z.number().min(1000)).default(3_600_000),

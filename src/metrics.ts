@@ -46,6 +46,8 @@ export class Metrics {
     name: 'davgate_request_duration_seconds', help: 'WebDAV request duration by method and status class (2xx..5xx), until the last byte is sent',
     labelNames: ['method', 'status_class'] as const, buckets: LATENCY_BUCKETS, registers: this.#reg,
   });
+  readonly connections = new Gauge({ name: 'davgate_connections_open', help: 'Client connections open on the WebDAV listener', registers: this.#reg });
+  readonly connectionsRefused = new Counter({ name: 'davgate_connections_refused_total', help: 'Connections refused (503) because their client address had webdav.maxConnectionsPerClient open', registers: this.#reg });
   readonly inFlight = new Gauge({ name: 'davgate_requests_in_flight', help: 'WebDAV requests being answered now', registers: this.#reg });
   readonly clientAborts = new Counter({ name: 'davgate_client_aborts_total', help: 'Requests the client gave up on before the answer was complete', labelNames: ['method'] as const, registers: this.#reg });
   readonly authFailures = new Counter({ name: 'davgate_auth_failures_total', help: 'Refused logins: bad_credentials (a wrong name or password), rate_limited (429 after too many)', labelNames: ['reason'] as const, registers: this.#reg });

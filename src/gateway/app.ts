@@ -19,6 +19,7 @@ import { identityFor, sendError, type GatewayContext } from './request.js';
 import { handleProppatch } from './proppatch.js';
 import { checkRequestLimits } from './limits.js';
 import { answerClientError } from './client-error.js';
+import { limitConnectionsPerClient } from './connections.js';
 
 type Handler = (ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
@@ -72,8 +73,14 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     exposeHeadRoutes: false,
     clientErrorHandler: answerClientError,
     routerOptions: { maxParamLength: 65_536 },
+    // Slowloris: headers must arrive within headersTimeout (checked every second, not node's
+    // 30 s); a connection silent for idleTimeout is closed. No bound on a whole request: a large
+    // upload or download that keeps moving takes as long as it takes.
+    http: { headersTimeout: config.webdav.headersTimeout, connectionsCheckingInterval: 1000 },
     requestTimeout: 0,
+    connectionTimeout: config.webdav.idleTimeout,
   });
+  limitConnectionsPerClient(app.server, config.webdav.maxConnectionsPerClient, metrics);
   for (const m of DAV_METHODS) if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
   // Bodies are streamed by the handlers themselves (PUT) or read with a limit (XML).
   app.removeAllContentTypeParsers();

@@ -4,6 +4,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -97,5 +98,75 @@ describe('the admin listener wants its token', () => {
     const shown = spawnSync(process.execPath, [MAIN_JS, 'config', 'check', '--admin-listen', '0.0.0.0:9180'], { encoding: 'utf8', env: { ...process.env, DAVGATE_ADMIN_TOKEN: TOKEN } });
     assert.equal(shown.status, 0, shown.stderr);
     assert.ok(!shown.stdout.includes(TOKEN), 'config check shows the token');
+  });
+});
+
+describe('slow and greedy clients', () => {
+  let dir: string;
+  let gw: GatewayProcess;
+  before(async () => {
+    dir = await freeDir('davgate-slow');
+    await writeFile(join(dir, 'c.yaml'), 'webdav:\n  headersTimeout: 2s\n  idleTimeout: 3s\n  maxConnectionsPerClient: 5\n');
+    gw = await startGatewayProcess({ args: ['-c', join(dir, 'c.yaml'), '--log-level', 'warn'] });
+  });
+  after(async () => {
+    await gw?.stop();
+    await removeDir(dir);
+  });
+
+  /** A socket from `localAddress`, resolved with what the server wrote once it closes it. */
+  function open(localAddress: string, onOpen: (s: Socket) => void): Promise<{ out: string; seconds: number }> {
+    const u = new URL(gw.url);
+    const t0 = Date.now();
+    return new Promise((resolve, reject) => {
+      const s = connect({ host: u.hostname, port: Number(u.port), localAddress }, () => onOpen(s));
+      let out = '';
+      s.setEncoding('utf8').on('data', (c: string) => { out += c; });
+      s.on('close', () => resolve({ out, seconds: (Date.now() - t0) / 1000 }));
+      s.on('error', reject);
+    });
+  }
+
+  test('headers trickled a line a second (slowloris) are cut with 408 after headersTimeout', async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const r = await open('127.0.0.6', (s) => {
+      s.write('GET / HTTP/1.1\r\nHost: x\r\n');
+      timer = setInterval(() => { if (!s.destroyed) s.write('X-Slow: 1\r\n'); }, 500);
+    });
+    clearInterval(timer);
+    assert.match(r.out, /^HTTP\/1\.1 408/);
+    assert.ok(r.seconds < 10, `held for ${r.seconds} s`);
+  });
+
+  test('an upload that keeps moving outlasts both timeouts', async () => {
+    const chunks = 10;
+    const r = await open('127.0.0.7', (s) => {
+      s.write(`PUT /slow.bin HTTP/1.1\r\nHost: x\r\nContent-Length: ${chunks * 1000}\r\nConnection: close\r\n\r\n`);
+      let sent = 0;
+      const timer = setInterval(() => {
+        s.write(Buffer.alloc(1000, 0x61));
+        if (++sent === chunks) clearInterval(timer);
+      }, 500); // 5 s in all: longer than headersTimeout and idleTimeout
+    });
+    assert.match(r.out, /^HTTP\/1\.1 201/);
+    assert.equal((await fetch(gw.url + 'slow.bin')).headers.get('content-length'), String(chunks * 1000));
+  });
+
+  test('one address gets maxConnectionsPerClient connections; the next is refused with 503, others are served', async () => {
+    const u = new URL(gw.url);
+    const held: Socket[] = [];
+    for (let i = 0; i < 5; i++) {
+      held.push(await new Promise((resolve) => { const s: Socket = connect({ host: u.hostname, port: Number(u.port), localAddress: '127.0.0.8' }, () => resolve(s)); }));
+    }
+    try {
+      const refused = await open('127.0.0.8', (s) => s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+      assert.match(refused.out, /^HTTP\/1\.1 503/);
+      const other = await open('127.0.0.9', (s) => s.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      assert.match(other.out, /^HTTP\/1\.1 200/);
+      const m = await (await fetch(gw.adminUrl + 'metrics')).text();
+      assert.match(m, /^davgate_connections_refused_total 1$/m);
+    } finally {
+      for (const s of held) s.destroy();
+    }
   });
 });
