@@ -23,6 +23,9 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
   const afterPending = () => {
     const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
     if (!pending || pending.writableFinished || pending.destroyed) { answer(); return; }
+    // Its request lost the rest of its body (the client half-closed mid-body): it can never be
+    // answered, and waiting for it would hold the connection until the idle timeout.
+    if (!pending.req.complete) { socket.destroy(); return; }
     pending.once('finish', afterPending);
     pending.once('close', () => { if (!pending.writableFinished) socket.destroy(); }); // cut short: nothing more to say
   };

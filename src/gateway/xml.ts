@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { SaxesParser } from 'saxes';
-import { BadRequestError, DavgateError } from '../errors.js';
+import { BadRequestError, DavgateError, IncompleteBodyError } from '../errors.js';
 
 // Request bodies are small XML documents (PROPFIND, LOCK, PROPPATCH). They are read with a
 // hard size limit, then parsed namespace-aware: WebDAV elements are identified by
@@ -30,11 +30,17 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
   }
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `request body over ${limit} bytes`);
-    chunks.push(chunk);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > limit) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `request body over ${limit} bytes`);
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (err instanceof DavgateError) throw err;
+    throw new IncompleteBodyError('the client went away before the end of the body'); // not our failure
   }
+  if (!req.complete) throw new IncompleteBodyError();
   return Buffer.concat(chunks);
 }
 
