@@ -143,6 +143,11 @@ export const configSchema = z.object({
     /** AppleDouble ("._name") and .DS_Store files from macOS: store them like any file, or refuse them (403). */
     appleDouble: z.enum(['store', 'refuse']).default('store'),
   }).strict().default({}),
+  /** HTTPS on the WebDAV listener: PEM files, re-read on SIGHUP and `davgate reload`. */
+  tls: z.object({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+  }).strict().optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).strict().superRefine((c, ctx) => {
   if (c.cache.lowWatermark >= c.cache.highWatermark) {
@@ -191,6 +196,8 @@ const ENV_KEYS: Record<string, string[]> = {
   DAVGATE_ADMIN_TOKEN: ['admin', 'token'],
   DAVGATE_AUTH_HTPASSWD: ['auth', 'htpasswd'],
   DAVGATE_LOG_LEVEL: ['logLevel'],
+  DAVGATE_TLS_CERT: ['tls', 'cert'],
+  DAVGATE_TLS_KEY: ['tls', 'key'],
 };
 
 function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
@@ -264,6 +271,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   if (c.upstream.type === 'fs') c.upstream.root = resolve(c.upstream.root);
   c.cache.dir = resolve(c.cache.dir);
   if (c.auth.htpasswd) c.auth.htpasswd = resolve(c.auth.htpasswd);
+  if (c.tls) c.tls = { cert: resolve(c.tls.cert), key: resolve(c.tls.key) };
   return deepFreeze(c);
 }
 

@@ -10,7 +10,7 @@ import { DavgateError } from './errors.js';
 import { VERSION } from './version.js';
 import { configFrom, withConfigOptions } from './cli/options.js';
 import { serve } from './cli/serve.js';
-import { cacheCommand } from './cli/cache.js';
+import { cacheCommand, reloadCommand } from './cli/cache.js';
 
 const program = new Command('davgate').description('A caching WebDAV gateway').version(VERSION, '-V, --version').showHelpAfterError();
 withConfigOptions(program.command('serve').description('serve the upstream through the cache')).action(serve);
@@ -20,6 +20,7 @@ withConfigOptions(program.command('config').description('check a configuration')
     console.log(JSON.stringify(redacted(configFrom(o)), null, 2));
   });
 program.addCommand(cacheCommand());
+program.addCommand(reloadCommand());
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // One clear line and a non-zero exit.

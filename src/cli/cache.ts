@@ -208,6 +208,19 @@ async function warmCmd(path: string, o: Record<string, unknown>): Promise<void> 
   if (result.failed.length) process.exitCode = 1;
 }
 
+/** `davgate reload`: the running gateway re-reads its TLS certificate and key. */
+export function reloadCommand(): Command {
+  return withConfigOptions(new Command('reload').description('make the running gateway re-read its TLS certificate and key (like SIGHUP)'))
+    .option('--admin-url <url>', 'admin listener of the gateway (default: found in the cache directory)')
+    .action(async (o: Record<string, unknown>) => {
+      const config = configFrom(o);
+      const target = await runningGateway(config, o);
+      if (!target) throw new CliError(`no gateway is running on ${config.cache.dir}`);
+      const r = await admin(target, 'POST', '/reload') as { tls: boolean };
+      console.log(r.tls ? 'reloaded: new connections use the certificate and key now in the files' : 'reloaded (no TLS configured)');
+    });
+}
+
 export function cacheCommand(): Command {
   const cache = new Command('cache').description('inspect and manage the block cache (talks to a running gateway, or works on a stopped cache directory)');
   const sub = (name: string, description: string) => withConfigOptions(cache.command(name).description(description))

@@ -24,6 +24,7 @@ function overridesFrom(o: Record<string, unknown>): Record<string, unknown> {
     auth: { htpasswd: o.htpasswd, allowAnonymousPublic: o.allowAnonymousPublic },
     webdav: { allowInfiniteDepth: o.allowInfiniteDepth },
     logLevel: o.logLevel,
+    tls: o.tlsCert || o.tlsKey ? { cert: o.tlsCert, key: o.tlsKey } : undefined,
   };
 }
 
@@ -47,5 +48,7 @@ export function withConfigOptions(cmd: Command): Command {
     .option('--htpasswd <file>', 'enable Basic auth with this bcrypt htpasswd file')
     .option('--allow-anonymous-public', 'allow listening beyond loopback without auth')
     .option('--allow-infinite-depth', 'answer PROPFIND Depth: infinity')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain) ...')
+    .option('--tls-key <file>', '... and this PEM private key; re-read on SIGHUP and `davgate reload`')
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']));
 }

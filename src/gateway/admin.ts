@@ -57,6 +57,8 @@ export interface AdminOptions {
   /** Required on every route but health (and /metrics when `openMetrics`). */
   token?: string;
   openMetrics?: boolean;
+  /** POST /reload: re-read the TLS certificate and key. */
+  reload?: () => Promise<unknown>;
 }
 
 export function buildAdminApp(cache: CacheManager, metrics: Metrics, opts: AdminOptions): FastifyInstance {
@@ -105,6 +107,10 @@ export function buildAdminApp(cache: CacheManager, metrics: Metrics, opts: Admin
     return { invalidated: await cache.invalidate(path), path };
   });
 
+  app.post('/reload', async () => {
+    if (!opts.reload) throw new BadRequestError('nothing to reload');
+    return opts.reload();
+  });
   app.get('/cache/stats', async (): Promise<CacheStats> => ({
     ...blockStats(cache.blockStore), running: true, nodes: cache.nodeCount, ...await ratios(metrics),
   }));

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Server as HttpsServer } from 'node:https';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { CacheManager, type Identity } from '../cachemgr/cachemgr.js';
@@ -20,6 +21,7 @@ import { handleProppatch } from './proppatch.js';
 import { checkRequestLimits } from './limits.js';
 import { answerClientError } from './client-error.js';
 import { limitConnectionsPerClient } from './connections.js';
+import { readTls, reloadTls } from './tls.js';
 
 type Handler = (ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
@@ -37,6 +39,8 @@ export interface Gateway {
   readonly admin: FastifyInstance;
   readonly cache: CacheManager;
   readonly metrics: Metrics;
+  /** Re-read what can change without a restart: the TLS certificate and key. */
+  reload(): Promise<{ tls: boolean }>;
   close(): Promise<void>;
 }
 
@@ -76,7 +80,9 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     // Slowloris: headers must arrive within headersTimeout (checked every second, not node's
     // 30 s); a connection silent for idleTimeout is closed. No bound on a whole request: a large
     // upload or download that keeps moving takes as long as it takes.
-    http: { headersTimeout: config.webdav.headersTimeout, connectionsCheckingInterval: 1000 },
+    ...(config.tls
+      ? { https: { ...readTls(config.tls), headersTimeout: config.webdav.headersTimeout, connectionsCheckingInterval: 1000 } }
+      : { http: { headersTimeout: config.webdav.headersTimeout, connectionsCheckingInterval: 1000 } }),
     requestTimeout: 0,
     connectionTimeout: config.webdav.idleTimeout,
   });
@@ -215,9 +221,15 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     }
   });
 
-  const admin = buildAdminApp(cache, metrics, { logLevel: config.logLevel, token: config.admin.token, openMetrics: config.admin.openMetrics });
+  const tls = config.tls;
+  const reload = async (): Promise<{ tls: boolean }> => {
+    if (tls) reloadTls(app.server as unknown as HttpsServer, tls);
+    app.log.info({ tls: Boolean(tls) }, 'reloaded');
+    return { tls: Boolean(tls) };
+  };
+  const admin = buildAdminApp(cache, metrics, { logLevel: config.logLevel, token: config.admin.token, openMetrics: config.admin.openMetrics, reload });
   return {
-    app, admin, cache, metrics,
+    app, admin, cache, metrics, reload,
     async close() {
       await app.close();
       await admin.close();

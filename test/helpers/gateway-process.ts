@@ -93,7 +93,7 @@ function withSlash(u: string): string {
   return u.endsWith('/') ? u : `${u}/`;
 }
 
-const SERVING_RE = /davgate: serving WebDAV at (http:\/\/\S+)/;
+const SERVING_RE = /davgate: serving WebDAV at (https?:\/\/\S+)/;
 const ADMIN_RE = /davgate: admin at (http:\/\/\S+)/;
 
 export async function startGatewayProcess(opts: GatewayProcessOptions = {}): Promise<GatewayProcess> {
