@@ -93,6 +93,8 @@ export const configSchema = z.object({
     /** Memory tier for small blocks (0 disables it), and the largest block it keeps. */
     memoryBytes: byteSize.default(32 * MiB),
     memoryMaxBlockBytes: byteSize.default(256 * 1024),
+    /** After 3 failed block writes in a row the cache disk is bypassed this long, then tried again. */
+    diskRetryAfter: duration.pipe(z.number().min(100)).default(30_000),
     /** Directory listings kept for the TTL, counted in entries over all directories (0 disables). */
     listingEntries: z.number().int().min(0).default(100_000),
   }).strict().default({}),

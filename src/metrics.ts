@@ -64,6 +64,8 @@ export class Metrics {
   readonly evictedBytes = new Counter({ name: 'davgate_cache_evicted_bytes_total', help: 'Bytes evicted from the cache', registers: this.#reg });
   readonly evictedBlocks = new Counter({ name: 'davgate_cache_evicted_blocks_total', help: 'Blocks evicted from the cache', registers: this.#reg });
   readonly evictedRecent = new Counter({ name: 'davgate_cache_evicted_recently_used_blocks_total', help: 'Evicted blocks that had been read in the minute before (the cache is too small for the working set)', registers: this.#reg });
+  readonly cacheDiskBypassed = new Gauge({ name: 'davgate_cache_disk_bypassed', help: '1 while the cache disk is bypassed after repeated write errors (blocks served from the upstream, not kept)', registers: this.#reg });
+  readonly cacheDiskBypasses = new Counter({ name: 'davgate_cache_disk_bypasses_total', help: 'Times the cache disk was bypassed after repeated write errors', registers: this.#reg });
   readonly corruptBlocks = new Counter({ name: 'davgate_cache_corrupt_blocks_total', help: 'Block files dropped because size or checksum was wrong', registers: this.#reg });
 
   readonly upstreamRequests = new Counter({ name: 'davgate_upstream_requests_total', help: 'Upstream operations by operation and result', labelNames: ['operation', 'result'] as const, registers: this.#reg });

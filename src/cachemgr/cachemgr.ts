@@ -15,6 +15,7 @@ import { ArrivingBlock } from './arriving.js';
 import { BlockBufferPool } from './blockpool.js';
 import { ChunkPool } from './chunkpool.js';
 import { MemoryReclaimer } from './reclaim.js';
+import { DiskHealth } from './diskhealth.js';
 
 export type { Node } from './nodetable.js';
 export { SHARED, type Identity } from './identity.js';
@@ -43,6 +44,8 @@ export interface CacheOptions {
   memoryMaxBlockBytes: number;
   /** Entries of directory listings kept for the TTL (0: every listing goes upstream). */
   listingEntries: number;
+  /** How long a failing cache disk is bypassed before the next try (default 30 s). */
+  diskRetryAfter?: number;
 }
 
 /** How an upstream call ended, for metrics: a client that went away is not an upstream failure. */
@@ -50,6 +53,11 @@ function upstreamResultOf(err: unknown): string {
   if (err instanceof NotFoundError) return 'not_found';
   if (err instanceof DavgateError && err.code === 'DAVGATE_INCOMPLETE_BODY') return 'client_abort';
   return 'error';
+}
+
+export interface CacheEvents {
+  /** The cache disk failed writes repeatedly and is bypassed (true), or works again (false). */
+  onDiskBypass?(bypassed: boolean, err?: unknown): void;
 }
 
 export class CacheManager {
@@ -80,8 +88,10 @@ export class CacheManager {
   /** Paths known to be absent, by node key, for one TTL (none when the TTL is 0). */
   readonly #missing: LRUCache<string, string> | undefined;
   readonly #listings: ListingCache | undefined;
+  /** Failing cache disk (full, EIO, read-only): installs are skipped for a while, reads go upstream. */
+  readonly #diskHealth: DiskHealth;
 
-  private constructor(upstream: Upstream, opts: CacheOptions, blocks: BlockStore, table: NodeTable, metrics?: Metrics) {
+  private constructor(upstream: Upstream, opts: CacheOptions, blocks: BlockStore, table: NodeTable, metrics?: Metrics, events?: CacheEvents) {
     this.upstream = upstream;
     this.#opts = opts;
     this.blockSize = opts.blockSize;
@@ -96,9 +106,14 @@ export class CacheManager {
     this.#missing = opts.ttl > 0 ? new LRUCache({ max: 10_000, ttl: opts.ttl }) : undefined;
     this.#listings = opts.ttl > 0 && opts.listingEntries > 0 ? new ListingCache(opts.listingEntries, opts.ttl) : undefined;
     this.#memory = opts.memoryBytes > 0 ? new LRUCache<string, Buffer>({ maxSize: opts.memoryBytes, sizeCalculation: (b) => Math.max(1, b.length) }) : undefined;
+    this.#diskHealth = new DiskHealth(3, opts.diskRetryAfter ?? 30_000, (bypassed, err) => {
+      metrics?.cacheDiskBypassed.set(bypassed ? 1 : 0);
+      if (bypassed) metrics?.cacheDiskBypasses.inc();
+      events?.onDiskBypass?.(bypassed, err);
+    });
   }
 
-  static async open(upstream: Upstream, opts: CacheOptions, metrics?: Metrics): Promise<CacheManager> {
+  static async open(upstream: Upstream, opts: CacheOptions, metrics?: Metrics, events?: CacheEvents): Promise<CacheManager> {
     const blocks = new BlockStore(opts.dir, {
       maxBytes: opts.maxBytes, highWatermark: opts.highWatermark, lowWatermark: opts.lowWatermark,
       events: {
@@ -114,7 +129,7 @@ export class CacheManager {
     await blocks.open();
     try {
       const table = await NodeTable.open(opts.nodeTable, opts.dir);
-      return new CacheManager(upstream, opts, blocks, table, metrics);
+      return new CacheManager(upstream, opts, blocks, table, metrics, events);
     } catch (err) {
       await blocks.close();
       throw err;
@@ -436,8 +451,12 @@ export class CacheManager {
    * install still served the bytes). Until installed, the block is answered from memory.
    */
   #installFetched(node: Node, index: number, id: string, data: Buffer): Promise<void> {
+    if (this.#diskHealth.bypassed) return Promise.resolve();
     this.#installing.set(id, data);
-    const done = this.#blocks.install(node.key, node.version, index, data).catch(() => {}).finally(() => {
+    const done = this.#blocks.install(node.key, node.version, index, data).then(
+      () => this.#diskHealth.succeeded(),
+      (err: unknown) => this.#diskHealth.failed(err),
+    ).finally(() => {
       this.#installing.delete(id);
       this.#installs.delete(done);
       if (data.length > this.#opts.memoryMaxBlockBytes) this.#reclaimer.dropped(data.length);

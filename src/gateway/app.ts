@@ -48,7 +48,13 @@ export interface Gateway {
 export async function buildGateway(config: Config, upstream: Upstream, opts: { metrics?: Metrics } = {}): Promise<Gateway> {
   const metrics = opts.metrics ?? new Metrics({ version: VERSION });
   const auth = config.auth.htpasswd ? new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers) : undefined;
-  const cache = await CacheManager.open(upstream, config.cache, metrics);
+  let log: FastifyInstance['log'] | undefined; // the app's, once it exists
+  const cache = await CacheManager.open(upstream, config.cache, metrics, {
+    onDiskBypass: (bypassed, err) => {
+      if (bypassed) log?.warn({ err }, `the cache disk fails writes: blocks are served from the upstream without being kept, retried in ${config.cache.diskRetryAfter / 1000} s`);
+      else log?.info('the cache disk takes blocks again');
+    },
+  });
   let state: DavState;
   try {
     state = await DavState.open(config.cache.nodeTable, config.cache.dir);
@@ -87,6 +93,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     connectionTimeout: config.webdav.idleTimeout,
   });
   limitConnectionsPerClient(app.server, config.webdav.maxConnectionsPerClient, metrics);
+  log = app.log;
   for (const m of DAV_METHODS) if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
   // Bodies are streamed by the handlers themselves (PUT) or read with a limit (XML).
   app.removeAllContentTypeParsers();

@@ -84,8 +84,10 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
     path = joinPath(parent.path, nameOf(path)); // into the parent as stored, whichever Unicode form named it
   }
   await checkWritable(ctx, req, path, { membership: !existed });
-  const body = max !== undefined ? req.raw.pipe(new BodyLimit(max)) : req.raw;
-  if (body !== req.raw) req.raw.on('error', (e) => body.destroy(e));
+  // Piped, never handed over: when the upstream fails (disk full) it destroys what it reads,
+  // and the request itself must survive that to be answered (507) and mean a real abort.
+  const body = req.raw.pipe(new BodyLimit(max ?? Number.POSITIVE_INFINITY));
+  req.raw.on('error', () => body.destroy(new IncompleteBodyError('the client connection failed during the upload')));
   // A client that goes away mid-body must fail the write, not leave it waiting.
   let aborted = false;
   req.raw.on('aborted', () => {
@@ -98,7 +100,11 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   } catch (err) {
     // Only a client that really went away is an abort: an upstream refusal while the body was
     // still arriving (no space, no parent) is reported as itself.
-    if (aborted || (req.raw.destroyed && !req.raw.complete)) throw new IncompleteBodyError('the client aborted the upload; nothing was stored');
+    if (aborted || (err instanceof IncompleteBodyError && !req.raw.complete)) throw new IncompleteBodyError('the client aborted the upload; nothing was stored');
+    // The rest of the body is not wanted: read it away and close after the answer.
+    req.raw.unpipe(body);
+    req.raw.resume();
+    reply.header('connection', 'close');
     throw err;
   }
   const mtime = clientMtime(req);

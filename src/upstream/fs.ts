@@ -275,7 +275,11 @@ export class FsUpstream implements Upstream {
     const tmp = await sys(path, this.#temporaryFor(host, parent.dev));
     const sink = createWriteStream(tmp, { flags: 'wx', highWaterMark: WRITE_HWM });
     let bodyErr: unknown;
+    let sinkErr: unknown;
     body.once('error', (e) => { bodyErr = e; });
+    // The pipeline destroys the body with the sink's error too: remember which one failed first.
+    // Only a system error of the file is the disk's (ENOSPC, EIO, EROFS); a stream error is the body's.
+    sink.once('error', (e: NodeJS.ErrnoException) => { if (e !== bodyErr && typeof e.errno === 'number') sinkErr ??= e; });
     let n = 0;
     let committing = false;
     try {
@@ -298,6 +302,7 @@ export class FsUpstream implements Upstream {
       if (!sink.closed) await new Promise<void>((r) => sink.once('close', () => r()));
       await this.#removeTemporary(tmp);
       if (e instanceof DavgateError) throw e;
+      if (sinkErr !== undefined) throw fromSystemError(sinkErr, path); // our disk: full, read-only, ...
       if (e === bodyErr && !committing) throw e; // the client's abort, as the contract allows
       if (errCode(e) === 'ERR_STREAM_PREMATURE_CLOSE') throw new IncompleteBodyError('request body aborted');
       throw fromSystemError(e, path);

@@ -161,7 +161,9 @@ export class ResilientUpstream implements Upstream {
     return this.#call('write', false, () => this.inner.write(path, body, size, ctx).catch((err: unknown) => {
       // A body that errored or was cut off (ECONNRESET from the client side) fails the write,
       // and a backend may report it as a connection error of its own: it is the client's.
-      if (body.errored || (body.destroyed && !body.readableEnded)) throw new IncompleteBodyError('the request body ended early; nothing was stored');
+      // A verdict of the upstream (full, conflict, refused) stays what it is.
+      const verdict = err instanceof DavgateError && !isTransient(err);
+      if (!verdict && (body.errored || (body.destroyed && !body.readableEnded))) throw new IncompleteBodyError('the request body ended early; nothing was stored');
       throw err;
     }), false);
   }
