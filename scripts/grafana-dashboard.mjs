@@ -28,6 +28,9 @@ const rows = [
       { description: 'Clients that went away before the answer was complete (not an error of the gateway).' }),
     p('Internal errors (bugs)', 'short', [[`sum(increase(davgate_internal_errors_total{${S}}[${R}]))`, '500s']],
       { description: 'Requests answered 500 by an unexpected error: each has a stack in the log.' }),
+    p('Connections', 'short', [[`sum(davgate_connections_open{${S}})`, 'open'], [`sum(increase(davgate_connections_refused_total{${S}}[${R}]))`, 'refused (per-client cap)']]),
+    p('Failed logins', 'short', [[`sum by (reason) (increase(davgate_auth_failures_total{${S}}[${R}]))`, '{{reason}}']],
+      { description: 'bad_credentials: a wrong name or password; rate_limited: refused with 429 after too many.' }),
   ]],
   ['Cache', [
     p('Byte hit ratio', 'percentunit', [[`sum(rate(davgate_served_bytes_total{${S}, source="cache"}[${R}])) / clamp_min(sum(rate(davgate_served_bytes_total{${S}}[${R}])), 1e-9)`, 'bytes from cache']], { max: 1 }),
@@ -45,6 +48,10 @@ const rows = [
       [`sum(rate(davgate_cache_singleflight_joins_total{${S}}[${R}]))`, 'joined a fetch'],
     ]),
     p('Corrupt blocks dropped', 'short', [[`sum(increase(davgate_cache_corrupt_blocks_total{${S}}[${R}]))`, 'corrupt']], { w: 8 }),
+    p('Cache disk bypassed', 'short', [[`max(davgate_cache_disk_bypassed{${S}})`, 'bypassed']], {
+      kind: 'stat', w: 4, description: 'The cache disk failed writes repeatedly: blocks are served from the upstream without being kept.',
+      mappings: [{ type: 'value', options: { 0: { text: 'no', color: 'green' }, 1: { text: 'bypassed', color: 'red' } } }],
+    }),
   ]],
   ['Upstream', [
     p('Upstream latency p95 by operation', 's', [[`histogram_quantile(0.95, sum by (le, operation) (rate(davgate_upstream_request_duration_seconds_bucket{${S}}[${R}])))`, '{{operation}}']]),
