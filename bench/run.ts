@@ -7,10 +7,13 @@
 //   --scale         the scale suite instead (bench/scale.ts): PROPFIND at 1k/10k/100k entries,
 //                   start-up and getnode latency with 100k cached blocks, 64 concurrent clients;
 //                   writes bench/results/scale-<timestamp>.json (with --quick: fewer runs)
+//   --soak          the soak instead (bench/soak.ts): 64 clients of mixed load for 30 minutes over a
+//                   cache smaller than the working set (--soak-minutes N); RSS, heap, fds, p99, errors
 //   --runs N, --big-mib N, --entries N, --wrk-seconds N   override the mode's settings
 import { cpus, loadavg } from 'node:os';
 import { markdown, rowsJson, writeResults } from './report.js';
 import { runScale } from './scale.js';
+import { runSoak } from './soak.js';
 import { killAllSync, stopAll } from './servers.js';
 import { runMain, type Settings } from './suite.js';
 import { MiB, cpuBusy, elapsedSeconds, ensureServerPackages, environment, log, need } from './util.js';
@@ -51,6 +54,16 @@ async function main(): Promise<void> {
   const date = new Date().toISOString();
   const env = { ...environment(), cpuBusyBefore: await cpuBusy() };
   if (env.cpuBusyBefore > 0.1) log(`note: ${(env.cpuBusyBefore * 100).toFixed(0)}% of the CPU is busy with other processes before the run`);
+  if (flag('--soak')) {
+    const minutes = num('--soak-minutes', 30);
+    const { markdown: table, samples } = await runSoak({ minutes, clients: 64 });
+    await stopAll();
+    const md = `davgate soak, ${date}, ${minutes} minutes, 64 clients, cache 64 MiB under a 192 MiB working set\n\n${table}\n`;
+    console.log(md);
+    const file = await writeResults('soak-', { date, mode: 'soak', minutes, environment: env, samples }, { name: 'soak-latest.md', text: md });
+    log(`soak results written to ${file}`);
+    return;
+  }
   if (flag('--scale')) {
     const { markdown: table, ...result } = await runScale({ runs: settings.runs, quick });
     await stopAll();
