@@ -26,6 +26,7 @@ declare -A PKG_FOR=(
   [/usr/sbin/apache2]=apache2
   [/usr/lib/apache2/modules/mod_dav_fs.so]=apache2
   [htpasswd]=apache2-utils
+  [lftp]=lftp                           # a WebDAV client with its own habits (PROPPATCH + stray header, DELETE Depth: 0)
   [prometheus]=prometheus               # dashboard and alert expressions on a real Prometheus
   [promtool]=prometheus
   [buildah]=buildah                     # the image is built and run in the tests (no Docker engine)
