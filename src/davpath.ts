@@ -46,6 +46,11 @@ export function canonicalSegments(path: string): string[] {
   return segs;
 }
 
+/** Plain ASCII: no Unicode normal form to consider (UTF-8 bytes equal characters). */
+export function isAscii(s: string): boolean {
+  return Buffer.byteLength(s) === s.length;
+}
+
 export function parentOf(path: string): string {
   if (path === '/') return '/';
   const i = path.lastIndexOf('/');

@@ -93,22 +93,23 @@ export class Metrics {
     zero(this.upstreamDuration, ['operation', UPSTREAM_OPERATIONS], ['result', UPSTREAM_RESULTS]);
     zero(this.upstreamRetries, ['operation', RETRIED]);
     zero(this.revalidations, ['result', ['same', 'changed', 'gone']]);
-    const self = this;
-    new Gauge({ name: 'davgate_upstream_breaker_state', help: 'Upstream circuit breaker: 0 closed, 1 half-open (the next call probes), 2 open', registers: this.#reg,
-      collect() { this.set(self.#sources.breakerState?.() ?? 0); } });
-    new Gauge({ name: 'davgate_webdav_locks', help: 'WebDAV locks held now (unexpired)', registers: this.#reg,
-      collect() { this.set(self.#sources.activeLocks?.() ?? 0); } });
-    new Gauge({ name: 'davgate_cache_nodes', help: 'Node records held in memory', registers: this.#reg,
-      collect() { this.set(self.#sources.nodes?.() ?? 0); } });
-    new Gauge({ name: 'davgate_cache_memory_tier_bytes', help: 'Bytes of small blocks held in the memory tier', registers: this.#reg,
-      collect() { this.set(self.#sources.memoryTierBytes?.() ?? 0); } });
-    const disk = (name: string, help: string, pick: (s: { bavail: number; blocks: number; bsize: number }) => number) => new Gauge({
+    // Gauges read at scrape time; `value` is an arrow, so it sees this Metrics, while collect's
+    // own `this` is the gauge.
+    const live = (name: string, help: string, value: () => number | undefined | Promise<number | undefined>) => new Gauge({
       name, help, registers: this.#reg,
       async collect() {
-        if (!self.#cacheDir) return;
-        const s = await statfs(self.#cacheDir).catch(() => undefined);
-        if (s) this.set(pick(s));
+        const v = await value();
+        if (v !== undefined) this.set(v);
       },
+    });
+    live('davgate_upstream_breaker_state', 'Upstream circuit breaker: 0 closed, 1 half-open (the next call probes), 2 open', () => this.#sources.breakerState?.() ?? 0);
+    live('davgate_webdav_locks', 'WebDAV locks held now (unexpired)', () => this.#sources.activeLocks?.() ?? 0);
+    live('davgate_cache_nodes', 'Node records held in memory', () => this.#sources.nodes?.() ?? 0);
+    live('davgate_cache_memory_tier_bytes', 'Bytes of small blocks held in the memory tier', () => this.#sources.memoryTierBytes?.() ?? 0);
+    const disk = (name: string, help: string, pick: (s: { bavail: number; blocks: number; bsize: number }) => number) => live(name, help, async () => {
+      if (!this.#cacheDir) return undefined;
+      const s = await statfs(this.#cacheDir).catch(() => undefined);
+      return s ? pick(s) : undefined;
     });
     disk('davgate_cache_disk_free_bytes', 'Free bytes (for unprivileged users) on the file system of the cache directory', (s) => s.bavail * s.bsize);
     disk('davgate_cache_disk_size_bytes', 'Size of the file system of the cache directory', (s) => s.blocks * s.bsize);

@@ -4,7 +4,7 @@ import { LRUCache } from 'lru-cache';
 import type { Entry, Quota, Upstream } from '../upstream/types.js';
 import { PreconditionFailedError, DavgateError, NotFoundError, isTransient } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import { isWithin, parentOf } from '../davpath.js';
+import { isAscii, isWithin, parentOf } from '../davpath.js';
 import { BlockStore, CHUNK, blockId } from './blockstore.js';
 import { NodeTable, nodeKey, versionOf, type Node } from './nodetable.js';
 import { SingleFlight } from './singleflight.js';
@@ -274,7 +274,7 @@ export class CacheManager {
     try {
       return await this.#getnodeExact(path, identity);
     } catch (err) {
-      if (!(err instanceof NotFoundError) || /^[\x00-\x7f]*$/.test(path)) throw err;
+      if (!(err instanceof NotFoundError) || isAscii(path)) throw err;
       for (const alt of new Set([path.normalize('NFC'), path.normalize('NFD')])) {
         if (alt === path) continue;
         try {

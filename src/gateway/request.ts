@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { SHARED, type CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Metrics } from '../metrics.js';
-import { canonicalFromUrlPath, joinPath, nameOf, parentOf } from '../davpath.js';
+import { canonicalFromUrlPath, isAscii, joinPath, nameOf, parentOf } from '../davpath.js';
 import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError, statusOf } from '../errors.js';
 import { etagOf } from './conditional.js';
 import { evaluateIf, parseIf, stateTokens, type ResourceState } from './ifheader.js';
@@ -68,7 +68,7 @@ export function davPath(req: FastifyRequest): string {
  */
 export async function withStoredParent(ctx: GatewayContext, path: string, identity: Identity): Promise<string> {
   const parent = parentOf(path);
-  if (path === '/' || /^[\x00-\x7f]*$/.test(parent)) return path;
+  if (path === '/' || isAscii(parent)) return path;
   try {
     return joinPath((await ctx.cache.getnode(parent, identity)).path, nameOf(path));
   } catch (err) {
