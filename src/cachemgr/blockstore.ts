@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { crc32 } from '@node-rs/crc32';
 import { CacheCorruptError, CacheInUseError } from '../errors.js';
 
-// The sandbox (DESIGN.md, Block store). Layout under one root, created 0700:
+// The sandbox (docs/architecture.md, Block store). Layout under one root, created 0700:
 //   <root>/LOCK                              pid of the owning process
 //   <root>/tmp/<random>                      blocks being written
 //   <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc>   installed blocks: data, then a CRC-32 per
@@ -353,7 +353,7 @@ export class BlockStore {
     if (gone.length) this.#changed();
   }
 
-  /** A MOVE re-keys a node: one directory rename, no refetch (DESIGN.md, Block store). */
+  /** A MOVE re-keys a node: one directory rename, no refetch (docs/architecture.md, Block store). */
   async rekey(fromKey: string, toKey: string): Promise<void> {
     await this.dropKey(toKey);
     const ids = [...(this.#byKey.get(fromKey) ?? [])];

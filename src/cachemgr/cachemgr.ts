@@ -20,7 +20,7 @@ import { DiskHealth } from './diskhealth.js';
 export type { Node } from './nodetable.js';
 export { SHARED, type Identity } from './identity.js';
 
-// The cache manager (DESIGN.md, Contracts): getnode/getdata over a node table and a block
+// The cache manager (docs/architecture.md, Contracts): getnode/getdata over a node table and a block
 // store, write-through writes, and namespace operations that keep the cache coherent.
 // Invariants:
 // - a block is named by (node key, node version, index); the version is a digest of the
@@ -137,7 +137,6 @@ export class CacheManager {
   }
 
   get cacheBytes(): number { return this.#blocks.bytes; }
-  get cacheBlocks(): number { return this.#blocks.count; }
   get nodeCount(): number { return this.#table.size; }
   get memoryTierBytes(): number { return this.#memory?.calculatedSize ?? 0; }
   /** The block store itself, for `cache stats|verify|purge` (maintenance.ts). */
@@ -392,7 +391,7 @@ export class CacheManager {
 
   /**
    * Small blocks (small files, mostly) are also kept in memory, already verified: a fresh
-   * open/read/close per request costs more than the request itself (DESIGN.md, measured
+   * open/read/close per request costs more than the request itself (docs/architecture.md, measured
    * ceilings). Keyed like the block files, by version, so it can never serve an old version.
    */
   #keepInMemory(id: string, buf: Buffer): void {

@@ -142,11 +142,6 @@ export class DavState {
     return n;
   }
 
-  findLock(token: string): LockRecord | undefined {
-    for (const p of this.#locks.keys()) for (const l of this.locksOn(p)) if (l.token === token) return l;
-    return undefined;
-  }
-
   async addLock(lock: LockRecord): Promise<void> {
     if (lock.root !== nfc(lock.root)) lock = { ...lock, root: nfc(lock.root) };
     this.#locks.set(lock.root, [...this.locksOn(lock.root), lock]);

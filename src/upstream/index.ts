@@ -22,7 +22,7 @@ export async function openUpstream(config: Config, events: UpstreamEvents = {}):
       break;
     }
     case 'webdav': {
-      const { WebDavUpstream } = await import('./webdav.js');
+      const { WebDavUpstream } = await import('./webdav/upstream.js');
       inner = new WebDavUpstream(c);
       break;
     }

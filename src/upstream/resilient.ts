@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { DavgateError, IncompleteBodyError, UpstreamUnavailableError, isTransient } from '../errors.js';
 import type { CallContext, Entry, Quota, ReadSink, Upstream } from './types.js';
 
-// Wraps any upstream with the outage policy (issue 5): a timeout per operation, bounded
+// Wraps any upstream with the outage policy: a timeout per operation, bounded
 // retries with exponential backoff and full jitter for idempotent reads only, a retry budget
 // so that an outage cannot turn into a retry storm, and a breaker: after `failureThreshold`
 // consecutive failures the upstream counts as down and calls fail at once for `downFor`,

@@ -46,7 +46,7 @@ function statusOfSdk(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
 }
 
-/** SDK errors become davgate errors here and nowhere else (DESIGN.md, Contracts). */
+/** SDK errors become davgate errors here and nowhere else (docs/architecture.md, Contracts). */
 function translate(err: unknown, path: string): DavgateError {
   if (err instanceof DavgateError) return err;
   const status = statusOfSdk(err);

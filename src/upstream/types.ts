@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 
-// The contract every backend fulfils (DESIGN.md, Contracts: Upstream).
+// The contract every backend fulfils (docs/architecture.md, Contracts).
 //
 // Paths given to an Upstream are *canonical DAV paths*: already percent-decoded,
 // starting with "/", segments joined by single "/", no trailing slash (the root is "/"),

@@ -5,7 +5,7 @@ import { DavgateError, STATUS_BY_CODE, type ErrorCode } from '../../src/errors.j
 import { joinPath, nameOf } from '../../src/davpath.js';
 import type { Capabilities, Entry, Upstream } from '../../src/upstream/types.js';
 
-// The one contract suite every Upstream must pass (STYLE.md: undici's "ONE shared test suite
+// The one contract suite every Upstream must pass (as undici does: "ONE shared test suite
 // run against every implementation"). Each case is a sentence of src/upstream/types.ts.
 // Every case gets a fresh, empty upstream from `setup` and hands it back to `cleanup`.
 // Only the public interface is used: nothing here knows how a backend stores things.

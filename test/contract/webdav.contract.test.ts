@@ -1,6 +1,6 @@
 import { after } from 'node:test';
 import { randomBytes } from 'node:crypto';
-import { WebDavUpstream } from '../../src/upstream/webdav.js';
+import { WebDavUpstream } from '../../src/upstream/webdav/upstream.js';
 import { startApacheDav, startNginxDav, type DavServer } from '../helpers/dav-servers.js';
 import { upstreamContract, type ContractSubject } from './upstream-contract.js';
 

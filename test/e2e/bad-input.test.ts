@@ -246,7 +246,7 @@ describe('bad input', () => {
       assert.match(res.body.toString(), /propfind-finite-depth/);
     }
     // No Depth: RFC 4918 says infinity, but clients that omit it want a listing; with infinity
-    // disabled it is answered as Depth 1 (issue 4): the children, not the grandchildren.
+    // disabled it is answered as Depth 1 : the children, not the grandchildren.
     const absent = await raw(gw.url, 'PROPFIND', '/', {});
     assert.equal(absent.status, 207);
     assert.match(absent.body.toString(), /<D:href>\/file\.txt<\/D:href>/);

@@ -9,7 +9,7 @@ import { request } from 'node:http';
 import { startGateway, type TestGateway } from '../helpers/inproc.js';
 import { CHUNK } from '../../src/cachemgr/blockstore.js';
 
-// Cache behaviour, counted at the upstream (issue 3): every number asserted here is a count
+// Cache behaviour, counted at the upstream: every number asserted here is a count
 // of calls that reached the real directory upstream.
 
 const MiB = 1024 * 1024;

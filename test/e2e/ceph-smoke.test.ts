@@ -1,6 +1,6 @@
 // Smoke test of the single-node Ceph helper (test/helpers/ceph.ts): S3 through the RADOS Gateway
 // with the AWS SDK (path-style), CephFS through the ceph-fuse mount, then stop() must leave no
-// daemon of this cluster behind. It checks the helper and the recipe in shared/CEPH.md, so that
+// daemon of this cluster behind. It checks the helper and its recipe, so that
 // tests of davgate's S3 and CephFS upstreams can rely on them.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';

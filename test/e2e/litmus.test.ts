@@ -1,5 +1,5 @@
 // WebDAV compliance: runs each litmus suite against a real davgate process.
-// Every suite must pass completely (issue 4: 104 of 104), with no warning left unexplained.
+// Every suite must pass completely (104 of 104), with no warning left unexplained.
 // After every suite the gateway must still be alive and answer OPTIONS with 200.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { DavgateError } from '../../src/errors.js';
 import type { Entry } from '../../src/upstream/types.js';
-import { WebDavUpstream } from '../../src/upstream/webdav.js';
+import { WebDavUpstream } from '../../src/upstream/webdav/upstream.js';
 import { haveApacheDav, haveNginxDav, startApacheDav, startNginxDav, type DavServer } from '../helpers/dav-servers.js';
 
 const code = (c: string) => (e: unknown) => {

@@ -4,7 +4,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient } from 'webdav';
-import { WebDavUpstream } from '../../src/upstream/webdav.js';
+import { WebDavUpstream } from '../../src/upstream/webdav/upstream.js';
 import { startApacheDav, startNginxDav, type DavServer } from '../helpers/dav-servers.js';
 import { startGateway, type TestGateway } from '../helpers/inproc.js';
 

@@ -1,10 +1,10 @@
 // A throw-away single-node Ceph (Pacific, Debian packages) for e2e tests: S3 through the RADOS
 // Gateway and, optionally, CephFS through ceph-fuse. Everything lives in one temporary directory
 // (config, mon store, pid files, admin sockets, logs) and listens on 127.0.0.1 only, on random ports.
-// The recipe and its measurements are in shared/CEPH.md; scripts/test-deps.sh installs the packages.
+// The recipe is this file (docs/architecture.md, Real components); scripts/test-deps.sh installs the packages.
 //
 // Start order: mon -> osd (memstore: data in RAM) -> radosgw (+ a test user) -> [mds + ceph-fuse].
-// Stop order matters (CEPH.md): unmount first, then radosgw, mds, osd, mon, each by the pid in its
+// Stop order matters: unmount first, then radosgw, mds, osd, mon, each by the pid in its
 // pid file, waiting for each to exit. Stopping everything at once makes radosgw hang for its 120 s
 // exit alarm. The daemons daemonize, so they are not our children: their exit is watched through
 // /proc/<pid>/stat, where an exited daemon may stay a zombie (state Z) until init reaps it.
@@ -421,7 +421,7 @@ function untrack(c: LiveCluster): void {
 
 function cephConf(o: { dir: string; fsid: string; monPort: number; rgwPort: number }): string {
   const { dir } = o;
-  return `# written by test/helpers/ceph.ts; see shared/CEPH.md
+  return `# written by test/helpers/ceph.ts
 [global]
 fsid = ${o.fsid}
 mon host = v1:127.0.0.1:${o.monPort}
