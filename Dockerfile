@@ -39,7 +39,7 @@ RUN npm prune --omit=dev --no-audit --no-fund \
 # ---- runtime stage
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
-# Memory (README, "Memory"): glibc returns freed 4 MiB block buffers to the system; the
+# Memory (docs/benchmarks.md, "Memory"): glibc returns freed 4 MiB block buffers to the system; the
 # ENTRYPOINT caps V8's young generation at 4 MiB per semi-space.
 ENV MALLOC_MMAP_THRESHOLD_=1048576
 # The CMD passes --cache /cache; this lets other commands in the container find the same cache
