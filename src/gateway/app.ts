@@ -74,7 +74,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
 
   const app = Fastify({
     logger: { level: config.logLevel },
-    // One line per request, written when it ends (logRequest), instead of fastify's two.
+    // One line per request, written when it ends (the onRequest hook below), instead of two.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
