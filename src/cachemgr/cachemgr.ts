@@ -174,10 +174,8 @@ export class CacheManager {
     };
     const walk = async (p: string): Promise<void> => {
       await drop(p);
-      let entries;
       try {
-        entries = this.upstream.list(p, identity);
-        for await (const e of entries) {
+        for await (const e of this.upstream.list(p, identity)) {
           if (e.kind === 'dir') await walk(e.path);
           else await drop(e.path);
         }

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequestError, ConflictError, DavgateError, NotFoundError, PreconditionFailedError } from '../errors.js';
-import { encodeHref, parentOf } from '../davpath.js';
-import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, withStoredParent, xmlLimits, type GatewayContext } from './request.js';
+import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { encodeHref } from '../davpath.js';
+import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, newMemberPath, xmlLimits, type GatewayContext } from './request.js';
 import { child, escapeXml, innerXml, readXml } from './xml.js';
 import type { LockRecord } from './davstate.js';
 import { checkAppleDouble } from './put.js';
@@ -72,13 +72,7 @@ export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply
     path = (await ctx.cache.getnode(path, identity)).path;
   } catch (err) {
     if (!(err instanceof NotFoundError)) throw err;
-    path = await withStoredParent(ctx, path, identity);
-    try {
-      await ctx.cache.getnode(parentOf(path), identity);
-    } catch (e) {
-      if (e instanceof NotFoundError) throw new ConflictError('parent collection does not exist');
-      throw e;
-    }
+    path = await newMemberPath(ctx, path, identity);
     checkAppleDouble(ctx, path);
     // A new member of the parent: a lock on the parent must be owned (RFC 4918 §7.5).
     checkLocks(ctx, path, await checkIfHeader(ctx, req, path), { membership: true });

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { canonicalFromUrlPath, isWithin, parentOf } from '../davpath.js';
+import { canonicalFromUrlPath, isWithin } from '../davpath.js';
 import { BadRequestError, ConflictError, DavgateError, ExistsError, NotFoundError, PreconditionFailedError } from '../errors.js';
-import { checkIfHeader, checkLocks, checkWritable, davPath, identityOf, parseDepth, withStoredParent, type GatewayContext } from './request.js';
+import { checkIfHeader, checkLocks, checkWritable, davPath, identityOf, parseDepth, newMemberPath, type GatewayContext } from './request.js';
 import { checkAppleDouble } from './put.js';
 import type { Identity, Node } from '../cachemgr/cachemgr.js';
 
@@ -22,7 +22,7 @@ async function exists(ctx: GatewayContext, path: string, identity: Identity): Pr
 }
 
 export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const path = await withStoredParent(ctx, davPath(req), identityOf(req));
+  let path = davPath(req);
   const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
   if (hasBody) {
     req.raw.resume();
@@ -30,6 +30,7 @@ export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, repl
     return;
   }
   if (path === '/' || (await exists(ctx, path, identityOf(req)))) throw new ExistsError();
+  path = await newMemberPath(ctx, path, identityOf(req));
   checkAppleDouble(ctx, path);
   await checkWritable(ctx, req, path, { membership: true });
   try {
@@ -96,15 +97,13 @@ export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, r
   if (move) checkLocks(ctx, from, tokens, { tree: true, membership: true });
   checkLocks(ctx, to, tokens, { tree: true, membership: true });
   checkAppleDouble(ctx, to);
-  const parent = parentOf(to);
-  if (!(await exists(ctx, parent, identity))) throw new ConflictError('destination parent does not exist');
   const target = await nodeAt(ctx, to, identity);
   // The source itself in another Unicode form: a MOVE respells it, a COPY would double it.
   if (target?.path === from && !move) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'source and destination are the same');
   const existed = target !== undefined && target.path !== from;
   if (existed && !overwrite) throw new PreconditionFailedError('destination exists and Overwrite is F');
   // An existing destination in the other Unicode form is replaced under its own name, not doubled.
-  to = existed ? target.path : await withStoredParent(ctx, to, identity);
+  to = existed ? target.path : await newMemberPath(ctx, to, identity);
   if (move) {
     await ctx.cache.move(from, to, overwrite, identity);
     await ctx.state.move(from, to);

@@ -1,8 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequestError, ConflictError, DavgateError, IncompleteBodyError, NotFoundError, PreconditionFailedError } from '../errors.js';
-import { joinPath, nameOf, parentOf } from '../davpath.js';
-import { checkWritable, davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
+import { BadRequestError, DavgateError, IncompleteBodyError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { checkWritable, davPath, identityOf, newMemberPath, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { etagOf } from './conditional.js';
 
 // PUT (RFC 9110 §9.3.4, RFC 4918 §9.7): streamed write-through. The upstream commits only a
@@ -75,13 +74,7 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
     if (!(err instanceof NotFoundError)) throw err;
     if (req.headers['if-match']) throw new PreconditionFailedError();
     existed = false;
-    // RFC 4918 §9.7.1: 409 when the parent is missing, said before the body is streamed.
-    const parent = await ctx.cache.getnode(parentOf(path), identity).catch((e: unknown) => {
-      if (e instanceof NotFoundError) throw new ConflictError('the parent collection does not exist');
-      throw e;
-    });
-    if (parent.kind !== 'dir') throw new ConflictError('the parent is not a collection');
-    path = joinPath(parent.path, nameOf(path)); // into the parent as stored, whichever Unicode form named it
+    path = await newMemberPath(ctx, path, identity); // 409 before the body is streamed
   }
   await checkWritable(ctx, req, path, { membership: !existed });
   // Piped, never handed over: when the upstream fails (disk full) it destroys what it reads,
@@ -92,7 +85,7 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   let aborted = false;
   req.raw.on('aborted', () => {
     aborted = true;
-    body.destroy(new DavgateError('DAVGATE_INCOMPLETE_BODY', 'client aborted the upload'));
+    body.destroy(new IncompleteBodyError('client aborted the upload'));
   });
   let node;
   try {

@@ -3,8 +3,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { SHARED, type CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Metrics } from '../metrics.js';
-import { canonicalFromUrlPath, isAscii, joinPath, nameOf, parentOf } from '../davpath.js';
-import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError, statusOf } from '../errors.js';
+import { canonicalFromUrlPath, joinPath, nameOf, parentOf } from '../davpath.js';
+import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError, statusOf, ConflictError } from '../errors.js';
 import { etagOf } from './conditional.js';
 import { evaluateIf, parseIf, stateTokens, type ResourceState } from './ifheader.js';
 import type { DavState } from './davstate.js';
@@ -62,19 +62,20 @@ export function davPath(req: FastifyRequest): string {
 }
 
 /**
- * A new name's path with its parent spelled as stored upstream: a client may name an existing
- * directory in the other Unicode form, and the new member must go into that directory, not
- * beside it. Unchanged when the parent is missing (the caller answers 409) or plain ASCII.
+ * Where a new member `path` goes (PUT, MKCOL, LOCK of an unmapped URL, COPY/MOVE destination):
+ * its parent must be a collection (else 409, RFC 4918 §9.3.1, §9.7.1, §9.8.5), and the member goes
+ * into the parent as stored, whichever Unicode form the client named it in, not beside it.
  */
-export async function withStoredParent(ctx: GatewayContext, path: string, identity: Identity): Promise<string> {
-  const parent = parentOf(path);
-  if (path === '/' || isAscii(parent)) return path;
+export async function newMemberPath(ctx: GatewayContext, path: string, identity: Identity): Promise<string> {
+  let parent;
   try {
-    return joinPath((await ctx.cache.getnode(parent, identity)).path, nameOf(path));
+    parent = await ctx.cache.getnode(parentOf(path), identity);
   } catch (err) {
-    if (err instanceof NotFoundError) return path;
+    if (err instanceof NotFoundError) throw new ConflictError('the parent collection does not exist');
     throw err;
   }
+  if (parent.kind !== 'dir') throw new ConflictError('the parent is not a collection');
+  return joinPath(parent.path, nameOf(path));
 }
 
 /** True when the URL names a collection (ends with "/"). */

@@ -159,11 +159,9 @@ export class ResilientUpstream implements Upstream {
   // A body streams at the client's pace: no timeout on the whole write, and never a retry.
   write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> {
     return this.#call('write', false, () => this.inner.write(path, body, size, ctx).catch((err: unknown) => {
-      // A body that errored or was cut off (ECONNRESET from the client side) fails the write,
-      // and a backend may report it as a connection error of its own: it is the client's.
-      // A verdict of the upstream (full, conflict, refused) stays what it is.
-      const verdict = err instanceof DavgateError && !isTransient(err);
-      if (!verdict && (body.errored || (body.destroyed && !body.readableEnded))) throw new IncompleteBodyError('the request body ended early; nothing was stored');
+      // The caller fails its body with IncompleteBodyError when the client goes away; a backend
+      // may report that as a connection error of its own. It is the client's, not the upstream's.
+      if (body.errored instanceof IncompleteBodyError) throw body.errored;
       throw err;
     }), false);
   }
