@@ -1,5 +1,6 @@
-// Real WebDAV servers for the WebDAV upstream's e2e tests: nginx with the dav-ext module and
-// Apache mod_dav, each on a random free loopback port, serving a fresh temp directory.
+// Real WebDAV servers for the WebDAV upstream's e2e tests: nginx with the dav-ext module,
+// Apache mod_dav and the webdav-server package (a Node server people put gateways in front of),
+// each on a random free loopback port, serving a fresh temp directory.
 // Debian packages (scripts/test-deps.sh): nginx libnginx-mod-http-dav-ext apache2 apache2-utils.
 // Nothing is registered globally: callers call stop() themselves (usually in `after`).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -7,7 +8,8 @@ import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { reapOnExit } from './reaper.js';
 
@@ -25,8 +27,8 @@ export interface DavServer {
   /** The directory served at `url`. */
   root: string;
   pid: number;
-  /** Which server this is ('nginx' | 'apache'). */
-  kind: 'nginx' | 'apache';
+  /** Which server this is. */
+  kind: DavServerKind;
   /** The server's error log so far (for failure messages). */
   errorLog(): Promise<string>;
   /**
@@ -37,6 +39,8 @@ export interface DavServer {
   /** Stop the server (SIGTERM, SIGKILL after 5 s) and remove its temp directory. */
   stop(): Promise<void>;
 }
+
+export type DavServerKind = 'nginx' | 'apache' | 'webdav-server';
 
 export interface DavServerOptions {
   /**
@@ -140,7 +144,7 @@ function normaliseBase(basePath: string | undefined): string {
 }
 
 async function startWith(
-  kind: 'nginx' | 'apache',
+  kind: DavServerKind,
   basePath: string | undefined,
   owner: { uid: number; gid: number } | null,
   setup: (dir: string, docRoot: string) => Promise<void>,
@@ -232,6 +236,15 @@ http {
       args: ['-c', conf, '-p', dir + '/', '-g', `daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log warn;`],
     };
   });
+}
+
+/** The webdav-server package (v2, PhysicalFileSystem) in a child process of its own. */
+export async function startWebdavServer(): Promise<DavServer> {
+  const child = join(dirname(fileURLToPath(import.meta.url)), 'webdav-server-child.js');
+  return startWith('webdav-server', undefined, null, async () => undefined, async (_dir, docRoot, port) => ({
+    cmd: process.execPath,
+    args: [child, docRoot, String(port)],
+  }));
 }
 
 /** Apache mod_dav (mod_dav_fs), optionally with Basic auth and a private location. */
