@@ -6,7 +6,7 @@ import { CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Upstream } from '../upstream/types.js';
 import { Metrics } from '../metrics.js';
 import { VERSION } from '../version.js';
-import { BadRequestError, DavgateError, ReadOnlyError } from '../errors.js';
+import { AuthRequiredError, BadRequestError, BodyTooLargeError, DavgateError, MethodNotAllowedError, ReadOnlyError, TooManyLoginsError } from '../errors.js';
 import { DavState } from './davstate.js';
 import { handleGet } from './get.js';
 import { handlePropfind } from './propfind.js';
@@ -16,7 +16,8 @@ import { HtpasswdAuth, type User } from './auth.js';
 import { FailedLogins, basicUserName } from './auth-limit.js';
 import { buildAdminApp } from './admin.js';
 import { handleLock, handleUnlock } from './lock.js';
-import { identityFor, sendError, type GatewayContext } from './request.js';
+import { identityFor, type GatewayContext } from './request.js';
+import { sendError as sendErrorWith } from './respond.js';
 import { handleProppatch } from './proppatch.js';
 import { checkRequestLimits } from './limits.js';
 import { answerClientError } from './client-error.js';
@@ -63,6 +64,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     throw err;
   }
   const ctx: GatewayContext = { config, cache, state, metrics };
+  const sendError = (reply: FastifyReply, err: unknown) => sendErrorWith(reply, err, { realm: config.auth.realm });
   metrics.cacheLimit.set(config.cache.maxBytes);
   metrics.observeCacheDir(config.cache.dir);
   metrics.observe({
@@ -162,7 +164,8 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
       if (wait > 0) {
         metrics.authFailures.inc({ reason: 'rate_limited' });
         req.raw.resume();
-        return reply.code(429).header('retry-after', String(wait)).send('too many failed logins: try again later\n');
+        sendError(reply, new TooManyLoginsError(wait));
+        return reply;
       }
       const user = await auth.check(header);
       if (!user) {
@@ -172,7 +175,8 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
           metrics.authFailures.inc({ reason: 'bad_credentials' });
         }
         req.raw.resume();
-        return reply.code(401).header('www-authenticate', `Basic realm="${config.auth.realm}", charset="UTF-8"`).send('authentication required\n');
+        sendError(reply, new AuthRequiredError());
+        return reply;
       }
       failures.succeeded(`user ${user.name}`);
       req.davUser = user;
@@ -211,7 +215,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
   });
   app.setNotFoundHandler((req, reply) => {
     req.raw.resume();
-    reply.code(405).header('allow', ALLOW).send('method not allowed\n');
+    sendError(reply, new MethodNotAllowedError(ALLOW));
   });
   // fastify refuses some requests before they reach a route (a body method without
   // Content-Type, a body over its limit): what a client sent wrong is a 4xx, never a 500.
@@ -219,10 +223,10 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     const status = (err as { statusCode?: number }).statusCode;
     if (!known.has(req.method)) {
       req.raw.resume();
-      reply.code(405).header('allow', ALLOW).send('method not allowed\n');
+      sendError(reply, new MethodNotAllowedError(ALLOW));
     } else if (status !== undefined && status >= 400 && status < 500 && !(err instanceof DavgateError)) {
       const message = (err as Error).message;
-      sendError(reply, status === 413 ? new DavgateError('DAVGATE_BODY_TOO_LARGE', message) : new BadRequestError(message));
+      sendError(reply, status === 413 ? new BodyTooLargeError(message) : new BadRequestError(message));
     } else {
       sendError(reply, err);
     }

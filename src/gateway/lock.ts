@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { BadRequestError, BadXmlError, LockConflictError, LockTokenMismatchError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { encodeHref } from '../davpath.js';
 import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, newMemberPath, xmlLimits, type GatewayContext } from './request.js';
 import { child, escapeXml, innerXml, readXml } from './xml.js';
@@ -54,17 +54,17 @@ export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply
     await ctx.state.refreshLock(lock, timeout);
     return lockResponse(reply, 200, lock);
   }
-  if (body.ns !== DAV || body.local !== 'lockinfo') throw new BadRequestError('LOCK body must be a DAV:lockinfo element', 'DAVGATE_BAD_XML');
+  if (body.ns !== DAV || body.local !== 'lockinfo') throw new BadXmlError('LOCK body must be a DAV:lockinfo element');
   const scopeEl = child(body, DAV, 'lockscope')?.children[0];
   const typeEl = child(body, DAV, 'locktype')?.children[0];
-  if (!scopeEl || scopeEl.ns !== DAV || (scopeEl.local !== 'exclusive' && scopeEl.local !== 'shared')) throw new BadRequestError('lockscope must be DAV:exclusive or DAV:shared', 'DAVGATE_BAD_XML');
-  if (!typeEl || typeEl.ns !== DAV || typeEl.local !== 'write') throw new BadRequestError('locktype must be DAV:write', 'DAVGATE_BAD_XML');
+  if (!scopeEl || scopeEl.ns !== DAV || (scopeEl.local !== 'exclusive' && scopeEl.local !== 'shared')) throw new BadXmlError('lockscope must be DAV:exclusive or DAV:shared');
+  if (!typeEl || typeEl.ns !== DAV || typeEl.local !== 'write') throw new BadXmlError('locktype must be DAV:write');
   const depth = parseDepth(req, 'infinity', ['0', 'infinity']) as '0' | 'infinity';
   const scope = scopeEl.local;
   // A new lock conflicts with any exclusive lock, and an exclusive one with any lock at all,
   // covering the resource or (depth infinity) anywhere below it.
   const existing = depth === 'infinity' ? ctx.state.locksWithin(path) : ctx.state.locksCovering(path);
-  if (existing.some((l) => scope === 'exclusive' || l.scope === 'exclusive')) throw new DavgateError('DAVGATE_LOCKED', 'resource is already locked');
+  if (existing.some((l) => scope === 'exclusive' || l.scope === 'exclusive')) throw new LockConflictError();
   await checkIfHeader(ctx, req, path);
   let status = 200;
   const identity = identityOf(req);
@@ -95,11 +95,7 @@ export async function handleUnlock(ctx: GatewayContext, req: FastifyRequest, rep
   // Accepted with or without the angle brackets: some clients omit them.
   const token = raw.trim().replace(/^<(.*)>$/, '$1').trim();
   const lock = ctx.state.locksCovering(path).find((l) => l.token === token);
-  if (!lock) {
-    reply.code(409).type('application/xml; charset=utf-8')
-      .send('<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:"><D:lock-token-matches-request-uri/></D:error>\n');
-    return;
-  }
+  if (!lock) throw new LockTokenMismatchError();
   await ctx.state.removeLock(lock);
   reply.code(204).send();
 }
