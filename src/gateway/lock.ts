@@ -5,7 +5,7 @@ import { BadRequestError, BadXmlError, LockConflictError, LockTokenMismatchError
 import { encodeHref } from '../davpath.js';
 import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, newMemberPath, xmlLimits, type GatewayContext } from './request.js';
 import { child, escapeXml, innerXml, readXml } from './xml.js';
-import type { LockRecord } from './davstate.js';
+import type { DavState, LockRecord } from './davstate.js';
 import { checkAppleDouble } from './put.js';
 
 // LOCK and UNLOCK (RFC 4918 §9.10, §9.11): exclusive and shared write locks, depth 0 and
@@ -36,6 +36,16 @@ export function activeLockXml(lock: LockRecord): string {
     + `<D:lockroot><D:href>${escapeXml(encodeHref(lock.root))}</D:href></D:lockroot></D:activelock>`;
 }
 
+/**
+ * A lock held now that a new `scope` lock of `depth` on `path` conflicts with: any exclusive
+ * lock, and for an exclusive request any lock at all, covering the resource or (depth infinity)
+ * anywhere below it.
+ */
+export function conflictingLock(state: DavState, path: string, scope: LockRecord['scope'], depth: LockRecord['depth']): LockRecord | undefined {
+  const existing = depth === 'infinity' ? state.locksWithin(path) : state.locksCovering(path);
+  return existing.find((l) => scope === 'exclusive' || l.scope === 'exclusive');
+}
+
 function lockResponse(reply: FastifyReply, status: number, lock: LockRecord): void {
   reply.code(status).type('application/xml; charset=utf-8').header('lock-token', `<${lock.token}>`)
     .send(`<?xml version="1.0" encoding="utf-8"?>\n<D:prop xmlns:D="DAV:"><D:lockdiscovery>${activeLockXml(lock)}</D:lockdiscovery></D:prop>\n`);
@@ -61,10 +71,7 @@ export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply
   if (!typeEl || typeEl.ns !== DAV || typeEl.local !== 'write') throw new BadXmlError('locktype must be DAV:write');
   const depth = parseDepth(req, 'infinity', ['0', 'infinity']) as '0' | 'infinity';
   const scope = scopeEl.local;
-  // A new lock conflicts with any exclusive lock, and an exclusive one with any lock at all,
-  // covering the resource or (depth infinity) anywhere below it.
-  const existing = depth === 'infinity' ? ctx.state.locksWithin(path) : ctx.state.locksCovering(path);
-  if (existing.some((l) => scope === 'exclusive' || l.scope === 'exclusive')) throw new LockConflictError();
+  if (conflictingLock(ctx.state, path, scope, depth)) throw new LockConflictError();
   await checkIfHeader(ctx, req, path);
   let status = 200;
   const identity = identityOf(req);
