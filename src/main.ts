@@ -6,7 +6,7 @@
 // after a 256 MiB cold read). `npm start` and the image pass the same settings themselves.
 import { Command } from 'commander';
 import { redacted } from './config.js';
-import { DavgateError } from './errors.js';
+import { ConfigError, DavgateError } from './errors.js';
 import { VERSION } from './version.js';
 import { configFrom, withConfigOptions } from './cli/options.js';
 import { serve } from './cli/serve.js';
@@ -16,7 +16,7 @@ const program = new Command('davgate').description('A caching WebDAV gateway').v
 withConfigOptions(program.command('serve').description('serve the upstream through the cache')).action(serve);
 withConfigOptions(program.command('config').description('check a configuration').argument('<action>', 'check'))
   .action((action: string, o: Record<string, unknown>) => {
-    if (action !== 'check') throw new DavgateError('DAVGATE_CONFIG', `unknown config action "${action}"`);
+    if (action !== 'check') throw new ConfigError(`unknown config action "${action}"`);
     console.log(JSON.stringify(redacted(configFrom(o)), null, 2));
   });
 program.addCommand(cacheCommand());

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import type { Config } from '../config.js';
-import { DavgateError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { BlockStore } from '../cachemgr/blockstore.js';
 import { CacheManager } from '../cachemgr/cachemgr.js';
 import { blockStats, warm, type CacheStats, type WarmProgress } from '../cachemgr/maintenance.js';
@@ -24,10 +24,6 @@ export function reachableUrl(url: string): string {
   return url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
 }
 
-class CliError extends DavgateError {
-  constructor(message: string) { super('DAVGATE_CONFIG', message); }
-}
-
 /** The admin listener of the gateway running on this cache directory, if one runs. */
 async function runningGateway(config: Config, o: Record<string, unknown>): Promise<AdminTarget | undefined> {
   const token = config.admin.token;
@@ -35,7 +31,7 @@ async function runningGateway(config: Config, o: Record<string, unknown>): Promi
   const pid = await BlockStore.owner(config.cache.dir);
   if (pid === undefined) return undefined;
   const url = (await readFile(join(config.cache.dir, ADMIN_FILE), 'utf8').catch(() => '')).trim();
-  if (!url) throw new CliError(`a gateway (pid ${pid}) holds ${config.cache.dir} but its admin address is unknown: pass --admin-url`);
+  if (!url) throw new ConfigError(`a gateway (pid ${pid}) holds ${config.cache.dir} but its admin address is unknown: pass --admin-url`);
   return { url: url.replace(/\/+$/, ''), token };
 }
 
@@ -48,13 +44,13 @@ async function admin(target: AdminTarget, method: 'GET' | 'POST', path: string, 
   try {
     res = await fetch(base + path, { method, headers: target.token ? { authorization: `Bearer ${target.token}` } : {} });
   } catch (err) {
-    throw new CliError(`cannot reach the gateway's admin listener at ${base} (${(err as Error).message})`);
+    throw new ConfigError(`cannot reach the gateway's admin listener at ${base} (${(err as Error).message})`);
   }
   if (!res.ok) {
     const body = await res.text();
     let msg = body.trim();
     try { msg = (JSON.parse(body) as { error?: string }).error ?? msg; } catch { /* plain text */ }
-    throw new CliError(`the gateway answered ${res.status}: ${msg}`);
+    throw new ConfigError(`the gateway answered ${res.status}: ${msg}`);
   }
   if (!onLine) return res.json();
   // NDJSON: progress lines, then the result; the stream is read as it comes.
@@ -67,7 +63,7 @@ async function admin(target: AdminTarget, method: 'GET' | 'POST', path: string, 
     while ((nl = rest.indexOf('\n')) >= 0) {
       const line = JSON.parse(rest.slice(0, nl)) as Record<string, unknown>;
       rest = rest.slice(nl + 1);
-      if (typeof line.error === 'string') throw new CliError(line.error);
+      if (typeof line.error === 'string') throw new ConfigError(line.error);
       onLine(line);
       last = line;
     }
@@ -188,7 +184,7 @@ async function warmCmd(path: string, o: Record<string, unknown>): Promise<void> 
   const config = configFrom(o);
   const p = canonicalPath(path);
   const concurrency = Number(o.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new CliError('--concurrency must be 1 to 64');
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new ConfigError('--concurrency must be 1 to 64');
   const url = await runningGateway(config, o);
   const bar = progressBar(o, 'read');
   let result: WarmProgress;
@@ -215,7 +211,7 @@ export function reloadCommand(): Command {
     .action(async (o: Record<string, unknown>) => {
       const config = configFrom(o);
       const target = await runningGateway(config, o);
-      if (!target) throw new CliError(`no gateway is running on ${config.cache.dir}`);
+      if (!target) throw new ConfigError(`no gateway is running on ${config.cache.dir}`);
       const r = await admin(target, 'POST', '/reload') as { tls: boolean };
       console.log(r.tls ? 'reloaded: new connections use the certificate and key now in the files' : 'reloaded (no TLS configured)');
     });

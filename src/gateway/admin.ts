@@ -1,12 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { CacheManager } from '../cachemgr/cachemgr.js';
 import { blockStats, warm, type CacheStats } from '../cachemgr/maintenance.js';
 import { verifyBlocks } from '../cachemgr/verify.js';
 import type { Metrics } from '../metrics.js';
 import { canonicalPath } from '../davpath.js';
-import { BadRequestError, statusOf } from '../errors.js';
+import { AdminTokenRequiredError, BadRequestError, DavgateError, statusOf } from '../errors.js';
 
 // The admin listener: metrics, health, readiness, invalidation and cache maintenance
 // (`davgate cache ...` talks to it while a gateway runs), on their own port and never in
@@ -61,21 +61,26 @@ export interface AdminOptions {
   reload?: () => Promise<unknown>;
 }
 
-export function buildAdminApp(cache: CacheManager, metrics: Metrics, opts: AdminOptions): FastifyInstance {
-  // Scrapes and health checks every few seconds: not worth a log line each.
-  const app = Fastify({ logger: { level: opts.logLevel }, logController: new LogController({ disableRequestLogging: true }) });
-  const token = opts.token;
-  if (token) {
-    const open = new Set(['/healthz', '/readyz', ...(opts.openMetrics ? ['/metrics'] : [])]);
-    app.addHook('onRequest', async (req, reply) => {
-      if (open.has(req.url.split('?')[0]!) || tokenMatches(req.headers.authorization, token)) return;
-      req.raw.resume();
-      return reply.code(401).header('www-authenticate', 'Bearer realm="davgate admin"').send({ error: 'admin token required (Authorization: Bearer ...)' });
-    });
-  }
-  app.setErrorHandler((err, _req, reply) => {
-    reply.code(statusOf(err)).send({ error: (err as Error).message });
+/** The bearer token on every route but health (and /metrics when it is open). */
+function addTokenHook(app: FastifyInstance, token: string, openMetrics: boolean): void {
+  const open = new Set(['/healthz', '/readyz', ...(openMetrics ? ['/metrics'] : [])]);
+  app.addHook('onRequest', async (req) => {
+    if (open.has(req.url.split('?')[0]!) || tokenMatches(req.headers.authorization, token)) return;
+    req.raw.resume();
+    throw new AdminTokenRequiredError();
   });
+}
+
+/** Errors are JSON here: `davgate cache ...` shows their message. */
+function addErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((err, _req, reply) => {
+    reply.code(statusOf(err));
+    if (err instanceof DavgateError) reply.headers(err.headers());
+    reply.send({ error: (err as Error).message });
+  });
+}
+
+function addHealthRoutes(app: FastifyInstance, cache: CacheManager, metrics: Metrics): void {
   app.get('/metrics', async (_req, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
@@ -96,6 +101,9 @@ export function buildAdminApp(cache: CacheManager, metrics: Metrics, opts: Admin
       return `upstream not ready (${statusOf(err)})\n`;
     }
   });
+}
+
+function addControlRoutes(app: FastifyInstance, cache: CacheManager, reload: AdminOptions['reload']): void {
   app.post('/invalidate', async (req, reply) => {
     let path: string;
     try {
@@ -106,11 +114,25 @@ export function buildAdminApp(cache: CacheManager, metrics: Metrics, opts: Admin
     }
     return { invalidated: await cache.invalidate(path), path };
   });
-
   app.post('/reload', async () => {
-    if (!opts.reload) throw new BadRequestError('nothing to reload');
-    return opts.reload();
+    if (!reload) throw new BadRequestError('nothing to reload');
+    return reload();
   });
+}
+
+/** Long work (verify, warm) streams its progress as NDJSON; its failure is the last line. */
+async function streamWork(reply: FastifyReply, work: (send: (line: object) => void) => Promise<object>): Promise<void> {
+  reply.hijack();
+  const send = ndjson(reply.raw);
+  try {
+    send(await work(send));
+  } catch (err) {
+    send({ error: (err as Error).message });
+  }
+  reply.raw.end();
+}
+
+function addCacheRoutes(app: FastifyInstance, cache: CacheManager, metrics: Metrics): void {
   app.get('/cache/stats', async (): Promise<CacheStats> => ({
     ...blockStats(cache.blockStore), running: true, nodes: cache.nodeCount, ...await ratios(metrics),
   }));
@@ -122,33 +144,32 @@ export function buildAdminApp(cache: CacheManager, metrics: Metrics, opts: Admin
   });
   app.post('/cache/verify', async (req, reply) => {
     const repair = ['1', 'true'].includes(String((req.query as { repair?: string }).repair ?? ''));
-    reply.hijack();
-    const send = ndjson(reply.raw);
-    try {
-      send({ report: await verifyBlocks(cache.blockStore, { repair, onProgress: throttled(200, (done, total) => send({ done, total })) }) });
-    } catch (err) {
-      send({ error: (err as Error).message });
-    }
-    reply.raw.end();
+    await streamWork(reply, async (send) => ({
+      report: await verifyBlocks(cache.blockStore, { repair, onProgress: throttled(200, (done, total) => send({ done, total })) }),
+    }));
   });
   app.post('/cache/warm', async (req, reply) => {
     const q = req.query as { concurrency?: string };
     const path = pathParam(req.query);
     const concurrency = Math.min(64, Math.max(1, Number(q.concurrency) || 4));
     await cache.getnode(path); // a missing path is a 404, before the stream starts
-    reply.hijack();
-    const send = ndjson(reply.raw);
-    try {
-      const result = await warm(cache, path, {
+    await streamWork(reply, async (send) => ({
+      result: await warm(cache, path, {
         concurrency,
         onStart: (files, total) => send({ files, total }),
         onProgress: throttled(200, (done, total) => send({ done, total })),
-      });
-      send({ result });
-    } catch (err) {
-      send({ error: (err as Error).message });
-    }
-    reply.raw.end();
+      }),
+    }));
   });
+}
+
+export function buildAdminApp(cache: CacheManager, metrics: Metrics, opts: AdminOptions): FastifyInstance {
+  // Scrapes and health checks every few seconds: not worth a log line each.
+  const app = Fastify({ logger: { level: opts.logLevel }, logController: new LogController({ disableRequestLogging: true }) });
+  if (opts.token) addTokenHook(app, opts.token, opts.openMetrics ?? false);
+  addErrorHandler(app);
+  addHealthRoutes(app, cache, metrics);
+  addControlRoutes(app, cache, opts.reload);
+  addCacheRoutes(app, cache, metrics);
   return app;
 }

@@ -1,34 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import type { Server as HttpsServer } from 'node:https';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
 import { CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Upstream } from '../upstream/types.js';
 import { Metrics } from '../metrics.js';
 import { VERSION } from '../version.js';
-import { BadRequestError, DavgateError, ReadOnlyError } from '../errors.js';
+import { BadRequestError, BodyTooLargeError, DavgateError, MethodNotAllowedError } from '../errors.js';
 import { DavState } from './davstate.js';
-import { handleGet } from './get.js';
-import { handlePropfind } from './propfind.js';
-import { handlePut } from './put.js';
-import { handleCopyMove, handleDelete, handleMkcol } from './namespace.js';
 import { HtpasswdAuth, type User } from './auth.js';
-import { FailedLogins, basicUserName } from './auth-limit.js';
 import { buildAdminApp } from './admin.js';
-import { handleLock, handleUnlock } from './lock.js';
-import { identityFor, sendError, type GatewayContext } from './request.js';
-import { handleProppatch } from './proppatch.js';
-import { checkRequestLimits } from './limits.js';
+import type { GatewayContext } from './request.js';
+import { sendError as sendErrorWith } from './respond.js';
 import { answerClientError } from './client-error.js';
 import { limitConnectionsPerClient } from './connections.js';
 import { readTls, reloadTls } from './tls.js';
-
-type Handler = (ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply) => Promise<void>;
-
-const DAV_METHODS = ['PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK'] as const;
-const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PROPFIND']);
-const CORS_HEADERS = 'Authorization, Content-Type, Depth, Destination, If, Lock-Token, Overwrite, Timeout, Range, If-Match, If-None-Match, X-Expected-Entity-Length, X-OC-Mtime';
-const ALLOW = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK';
+import { ALLOW, METHOD_NAMES, METHODS, checkAccess, isMethod } from './methods.js';
+import { addAccountingHook, addAuthHook, addCorsHook } from './hooks.js';
 
 declare module 'fastify' {
   interface FastifyRequest { davUser?: User; davIdentity?: Identity; davCache?: 'hit' | 'partial' | 'miss' }
@@ -44,25 +32,26 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Build the WebDAV app and the admin app over an upstream; listening is the caller's job. */
-export async function buildGateway(config: Config, upstream: Upstream, opts: { metrics?: Metrics } = {}): Promise<Gateway> {
-  const metrics = opts.metrics ?? new Metrics({ version: VERSION });
-  const auth = config.auth.htpasswd ? new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers) : undefined;
-  let log: FastifyInstance['log'] | undefined; // the app's, once it exists
+type SendError = (reply: FastifyReply, err: unknown) => void;
+
+/** The cache and the protocol state; the cache is closed again when the state cannot be opened. */
+async function openStores(config: Config, upstream: Upstream, metrics: Metrics, log: () => FastifyInstance['log'] | undefined): Promise<{ cache: CacheManager; state: DavState }> {
   const cache = await CacheManager.open(upstream, config.cache, metrics, {
     onDiskBypass: (bypassed, err) => {
-      if (bypassed) log?.warn({ err }, `the cache disk fails writes: blocks are served from the upstream without being kept, retried in ${config.cache.diskRetryAfter / 1000} s`);
-      else log?.info('the cache disk takes blocks again');
+      if (bypassed) log()?.warn({ err }, `the cache disk fails writes: blocks are served from the upstream without being kept, retried in ${config.cache.diskRetryAfter / 1000} s`);
+      else log()?.info('the cache disk takes blocks again');
     },
   });
-  let state: DavState;
   try {
-    state = await DavState.open(config.cache.nodeTable, config.cache.dir);
+    return { cache, state: await DavState.open(config.cache.nodeTable, config.cache.dir) };
   } catch (err) {
     await cache.close();
     throw err;
   }
-  const ctx: GatewayContext = { config, cache, state, metrics };
+}
+
+function observeGauges(ctx: GatewayContext, upstream: Upstream): void {
+  const { config, cache, state, metrics } = ctx;
   metrics.cacheLimit.set(config.cache.maxBytes);
   metrics.observeCacheDir(config.cache.dir);
   metrics.observe({
@@ -71,10 +60,14 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     nodes: () => cache.nodeCount,
     memoryTierBytes: () => cache.memoryTierBytes,
   });
+}
 
+/** The fastify instance of the WebDAV listener, before any hook or route. */
+function createWebdavApp(config: Config, metrics: Metrics): FastifyInstance {
+  const w = config.webdav;
   const app = Fastify({
     logger: { level: config.logLevel },
-    // One line per request, written when it ends (the onRequest hook below), instead of two.
+    // One line per request, written when it ends (hooks.ts), instead of two.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -87,123 +80,31 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     // 30 s); a connection silent for idleTimeout is closed. No bound on a whole request: a large
     // upload or download that keeps moving takes as long as it takes.
     ...(config.tls
-      ? { https: { ...readTls(config.tls), headersTimeout: config.webdav.headersTimeout, connectionsCheckingInterval: 1000 } }
-      : { http: { headersTimeout: config.webdav.headersTimeout, connectionsCheckingInterval: 1000 } }),
+      ? { https: { ...readTls(config.tls), headersTimeout: w.headersTimeout, connectionsCheckingInterval: 1000 } }
+      : { http: { headersTimeout: w.headersTimeout, connectionsCheckingInterval: 1000 } }),
     requestTimeout: 0,
-    connectionTimeout: config.webdav.idleTimeout,
+    connectionTimeout: w.idleTimeout,
   });
-  limitConnectionsPerClient(app.server, config.webdav.maxConnectionsPerClient, metrics);
-  log = app.log;
-  for (const m of DAV_METHODS) if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
+  limitConnectionsPerClient(app.server, w.maxConnectionsPerClient, metrics);
+  // WebDAV lets any of its methods carry a body: each must reach its handler, which reads it,
+  // streams it or refuses it, rather than being dropped or refused by fastify.
+  for (const m of METHOD_NAMES) if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
   // Bodies are streamed by the handlers themselves (PUT) or read with a limit (XML).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+  return app;
+}
 
-  const known = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', ...DAV_METHODS]);
-  app.addHook('onRequest', (req, reply, done) => {
-    req.davIdentity = identityFor(config, req.headers.authorization);
-    const start = process.hrtime.bigint();
-    const method = known.has(req.method) ? req.method : 'OTHER';
-    const socket = req.raw.socket;
-    const written = socket.bytesWritten;
-    metrics.inFlight.inc();
-    // Also on hijacked replies (GET, PROPFIND stream on the raw response).
-    reply.raw.setHeader('x-request-id', req.id);
-    reply.raw.once('close', () => {
-      metrics.inFlight.dec();
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      const status = reply.raw.statusCode;
-      const aborted = !reply.raw.writableFinished;
-      metrics.request(method, status, seconds);
-      if (aborted) metrics.clientAborts.inc({ method });
-      if (status === 500) metrics.internalErrors.inc();
-      // A client going away is its own choice, not a gateway or upstream failure: info.
-      req.log.info({
-        method: req.method, url: req.raw.url?.slice(0, 2048), status, bytes: socket.bytesWritten - written,
-        durationMs: Math.round(seconds * 1e4) / 10, cache: req.davCache, user: req.davUser?.name,
-      }, aborted ? 'client abort' : 'request');
-    });
-    try {
-      checkRequestLimits(req, config);
-    } catch (err) {
-      req.raw.resume();
-      sendError(reply, err);
-      return; // answered: no route runs
-    }
-    done();
-  });
-
-  // CORS for browser clients: configured origins, or any origin (without credentials) for "*".
-  const origins = new Set(config.webdav.corsOrigins);
-  if (origins.size) {
-    app.addHook('onRequest', (req, reply, done) => {
-      const origin = req.headers.origin;
-      if (origin && (origins.has(origin) || origins.has('*'))) {
-        const exact = origins.has(origin);
-        reply.header('access-control-allow-origin', exact ? origin : '*').header('vary', 'Origin')
-          .header('access-control-expose-headers', 'DAV, ETag, Lock-Token, Content-Range, Content-Length');
-        if (exact) reply.header('access-control-allow-credentials', 'true');
-        // Reply headers are lost when a handler hijacks the response: copy them to the raw one.
-        for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) reply.raw.setHeader(k, v as string);
-      }
-      done();
-    });
-  }
-
-  if (auth) {
-    const failures = new FailedLogins(config.auth.maxFailures, config.auth.failureWindow);
-    app.addHook('onRequest', async (req, reply) => {
-      // Windows gives up on a 401 to OPTIONS: answer it without credentials.
-      if (req.method === 'OPTIONS') return;
-      const header = req.headers.authorization;
-      const name = basicUserName(header);
-      const keys = name === undefined ? [`ip ${req.ip}`] : [`ip ${req.ip}`, `user ${name}`];
-      const wait = header ? failures.blockedFor(keys) : 0;
-      if (wait > 0) {
-        metrics.authFailures.inc({ reason: 'rate_limited' });
-        req.raw.resume();
-        return reply.code(429).header('retry-after', String(wait)).send('too many failed logins: try again later\n');
-      }
-      const user = await auth.check(header);
-      if (!user) {
-        // No credentials is how every client starts (it learns the realm): not a failure.
-        if (header) {
-          failures.failed(keys);
-          metrics.authFailures.inc({ reason: 'bad_credentials' });
-        }
-        req.raw.resume();
-        return reply.code(401).header('www-authenticate', `Basic realm="${config.auth.realm}", charset="UTF-8"`).send('authentication required\n');
-      }
-      failures.succeeded(`user ${user.name}`);
-      req.davUser = user;
-    });
-  }
-
-  const options: Handler = async (_ctx, req, reply) => {
-    reply.code(200).headers({ 'dav': '1, 2', 'ms-author-via': 'DAV', 'allow': ALLOW, 'accept-ranges': 'bytes', 'content-length': 0 });
-    const preflight = req.headers['access-control-request-method'];
-    if (preflight && reply.getHeader('access-control-allow-origin')) {
-      reply.headers({
-        'access-control-allow-methods': ALLOW,
-        'access-control-allow-headers': req.headers['access-control-request-headers'] ?? CORS_HEADERS,
-        'access-control-max-age': 600,
-      });
-    }
-    reply.send();
-  };
-  const handlers: Record<string, Handler> = {
-    GET: handleGet, HEAD: handleGet, PUT: handlePut, PROPFIND: handlePropfind, OPTIONS: options,
-    MKCOL: handleMkcol, DELETE: handleDelete, COPY: handleCopyMove, MOVE: handleCopyMove,
-    LOCK: handleLock, UNLOCK: handleUnlock, PROPPATCH: handleProppatch,
-  };
-
+/** Every method of the table on every URL; anything else is 405 with the table's Allow. */
+function addRoutes(app: FastifyInstance, ctx: GatewayContext, sendError: SendError): void {
   app.route({
-    method: [...known],
+    method: METHOD_NAMES,
     url: '*',
     handler: async (req, reply) => {
       try {
-        if (req.davUser?.readOnly && !READ_METHODS.has(req.method)) throw new ReadOnlyError();
-        await handlers[req.method]!(ctx, req, reply);
+        const method = req.method as keyof typeof METHODS;
+        checkAccess(method, req.davUser?.readOnly ?? false);
+        await METHODS[method].handler(ctx, req, reply);
       } catch (err) {
         sendError(reply, err);
       }
@@ -211,34 +112,52 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
   });
   app.setNotFoundHandler((req, reply) => {
     req.raw.resume();
-    reply.code(405).header('allow', ALLOW).send('method not allowed\n');
+    sendError(reply, new MethodNotAllowedError(ALLOW));
   });
   // fastify refuses some requests before they reach a route (a body method without
   // Content-Type, a body over its limit): what a client sent wrong is a 4xx, never a 500.
   app.setErrorHandler((err, req, reply) => {
     const status = (err as { statusCode?: number }).statusCode;
-    if (!known.has(req.method)) {
+    if (!isMethod(req.method)) {
       req.raw.resume();
-      reply.code(405).header('allow', ALLOW).send('method not allowed\n');
+      sendError(reply, new MethodNotAllowedError(ALLOW));
     } else if (status !== undefined && status >= 400 && status < 500 && !(err instanceof DavgateError)) {
       const message = (err as Error).message;
-      sendError(reply, status === 413 ? new DavgateError('DAVGATE_BODY_TOO_LARGE', message) : new BadRequestError(message));
+      sendError(reply, status === 413 ? new BodyTooLargeError(message) : new BadRequestError(message));
     } else {
       sendError(reply, err);
     }
   });
+}
+
+/** Build the WebDAV app and the admin app over an upstream; listening is the caller's job. */
+export async function buildGateway(config: Config, upstream: Upstream, opts: { metrics?: Metrics } = {}): Promise<Gateway> {
+  const metrics = opts.metrics ?? new Metrics({ version: VERSION });
+  // Before the stores open: an unreadable htpasswd file leaves nothing to close.
+  const auth = config.auth.htpasswd ? new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers) : undefined;
+  let app: FastifyInstance | undefined; // its logger, once it exists
+  const { cache, state } = await openStores(config, upstream, metrics, () => app?.log);
+  const ctx: GatewayContext = { config, cache, state, metrics };
+  observeGauges(ctx, upstream);
+  const sendError: SendError = (reply, err) => sendErrorWith(reply, err, { realm: config.auth.realm });
+  const webdav = createWebdavApp(config, metrics);
+  app = webdav;
+  addAccountingHook(webdav, config, metrics, sendError);
+  addCorsHook(webdav, config.webdav.corsOrigins);
+  addAuthHook(webdav, config, metrics, auth, sendError);
+  addRoutes(webdav, ctx, sendError);
 
   const tls = config.tls;
   const reload = async (): Promise<{ tls: boolean }> => {
-    if (tls) reloadTls(app.server as unknown as HttpsServer, tls);
-    app.log.info({ tls: Boolean(tls) }, 'reloaded');
+    if (tls) reloadTls(webdav.server as unknown as HttpsServer, tls);
+    webdav.log.info({ tls: Boolean(tls) }, 'reloaded');
     return { tls: Boolean(tls) };
   };
   const admin = buildAdminApp(cache, metrics, { logLevel: config.logLevel, token: config.admin.token, openMetrics: config.admin.openMetrics, reload });
   return {
-    app, admin, cache, metrics, reload,
+    app: webdav, admin, cache, metrics, reload,
     async close() {
-      await app.close();
+      await webdav.close();
       await admin.close();
       await state.close();
       await cache.close();

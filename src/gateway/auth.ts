@@ -12,6 +12,11 @@ const UNKNOWN_USER_HASH = '$2b$10$JotVRV4SXwzojvvvbt4CHev8lua2cjiRL7JO299xdXptcG
 
 export interface User { readonly name: string; readonly readOnly: boolean }
 
+/** The WWW-Authenticate challenge of every 401 the WebDAV listener sends (auth.realm). */
+export function basicChallenge(realm: string): string {
+  return `Basic realm="${realm}", charset="UTF-8"`;
+}
+
 export class HtpasswdAuth {
   readonly #hashes = new Map<string, string>();
   readonly #readOnly: Set<string>;

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import rangeParser from 'range-parser';
 import type { Node } from '../cachemgr/cachemgr.js';
-import { DavgateError, PreconditionFailedError } from '../errors.js';
+import { PreconditionFailedError, RangeNotSatisfiableError } from '../errors.js';
 
 // Conditional requests (RFC 9110 §13) and a single byte range (§14) for GET/HEAD. Several
 // ranges are answered with the whole body, which the RFC allows.
@@ -22,14 +22,6 @@ function etagMatches(header: string, etag: string, weak: boolean): boolean {
 
 function seconds(ms: number): number {
   return Math.floor(ms / 1000);
-}
-
-export class RangeNotSatisfiableError extends DavgateError {
-  readonly size: number;
-  constructor(size: number) {
-    super('DAVGATE_BAD_RANGE', 'range not satisfiable');
-    this.size = size;
-  }
 }
 
 /** What a GET/HEAD answers: 'full', one [start, end] range, or 'not-modified'. Throws for 412 and 416. */

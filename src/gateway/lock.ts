@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { BadRequestError, BadXmlError, LockConflictError, LockTokenMismatchError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { encodeHref } from '../davpath.js';
 import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, newMemberPath, xmlLimits, type GatewayContext } from './request.js';
 import { child, escapeXml, innerXml, readXml } from './xml.js';
-import type { LockRecord } from './davstate.js';
+import type { DavState, LockRecord } from './davstate.js';
 import { checkAppleDouble } from './put.js';
 
 // LOCK and UNLOCK (RFC 4918 §9.10, §9.11): exclusive and shared write locks, depth 0 and
@@ -36,6 +36,16 @@ export function activeLockXml(lock: LockRecord): string {
     + `<D:lockroot><D:href>${escapeXml(encodeHref(lock.root))}</D:href></D:lockroot></D:activelock>`;
 }
 
+/**
+ * A lock held now that a new `scope` lock of `depth` on `path` conflicts with: any exclusive
+ * lock, and for an exclusive request any lock at all, covering the resource or (depth infinity)
+ * anywhere below it.
+ */
+export function conflictingLock(state: DavState, path: string, scope: LockRecord['scope'], depth: LockRecord['depth']): LockRecord | undefined {
+  const existing = depth === 'infinity' ? state.locksWithin(path) : state.locksCovering(path);
+  return existing.find((l) => scope === 'exclusive' || l.scope === 'exclusive');
+}
+
 function lockResponse(reply: FastifyReply, status: number, lock: LockRecord): void {
   reply.code(status).type('application/xml; charset=utf-8').header('lock-token', `<${lock.token}>`)
     .send(`<?xml version="1.0" encoding="utf-8"?>\n<D:prop xmlns:D="DAV:"><D:lockdiscovery>${activeLockXml(lock)}</D:lockdiscovery></D:prop>\n`);
@@ -54,17 +64,14 @@ export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply
     await ctx.state.refreshLock(lock, timeout);
     return lockResponse(reply, 200, lock);
   }
-  if (body.ns !== DAV || body.local !== 'lockinfo') throw new BadRequestError('LOCK body must be a DAV:lockinfo element', 'DAVGATE_BAD_XML');
+  if (body.ns !== DAV || body.local !== 'lockinfo') throw new BadXmlError('LOCK body must be a DAV:lockinfo element');
   const scopeEl = child(body, DAV, 'lockscope')?.children[0];
   const typeEl = child(body, DAV, 'locktype')?.children[0];
-  if (!scopeEl || scopeEl.ns !== DAV || (scopeEl.local !== 'exclusive' && scopeEl.local !== 'shared')) throw new BadRequestError('lockscope must be DAV:exclusive or DAV:shared', 'DAVGATE_BAD_XML');
-  if (!typeEl || typeEl.ns !== DAV || typeEl.local !== 'write') throw new BadRequestError('locktype must be DAV:write', 'DAVGATE_BAD_XML');
+  if (!scopeEl || scopeEl.ns !== DAV || (scopeEl.local !== 'exclusive' && scopeEl.local !== 'shared')) throw new BadXmlError('lockscope must be DAV:exclusive or DAV:shared');
+  if (!typeEl || typeEl.ns !== DAV || typeEl.local !== 'write') throw new BadXmlError('locktype must be DAV:write');
   const depth = parseDepth(req, 'infinity', ['0', 'infinity']) as '0' | 'infinity';
   const scope = scopeEl.local;
-  // A new lock conflicts with any exclusive lock, and an exclusive one with any lock at all,
-  // covering the resource or (depth infinity) anywhere below it.
-  const existing = depth === 'infinity' ? ctx.state.locksWithin(path) : ctx.state.locksCovering(path);
-  if (existing.some((l) => scope === 'exclusive' || l.scope === 'exclusive')) throw new DavgateError('DAVGATE_LOCKED', 'resource is already locked');
+  if (conflictingLock(ctx.state, path, scope, depth)) throw new LockConflictError();
   await checkIfHeader(ctx, req, path);
   let status = 200;
   const identity = identityOf(req);
@@ -95,11 +102,7 @@ export async function handleUnlock(ctx: GatewayContext, req: FastifyRequest, rep
   // Accepted with or without the angle brackets: some clients omit them.
   const token = raw.trim().replace(/^<(.*)>$/, '$1').trim();
   const lock = ctx.state.locksCovering(path).find((l) => l.token === token);
-  if (!lock) {
-    reply.code(409).type('application/xml; charset=utf-8')
-      .send('<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:"><D:lock-token-matches-request-uri/></D:error>\n');
-    return;
-  }
+  if (!lock) throw new LockTokenMismatchError();
   await ctx.state.removeLock(lock);
   reply.code(204).send();
 }

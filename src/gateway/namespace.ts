@@ -1,6 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalFromUrlPath, isWithin } from '../davpath.js';
-import { BadRequestError, ConflictError, DavgateError, ExistsError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import {
+  BadDepthError, BadDestinationError, BadRequestError, ConflictError, ExistsError, ForbiddenError, NotADirectoryError, NotFoundError,
+  PreconditionFailedError, UnsupportedMediaTypeError,
+} from '../errors.js';
 import { checkIfHeader, checkLocks, checkWritable, davPath, identityOf, parseDepth, newMemberPath, type GatewayContext } from './request.js';
 import { checkAppleDouble } from './put.js';
 import type { Identity, Node } from '../cachemgr/cachemgr.js';
@@ -26,8 +29,7 @@ export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, repl
   const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
   if (hasBody) {
     req.raw.resume();
-    reply.code(415).send('MKCOL with a body is not supported\n');
-    return;
+    throw new UnsupportedMediaTypeError('MKCOL with a body is not supported');
   }
   if (path === '/' || (await exists(ctx, path, identityOf(req)))) throw new ExistsError();
   path = await newMemberPath(ctx, path, identityOf(req));
@@ -36,7 +38,7 @@ export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, repl
   try {
     await ctx.cache.mkdir(path, identityOf(req));
   } catch (err) {
-    if (err instanceof DavgateError && err.code === 'DAVGATE_NOT_A_DIRECTORY') throw new ConflictError('parent is not a collection');
+    if (err instanceof NotADirectoryError) throw new ConflictError('parent is not a collection');
     throw err;
   }
   reply.code(201).send();
@@ -44,12 +46,12 @@ export async function handleMkcol(ctx: GatewayContext, req: FastifyRequest, repl
 
 export async function handleDelete(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const path = davPath(req);
-  if (path === '/') throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'the root cannot be deleted');
+  if (path === '/') throw new ForbiddenError('the root cannot be deleted');
   const depth = parseDepth(req, 'infinity', ['0', '1', 'infinity']);
   const node = await ctx.cache.getnode(path, identityOf(req));
   // RFC 4918 §9.6.1: a collection is deleted as Depth: infinity only; for a file Depth means
   // nothing, and lftp sends Depth: 0 with every rm.
-  if (node.kind === 'dir' && depth !== 'infinity') throw new BadRequestError('DELETE of a collection takes Depth: infinity only', 'DAVGATE_BAD_DEPTH');
+  if (node.kind === 'dir' && depth !== 'infinity') throw new BadDepthError('DELETE of a collection takes Depth: infinity only');
   await checkWritable(ctx, req, node.path, { tree: true, membership: true });
   await ctx.cache.remove(node.path, identityOf(req));
   await ctx.state.delete(node.path);
@@ -62,12 +64,12 @@ export async function handleDelete(ctx: GatewayContext, req: FastifyRequest, rep
  */
 export function destinationOf(req: FastifyRequest): string {
   const raw = req.headers.destination;
-  if (typeof raw !== 'string' || raw.trim() === '') throw new BadRequestError('Destination header is required', 'DAVGATE_BAD_DESTINATION');
+  if (typeof raw !== 'string' || raw.trim() === '') throw new BadDestinationError('Destination header is required');
   // Only the path counts: the host may differ behind a reverse proxy. Dot segments are kept
   // for canonicalFromUrlPath to refuse (new URL() would silently resolve them).
   const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i.exec(raw);
   const pathname = abs ? (abs[1] ?? '/') : raw.startsWith('/') ? raw.split(/[?#]/)[0]! : '';
-  if (!pathname) throw new BadRequestError('Destination must be an absolute URI or path', 'DAVGATE_BAD_DESTINATION');
+  if (!pathname) throw new BadDestinationError('Destination must be an absolute URI or path');
   return canonicalFromUrlPath(pathname);
 }
 
@@ -90,8 +92,8 @@ export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, r
   const depth = source.kind === 'dir'
     ? parseDepth(req, 'infinity', move ? ['infinity'] : ['0', 'infinity'])
     : parseDepth(req, 'infinity', ['0', '1', 'infinity']);
-  if (from === to) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'source and destination are the same');
-  if (from === '/' || isWithin(to, from)) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'destination is inside the source');
+  if (from === to) throw new ForbiddenError('source and destination are the same');
+  if (from === '/' || isWithin(to, from)) throw new ForbiddenError('destination is inside the source');
   // Untagged If lists apply to the Request-URI (the source); the tokens count for both ends.
   const tokens = await checkIfHeader(ctx, req, from);
   if (move) checkLocks(ctx, from, tokens, { tree: true, membership: true });
@@ -99,7 +101,7 @@ export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, r
   checkAppleDouble(ctx, to);
   const target = await nodeAt(ctx, to, identity);
   // The source itself in another Unicode form: a MOVE respells it, a COPY would double it.
-  if (target?.path === from && !move) throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'source and destination are the same');
+  if (target?.path === from && !move) throw new ForbiddenError('source and destination are the same');
   const existed = target !== undefined && target.path !== from;
   if (existed && !overwrite) throw new PreconditionFailedError('destination exists and Overwrite is F');
   // An existing destination in the other Unicode form is replaced under its own name, not doubled.

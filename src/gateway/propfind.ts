@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Node } from '../cachemgr/cachemgr.js';
 import { encodeHref, nameOf } from '../davpath.js';
-import { BadRequestError, DavgateError } from '../errors.js';
+import { BadXmlError, FiniteDepthError, NotFoundError } from '../errors.js';
 import { contentTypeOf } from './get.js';
 import { etagOf } from './conditional.js';
 import { davPath, identityOf, parseDepth, urlHasTrailingSlash, xmlLimits, type GatewayContext } from './request.js';
@@ -30,12 +30,12 @@ type Request =
 
 export function parsePropfindBody(root: XmlElement | undefined): Request {
   if (!root) return { kind: 'allprop' };
-  if (root.ns !== DAV || root.local !== 'propfind') throw new BadRequestError('PROPFIND body must be a DAV:propfind element', 'DAVGATE_BAD_XML');
+  if (root.ns !== DAV || root.local !== 'propfind') throw new BadXmlError('PROPFIND body must be a DAV:propfind element');
   if (child(root, DAV, 'propname')) return { kind: 'propname' };
   const prop = child(root, DAV, 'prop');
   if (prop) return { kind: 'prop', props: prop.children.map((c) => ({ ns: c.ns, local: c.local })) };
   if (child(root, DAV, 'allprop')) return { kind: 'allprop' };
-  throw new BadRequestError('PROPFIND body needs one of allprop, propname, prop', 'DAVGATE_BAD_XML');
+  throw new BadXmlError('PROPFIND body needs one of allprop, propname, prop');
 }
 
 function iso8601(ms: number): string {
@@ -108,12 +108,12 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
   const depth = parseDepth(req, ctx.config.webdav.allowInfiniteDepth ? 'infinity' : '1', ['0', '1', 'infinity']);
   if (depth === 'infinity' && !ctx.config.webdav.allowInfiniteDepth) {
     req.raw.resume();
-    throw new DavgateError('DAVGATE_FINITE_DEPTH', 'Depth: infinity is disabled on this server');
+    throw new FiniteDepthError();
   }
   const request = parsePropfindBody(await readXml(req.raw, xmlLimits(ctx.config)));
   const identity = identityOf(req);
   const node = await ctx.cache.getnode(path, identity);
-  if (node.kind === 'file' && urlHasTrailingSlash(req) && path !== '/') throw new DavgateError('DAVGATE_NOT_FOUND', 'not a collection');
+  if (node.kind === 'file' && urlHasTrailingSlash(req) && path !== '/') throw new NotFoundError('collection');
   const extras: PropfindExtras = {};
   if (request.kind === 'prop' && request.props.some((p) => p.ns === DAV && p.local.startsWith('quota-'))) {
     extras.quota = await ctx.cache.quota(path, identity).catch(() => undefined);

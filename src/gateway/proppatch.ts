@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequestError } from '../errors.js';
+import { BadXmlError, ProtectedPropertyError } from '../errors.js';
 import { encodeHref } from '../davpath.js';
 import { checkWritable, davPath, identityOf, xmlLimits, type GatewayContext } from './request.js';
 import { escapeXml, innerXml, readXml, type XmlElement } from './xml.js';
@@ -22,16 +22,16 @@ const XML_NS = 'http://www.w3.org/XML/1998/namespace';
 const langOf = (el: XmlElement): string | undefined => el.attrs.find((a) => a.ns === XML_NS && a.local === 'lang')?.value;
 
 function instructions(root: XmlElement | undefined): Instruction[] {
-  if (!root || root.ns !== DAV || root.local !== 'propertyupdate') throw new BadRequestError('PROPPATCH body must be a DAV:propertyupdate element', 'DAVGATE_BAD_XML');
+  if (!root || root.ns !== DAV || root.local !== 'propertyupdate') throw new BadXmlError('PROPPATCH body must be a DAV:propertyupdate element');
   const out: Instruction[] = [];
   for (const op of root.children) {
-    if (op.ns !== DAV || (op.local !== 'set' && op.local !== 'remove')) throw new BadRequestError(`unexpected element ${op.local} in propertyupdate`, 'DAVGATE_BAD_XML');
+    if (op.ns !== DAV || (op.local !== 'set' && op.local !== 'remove')) throw new BadXmlError(`unexpected element ${op.local} in propertyupdate`);
     const prop = op.children.length === 1 ? op.children[0]! : undefined;
-    if (!prop || prop.ns !== DAV || prop.local !== 'prop') throw new BadRequestError(`DAV:${op.local} must contain exactly one DAV:prop`, 'DAVGATE_BAD_XML');
+    if (!prop || prop.ns !== DAV || prop.local !== 'prop') throw new BadXmlError(`DAV:${op.local} must contain exactly one DAV:prop`);
     const inherited = langOf(prop) ?? langOf(op) ?? langOf(root);
     for (const el of prop.children) out.push({ op: op.local, el, lang: langOf(el) ?? inherited });
   }
-  if (out.length === 0) throw new BadRequestError('PROPPATCH names no property', 'DAVGATE_BAD_XML');
+  if (out.length === 0) throw new BadXmlError('PROPPATCH names no property');
   return out;
 }
 
@@ -45,9 +45,9 @@ export async function handleProppatch(ctx: GatewayContext, req: FastifyRequest, 
   const path = node.path;
   await checkWritable(ctx, req, path);
 
-  const failed = new Map<number, number>();
+  const failed = new Map<number, ProtectedPropertyError>();
   list.forEach((ins, i) => {
-    if (ins.el.ns === DAV && PROTECTED.has(ins.el.local)) failed.set(i, 403);
+    if (ins.el.ns === DAV && PROTECTED.has(ins.el.local)) failed.set(i, new ProtectedPropertyError(ins.el.local));
   });
   let mtime: number | undefined;
   if (failed.size === 0) {
@@ -66,16 +66,20 @@ export async function handleProppatch(ctx: GatewayContext, req: FastifyRequest, 
     if (mtime !== undefined) await ctx.cache.setMtime(path, mtime, identityOf(req)).catch((err) => req.log.warn({ err }, 'setting mtime failed'));
   }
 
-  const byStatus = new Map<number, string[]>();
+  // One propstat per status; a failed instruction's error names its condition element.
+  const byStatus = new Map<number, { tags: string[]; condition?: string }>();
   list.forEach((ins, i) => {
-    const status = failed.size === 0 ? 200 : failed.get(i) ?? 424;
-    byStatus.set(status, [...(byStatus.get(status) ?? []), propTag(ins.el.ns, ins.el.local)]);
+    const err = failed.get(i);
+    const status = failed.size === 0 ? 200 : err?.status ?? 424;
+    const group = byStatus.get(status) ?? { tags: [], condition: err?.condition };
+    group.tags.push(propTag(ins.el.ns, ins.el.local));
+    byStatus.set(status, group);
   });
   const text: Record<number, string> = { 200: 'OK', 403: 'Forbidden', 424: 'Failed Dependency' };
   let xml = `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:"><D:response><D:href>${encodeHref(path)}${node.kind === 'dir' && path !== '/' ? '/' : ''}</D:href>`;
-  for (const [status, tags] of byStatus) {
+  for (const [status, { tags, condition }] of byStatus) {
     xml += `<D:propstat><D:prop>${tags.join('')}</D:prop><D:status>HTTP/1.1 ${status} ${text[status]}</D:status>`;
-    if (status === 403) xml += '<D:error><D:cannot-modify-protected-property/></D:error>';
+    if (condition) xml += `<D:error><D:${condition}/></D:error>`;
     xml += '</D:propstat>';
   }
   xml += '</D:response></D:multistatus>\n';

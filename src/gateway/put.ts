@@ -1,26 +1,11 @@
-import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequestError, DavgateError, IncompleteBodyError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { BadRequestError, ForbiddenError, IncompleteBodyError, IsADirectoryError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { checkWritable, davPath, identityOf, newMemberPath, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { etagOf } from './conditional.js';
+import { BodyLimit, checkBodyLength } from './limits.js';
 
 // PUT (RFC 9110 §9.3.4, RFC 4918 §9.7): streamed write-through. The upstream commits only a
 // complete body, so a client abort or a short body leaves nothing behind and nothing cached.
-
-/** Counts bytes and refuses more than `max`, so a chunked body is bounded too. */
-class BodyLimit extends Transform {
-  #seen = 0;
-  readonly #max: number;
-  constructor(max: number) {
-    super({ highWaterMark: 1 << 20 });
-    this.#max = max;
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.#seen += chunk.length;
-    if (this.#seen > this.#max) cb(new DavgateError('DAVGATE_BODY_TOO_LARGE', `body over ${this.#max} bytes`));
-    else cb(null, chunk);
-  }
-}
 
 /**
  * The body length the client promised: Content-Length, else macOS's X-Expected-Entity-Length
@@ -43,7 +28,7 @@ function isAppleDouble(path: string): boolean {
 /** webdav.appleDouble: 'refuse' turns away every way of creating such a name (403). */
 export function checkAppleDouble(ctx: GatewayContext, path: string): void {
   if (ctx.config.webdav.appleDouble === 'refuse' && isAppleDouble(path)) {
-    throw new DavgateError('DAVGATE_FORBIDDEN_PATH', 'AppleDouble and .DS_Store names are refused by this server');
+    throw new ForbiddenError('AppleDouble and .DS_Store names are refused by this server');
   }
 }
 
@@ -56,17 +41,17 @@ function clientMtime(req: FastifyRequest): number | undefined {
 
 export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   let path = davPath(req);
-  if (path === '/' || urlHasTrailingSlash(req)) throw new DavgateError('DAVGATE_IS_A_DIRECTORY', 'cannot PUT to a collection');
+  if (path === '/' || urlHasTrailingSlash(req)) throw new IsADirectoryError('cannot PUT to a collection');
   checkAppleDouble(ctx, path);
   if (req.headers['content-range']) throw new BadRequestError('Content-Range on PUT is not supported');
   const size = declaredLength(req);
   const max = ctx.config.webdav.maxPutBytes;
-  if (max !== undefined && size !== undefined && size > max) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `body over ${max} bytes`);
+  checkBodyLength(size, max);
   const identity = identityOf(req);
   let existed = true;
   try {
     const old = await ctx.cache.getnode(path, identity);
-    if (old.kind === 'dir') throw new DavgateError('DAVGATE_IS_A_DIRECTORY', 'cannot PUT to a collection');
+    if (old.kind === 'dir') throw new IsADirectoryError('cannot PUT to a collection');
     if (req.headers['if-none-match']?.trim() === '*') throw new PreconditionFailedError();
     if (req.headers['if-match'] && !req.headers['if-match'].split(',').some((t) => t.trim() === '*' || t.trim() === etagOf(old))) throw new PreconditionFailedError();
     path = old.path; // the existing name, whichever Unicode form it was created in

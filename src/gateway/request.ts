@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { SHARED, type CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Metrics } from '../metrics.js';
 import { canonicalFromUrlPath, joinPath, nameOf, parentOf } from '../davpath.js';
-import { BadRequestError, DavgateError, NotFoundError, PreconditionFailedError, statusOf, ConflictError } from '../errors.js';
+import { BadDepthError, ConflictError, LockedError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { etagOf } from './conditional.js';
 import { evaluateIf, parseIf, stateTokens, type ResourceState } from './ifheader.js';
 import type { DavState } from './davstate.js';
-import { escapeXml, type XmlLimits } from './xml.js';
+import type { XmlLimits } from './xml.js';
 
 /** What every route handler needs; built once per app. */
 export interface GatewayContext {
@@ -91,37 +91,7 @@ export function parseDepth(req: FastifyRequest, absent: Depth, allowed: readonly
   if (raw === undefined) return absent;
   const v = String(raw).trim().toLowerCase();
   if ((v === '0' || v === '1' || v === 'infinity') && allowed.includes(v)) return v;
-  throw new BadRequestError(`Depth: "${String(raw).slice(0, 32)}" is not allowed here (allowed: ${allowed.join(', ')})`, 'DAVGATE_BAD_DEPTH');
-}
-
-/** RFC 4918 §16 precondition elements for the DAV errors that have one. */
-const PRECONDITION: Partial<Record<DavgateError['code'], string>> = {
-  DAVGATE_FINITE_DEPTH: 'propfind-finite-depth',
-  DAVGATE_LOCKED: 'lock-token-submitted',
-};
-
-/** Answer an error: the status from the one table, a short text (or a DAV:error body). */
-export function sendError(reply: FastifyReply, err: unknown): void {
-  const status = statusOf(err);
-  const known = err instanceof DavgateError;
-  if (!known || status >= 500) reply.log.error({ err }, 'request failed');
-  if (reply.sent || reply.raw.headersSent) {
-    reply.raw.destroy();
-    return;
-  }
-  const cond = known ? PRECONDITION[err.code] : undefined;
-  // The upstream refused the client's own credentials (pass-through auth): ask for others.
-  if (status === 401) reply.header('www-authenticate', 'Basic realm="davgate", charset="UTF-8"');
-  if (status === 416 && err instanceof DavgateError && (err as DavgateError & { size?: number }).size !== undefined) {
-    reply.header('content-range', `bytes */${(err as DavgateError & { size?: number }).size}`);
-  }
-  if (cond) {
-    reply.code(status).type('application/xml; charset=utf-8')
-      .send(`<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:"><D:${cond}/></D:error>\n`);
-    return;
-  }
-  const message = known ? err.message : 'internal error';
-  reply.code(status).type('text/plain; charset=utf-8').send(escapeXml(message) + '\n');
+  throw new BadDepthError(`Depth: "${String(raw).slice(0, 32)}" is not allowed here (allowed: ${allowed.join(', ')})`);
 }
 
 /** The state of a resource as the If header sees it: its ETag and the tokens of the locks covering it. */
@@ -167,5 +137,5 @@ export function checkLocks(ctx: GatewayContext, path: string, tokens: ReadonlySe
   if (covering.length === 0) return;
   const exclusive = covering.filter((l) => l.scope === 'exclusive');
   const ok = exclusive.length > 0 ? exclusive.every((l) => tokens.has(l.token)) : covering.some((l) => tokens.has(l.token));
-  if (!ok) throw new DavgateError('DAVGATE_LOCKED', 'resource is locked');
+  if (!ok) throw new LockedError();
 }

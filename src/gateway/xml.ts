@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { SaxesParser } from 'saxes';
-import { BadRequestError, DavgateError, IncompleteBodyError } from '../errors.js';
+import { BadXmlError, BodyTooLargeError, DavgateError, IncompleteBodyError } from '../errors.js';
+import { checkBodyLength } from './limits.js';
 
 // Request bodies are small XML documents (PROPFIND, LOCK, PROPPATCH). They are read with a
 // hard size limit, then parsed namespace-aware: WebDAV elements are identified by
@@ -24,16 +25,18 @@ export interface XmlElement {
 /** Read a whole request body, refusing more than `limit` bytes (413) before buffering it. */
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) {
+  try {
+    checkBodyLength(declared === undefined ? undefined : Number(declared), limit);
+  } catch (err) {
     req.resume();
-    throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `request body over ${limit} bytes`);
+    throw err;
   }
   const chunks: Buffer[] = [];
   let total = 0;
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       total += chunk.length;
-      if (total > limit) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `request body over ${limit} bytes`);
+      checkBodyLength(total, limit);
       chunks.push(chunk);
     }
   } catch (err) {
@@ -76,8 +79,8 @@ export function parseXml(body: Buffer, limits: Pick<XmlLimits, 'maxDepth' | 'max
       if (typeof a === 'string' || a.prefix === 'xmlns' || a.name === 'xmlns') continue;
       attrs.push({ ns: a.uri ?? '', local: a.local ?? a.name, value: a.value });
     }
-    if (stack.length >= limits.maxDepth) throw new BadRequestError(`XML body nested deeper than ${limits.maxDepth} elements`, 'DAVGATE_BAD_XML');
-    if (++elements > limits.maxElements) throw new DavgateError('DAVGATE_BODY_TOO_LARGE', `XML body has more than ${limits.maxElements} elements`);
+    if (stack.length >= limits.maxDepth) throw new BadXmlError(`XML body nested deeper than ${limits.maxDepth} elements`);
+    if (++elements > limits.maxElements) throw new BodyTooLargeError(`XML body has more than ${limits.maxElements} elements`);
     const el: XmlElement = { ns: tag.uri ?? '', local: tag.local ?? tag.name, attrs, children: [], nodes: [], text: '' };
     const parent = stack[stack.length - 1];
     if (parent) { parent.children.push(el); parent.nodes.push(el); }
@@ -93,9 +96,9 @@ export function parseXml(body: Buffer, limits: Pick<XmlLimits, 'maxDepth' | 'max
     parser.write(text).close();
   } catch (err) {
     if (err instanceof DavgateError) throw err;
-    throw new BadRequestError(`malformed XML body: ${(err as Error).message.split('\n')[0]}`, 'DAVGATE_BAD_XML');
+    throw new BadXmlError(`malformed XML body: ${(err as Error).message.split('\n')[0]}`);
   }
-  if (!root) throw new BadRequestError('XML body has no root element', 'DAVGATE_BAD_XML');
+  if (!root) throw new BadXmlError('XML body has no root element');
   return root;
 }
 

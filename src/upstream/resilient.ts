@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { DavgateError, IncompleteBodyError, UpstreamUnavailableError, isTransient } from '../errors.js';
+import { IncompleteBodyError, UpstreamUnavailableError, isTransient, UnsupportedError, UpstreamTimeoutError } from '../errors.js';
 import type { CallContext, Entry, Quota, ReadSink, Upstream } from './types.js';
 
 // Wraps any upstream with the outage policy: a timeout per operation, bounded
@@ -70,7 +70,7 @@ export class ResilientUpstream implements Upstream {
     const limit = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         onTimeout?.();
-        reject(new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', `upstream ${operation} timed out after ${this.#policy.timeout} ms`));
+        reject(new UpstreamTimeoutError(`upstream ${operation} timed out after ${this.#policy.timeout} ms`));
       }, this.#policy.timeout);
     });
     p.catch(() => {}); // a late failure after the timeout is not unhandled
@@ -118,7 +118,7 @@ export class ResilientUpstream implements Upstream {
     let abort: ((err: Error) => void) | undefined;
     const watchdog = setInterval(() => {
       if (abort && Date.now() - waitingSince > this.#policy.timeout) {
-        abort(new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', `upstream list timed out after ${this.#policy.timeout} ms`));
+        abort(new UpstreamTimeoutError(`upstream list timed out after ${this.#policy.timeout} ms`));
       }
     }, Math.max(10, Math.min(1000, this.#policy.timeout / 4)));
     watchdog.unref();
@@ -171,12 +171,12 @@ export class ResilientUpstream implements Upstream {
   copy(a: string, b: string, o: boolean, s?: boolean, ctx?: CallContext): Promise<void> { return this.#call('copy', false, () => this.inner.copy(a, b, o, s, ctx), false); }
 
   quota(path: string, ctx?: CallContext): Promise<Quota> {
-    if (!this.inner.quota) return Promise.reject(new DavgateError('DAVGATE_UNSUPPORTED', 'quota is not supported by this upstream'));
+    if (!this.inner.quota) return Promise.reject(new UnsupportedError('quota'));
     return this.#call('quota', true, () => this.inner.quota!(path, ctx));
   }
 
   setMtime(path: string, ms: number, ctx?: CallContext): Promise<void> {
-    if (!this.inner.setMtime) return Promise.reject(new DavgateError('DAVGATE_UNSUPPORTED', 'setMtime is not supported by this upstream'));
+    if (!this.inner.setMtime) return Promise.reject(new UnsupportedError('setMtime'));
     return this.#call('setmtime', false, () => this.inner.setMtime!(path, ms, ctx));
   }
 

@@ -10,6 +10,7 @@ import pLimit from 'p-limit';
 import {
   ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
   NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
+  ForbiddenError, UpstreamTimeoutError,
 } from '../errors.js';
 import { canonicalSegments, isWithin, nameOf, parentOf } from '../davpath.js';
 import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from './types.js';
@@ -53,8 +54,8 @@ function translate(err: unknown, path: string): DavgateError {
   const name = (err as Error)?.name;
   if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return new NotFoundError(path);
   if (status === 412 || name === 'PreconditionFailed') return new PreconditionFailedError('object changed upstream');
-  if (status === 403) return new DavgateError('DAVGATE_FORBIDDEN_PATH', 'access denied by the object store');
-  if (name === 'TimeoutError' || name === 'RequestTimeout' || (err as { code?: string })?.code === 'ETIMEDOUT') return new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', 'object store timed out', { cause: err });
+  if (status === 403) return new ForbiddenError('access denied by the object store');
+  if (name === 'TimeoutError' || name === 'RequestTimeout' || (err as { code?: string })?.code === 'ETIMEDOUT') return new UpstreamTimeoutError('object store timed out', { cause: err });
   return new UpstreamUnavailableError(`object store error${status ? ` ${status}` : ''}: ${name ?? 'unknown'}`, { cause: err });
 }
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { evaluateRead, etagOf, RangeNotSatisfiableError } from '../../src/gateway/conditional.js';
-import { PreconditionFailedError } from '../../src/errors.js';
+import { evaluateRead, etagOf } from '../../src/gateway/conditional.js';
+import { PreconditionFailedError, RangeNotSatisfiableError } from '../../src/errors.js';
 import type { Node } from '../../src/cachemgr/cachemgr.js';
 
 const mtime = Date.parse('2026-01-02T03:04:05Z');

@@ -1,0 +1,101 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { Config } from '../config.js';
+import type { Metrics } from '../metrics.js';
+import { AuthRequiredError, TooManyLoginsError } from '../errors.js';
+import type { HtpasswdAuth } from './auth.js';
+import { FailedLogins, basicUserName } from './auth-limit.js';
+import { checkRequestLimits } from './limits.js';
+import { isMethod } from './methods.js';
+import { identityFor } from './request.js';
+
+// The onRequest hooks of the WebDAV app, in the order they run: accounting and bounds, CORS,
+// authentication. Each may answer the request itself, and then no route runs.
+
+type SendError = (reply: FastifyReply, err: unknown) => void;
+
+/** One log line and the request metrics when a request ends; the bounds of limits.ts before anything else. */
+export function addAccountingHook(app: FastifyInstance, config: Config, metrics: Metrics, sendError: SendError): void {
+  app.addHook('onRequest', (req, reply, done) => {
+    req.davIdentity = identityFor(config, req.headers.authorization);
+    const start = process.hrtime.bigint();
+    const method = isMethod(req.method) ? req.method : 'OTHER';
+    const socket = req.raw.socket;
+    const written = socket.bytesWritten;
+    metrics.inFlight.inc();
+    // Also on hijacked replies (GET, PROPFIND stream on the raw response).
+    reply.raw.setHeader('x-request-id', req.id);
+    reply.raw.once('close', () => {
+      metrics.inFlight.dec();
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      const status = reply.raw.statusCode;
+      const aborted = !reply.raw.writableFinished;
+      metrics.request(method, status, seconds);
+      if (aborted) metrics.clientAborts.inc({ method });
+      if (status === 500) metrics.internalErrors.inc();
+      // A client going away is its own choice, not a gateway or upstream failure: info.
+      req.log.info({
+        method: req.method, url: req.raw.url?.slice(0, 2048), status, bytes: socket.bytesWritten - written,
+        durationMs: Math.round(seconds * 1e4) / 10, cache: req.davCache, user: req.davUser?.name,
+      }, aborted ? 'client abort' : 'request');
+    });
+    try {
+      checkRequestLimits(req, config);
+    } catch (err) {
+      req.raw.resume();
+      sendError(reply, err);
+      return; // answered: no route runs
+    }
+    done();
+  });
+}
+
+/** CORS for browser clients: configured origins, or any origin (without credentials) for "*". */
+export function addCorsHook(app: FastifyInstance, corsOrigins: readonly string[]): void {
+  const origins = new Set(corsOrigins);
+  if (!origins.size) return;
+  app.addHook('onRequest', (req, reply, done) => {
+    const origin = req.headers.origin;
+    if (origin && (origins.has(origin) || origins.has('*'))) {
+      const exact = origins.has(origin);
+      reply.header('access-control-allow-origin', exact ? origin : '*').header('vary', 'Origin')
+        .header('access-control-expose-headers', 'DAV, ETag, Lock-Token, Content-Range, Content-Length');
+      if (exact) reply.header('access-control-allow-credentials', 'true');
+      // Reply headers are lost when a handler hijacks the response: copy them to the raw one.
+      for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) reply.raw.setHeader(k, v as string);
+    }
+    done();
+  });
+}
+
+/** HTTP Basic against auth.htpasswd, with failed logins rate-limited per address and per user. */
+export function addAuthHook(app: FastifyInstance, config: Config, metrics: Metrics, auth: HtpasswdAuth | undefined, sendError: SendError): void {
+  if (!auth) return;
+  const failures = new FailedLogins(config.auth.maxFailures, config.auth.failureWindow);
+  app.addHook('onRequest', async (req, reply) => {
+    // Windows gives up on a 401 to OPTIONS: answer it without credentials.
+    if (req.method === 'OPTIONS') return;
+    const header = req.headers.authorization;
+    const name = basicUserName(header);
+    const keys = name === undefined ? [`ip ${req.ip}`] : [`ip ${req.ip}`, `user ${name}`];
+    const wait = header ? failures.blockedFor(keys) : 0;
+    if (wait > 0) {
+      metrics.authFailures.inc({ reason: 'rate_limited' });
+      req.raw.resume();
+      sendError(reply, new TooManyLoginsError(wait));
+      return reply;
+    }
+    const user = await auth.check(header);
+    if (!user) {
+      // No credentials is how every client starts (it learns the realm): not a failure.
+      if (header) {
+        failures.failed(keys);
+        metrics.authFailures.inc({ reason: 'bad_credentials' });
+      }
+      req.raw.resume();
+      sendError(reply, new AuthRequiredError());
+      return reply;
+    }
+    failures.succeeded(`user ${user.name}`);
+    req.davUser = user;
+  });
+}
