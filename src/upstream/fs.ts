@@ -8,7 +8,7 @@ import {
   IncompleteBodyError, IsADirectoryError, NotFoundError, PreconditionFailedError, fromSystemError,
 } from '../errors.js';
 import { canonicalSegments, isWithin, joinPath, nameOf } from '../davpath.js';
-import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from './types.js';
+import type { Capabilities, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
 import { targetOf } from './collect.js';
 
 // Upstream backed by a local (or network-mounted) directory.
@@ -232,7 +232,7 @@ export class FsUpstream implements Upstream {
     }
   }
 
-  async read(path: string, offset: number, length: number, expectValidator?: string, _ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
+  async read(path: string, { offset, length, expectValidator, sink }: ReadOptions): Promise<Buffer> {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
       throw new BadRequestError('invalid byte range', 'DAVGATE_BAD_RANGE');
     }
@@ -264,7 +264,7 @@ export class FsUpstream implements Upstream {
     }
   }
 
-  async write(path: string, body: Readable, size?: number): Promise<Entry> {
+  async write(path: string, body: Readable, { size }: WriteOptions = {}): Promise<Entry> {
     if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) throw new BadRequestError('invalid size');
     const host = await this.confine(path);
     if (host === this.root) throw new IsADirectoryError();
@@ -362,7 +362,7 @@ export class FsUpstream implements Upstream {
     return { src, dst, st, same };
   }
 
-  async move(from: string, to: string, overwrite: boolean): Promise<void> {
+  async move(from: string, to: string, { overwrite }: MoveOptions): Promise<void> {
     const { src, dst, st, same } = await this.prepare(from, to, overwrite, false);
     try {
       // rename(2) between two hard links of one file is a no-op that keeps both names.
@@ -377,7 +377,7 @@ export class FsUpstream implements Upstream {
     }
   }
 
-  async copy(from: string, to: string, overwrite: boolean, shallow = false): Promise<void> {
+  async copy(from: string, to: string, { overwrite, shallow = false }: CopyOptions): Promise<void> {
     const { src, dst, st, same } = await this.prepare(from, to, overwrite, true);
     if (same) return; // a hard link of the source: already the same content
     if (!st.isDirectory()) await sys(to, this.copyFileAtomic(src, dst));

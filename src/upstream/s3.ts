@@ -12,7 +12,7 @@ import {
   NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
 } from '../errors.js';
 import { canonicalSegments, isWithin, nameOf, parentOf } from '../davpath.js';
-import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from './types.js';
+import type { Capabilities, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
 import { collectBody } from './collect.js';
 import { S3DirectReads } from './s3direct.js';
 
@@ -189,7 +189,7 @@ export class S3Upstream implements Upstream {
     }
   }
 
-  async read(path: string, offset: number, length: number, expectValidator?: string, _ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
+  async read(path: string, { offset, length, expectValidator, sink }: ReadOptions): Promise<Buffer> {
     const etag = expectValidator?.slice(0, expectValidator.lastIndexOf(':')) || undefined;
     if (length <= 0) {
       await this.stat(path);
@@ -224,7 +224,7 @@ export class S3Upstream implements Upstream {
     if (!p || p.kind !== 'dir') throw new ConflictError(`parent collection of ${path} does not exist`);
   }
 
-  async write(path: string, body: Readable, size?: number): Promise<Entry> {
+  async write(path: string, body: Readable, { size }: WriteOptions = {}): Promise<Entry> {
     if (path === '/') throw new IsADirectoryError();
     await this.#requireParent(path);
     if (await this.#dirOrUndefined(path)) throw new IsADirectoryError();
@@ -326,7 +326,7 @@ export class S3Upstream implements Upstream {
     return source;
   }
 
-  async copy(from: string, to: string, overwrite: boolean, shallow = false): Promise<void> {
+  async copy(from: string, to: string, { overwrite, shallow = false }: CopyOptions): Promise<void> {
     const source = await this.#prepareDestination(from, to, overwrite);
     if (source.kind === 'file') return this.#copyObject(this.#key(from), this.#key(to), source.size, from);
     await this.#call(to, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#opts.bucket, Key: this.#dirKey(to), Body: '', ContentLength: 0 })));
@@ -345,9 +345,9 @@ export class S3Upstream implements Upstream {
     await Promise.all(pending);
   }
 
-  async move(from: string, to: string, overwrite: boolean): Promise<void> {
+  async move(from: string, to: string, { overwrite }: MoveOptions): Promise<void> {
     // S3 has no rename: a server-side copy, then the source goes.
-    await this.copy(from, to, overwrite);
+    await this.copy(from, to, { overwrite });
     await this.remove(from);
   }
 

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { CallContext, Entry, ReadSink, Upstream } from '../../src/upstream/types.js';
+import type { CallContext, CopyOptions, Entry, MoveOptions, ReadOptions, Upstream, WriteOptions } from '../../src/upstream/types.js';
 
 /** Wraps a real upstream and counts what reaches it: the tests' view "at the upstream". */
 export class CountingUpstream implements Upstream {
@@ -23,16 +23,16 @@ export class CountingUpstream implements Upstream {
 
   stat(path: string, ctx?: CallContext): Promise<Entry> { this.#hit('stat'); return this.inner.stat(path, ctx); }
   list(path: string, ctx?: CallContext): AsyncIterable<Entry> { this.#hit('list'); return this.inner.list(path, ctx); }
-  read(path: string, offset: number, length: number, v?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
+  read(path: string, opts: ReadOptions, ctx?: CallContext): Promise<Buffer> {
     this.#hit('read');
-    this.reads.push([offset, length]);
-    return this.inner.read(path, offset, length, v, ctx, sink);
+    this.reads.push([opts.offset, opts.length]);
+    return this.inner.read(path, opts, ctx);
   }
-  write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> { this.#hit('write'); return this.inner.write(path, body, size, ctx); }
+  write(path: string, body: Readable, opts?: WriteOptions, ctx?: CallContext): Promise<Entry> { this.#hit('write'); return this.inner.write(path, body, opts, ctx); }
   mkdir(path: string, ctx?: CallContext): Promise<void> { this.#hit('mkdir'); return this.inner.mkdir(path, ctx); }
   remove(path: string, ctx?: CallContext): Promise<void> { this.#hit('remove'); return this.inner.remove(path, ctx); }
-  move(a: string, b: string, o: boolean, ctx?: CallContext): Promise<void> { this.#hit('move'); return this.inner.move(a, b, o, ctx); }
-  copy(a: string, b: string, o: boolean, s?: boolean, ctx?: CallContext): Promise<void> { this.#hit('copy'); return this.inner.copy(a, b, o, s, ctx); }
+  move(a: string, b: string, o: MoveOptions, ctx?: CallContext): Promise<void> { this.#hit('move'); return this.inner.move(a, b, o, ctx); }
+  copy(a: string, b: string, o: CopyOptions, ctx?: CallContext): Promise<void> { this.#hit('copy'); return this.inner.copy(a, b, o, ctx); }
   quota(path: string, ctx?: CallContext) { this.#hit('quota'); return this.inner.quota!(path, ctx); }
   setMtime(path: string, ms: number, ctx?: CallContext) { this.#hit('setmtime'); return this.inner.setMtime!(path, ms, ctx); }
   close(): Promise<void> { return this.inner.close?.() ?? Promise.resolve(); }

@@ -6,7 +6,7 @@ import {
   NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
 } from '../../errors.js';
 import { isWithin, joinPath, nameOf, parentOf } from '../../davpath.js';
-import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from '../types.js';
+import type { CallContext, Capabilities, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from '../types.js';
 import { statusError, transportError } from './errors.js';
 import { checkPath, parseBaseUrl, type BaseUrl } from './href.js';
 import { DavClient, discard, drain, fail, header, smallText, type Method } from './http.js';
@@ -187,7 +187,7 @@ export class WebDavUpstream implements Upstream {
     }
   }
 
-  async read(path: string, offset: number, length: number, expectValidator?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
+  async read(path: string, { offset, length, expectValidator, sink }: ReadOptions, ctx?: CallContext): Promise<Buffer> {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
       throw new BadRequestError('invalid byte range', 'DAVGATE_BAD_RANGE');
     }
@@ -261,7 +261,7 @@ export class WebDavUpstream implements Upstream {
     if (!p || p.kind !== 'dir') throw new ConflictError(`parent collection of ${path} does not exist`);
   }
 
-  async write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> {
+  async write(path: string, body: Readable, { size }: WriteOptions = {}, ctx?: CallContext): Promise<Entry> {
     if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) throw new BadRequestError('invalid size');
     checkPath(path);
     if (path === '/') throw new IsADirectoryError();
@@ -401,7 +401,7 @@ export class WebDavUpstream implements Upstream {
     await this.#done(res, op, from);
   }
 
-  async move(from: string, to: string, overwrite: boolean, ctx?: CallContext): Promise<void> {
+  async move(from: string, to: string, { overwrite }: MoveOptions, ctx?: CallContext): Promise<void> {
     const { source, dest } = await this.#prepare(from, to, overwrite, ctx);
     await this.#transfer('MOVE', from, to, source.kind === 'dir', overwrite, 'infinity', ctx);
     if (source.kind === 'file') {
@@ -410,7 +410,7 @@ export class WebDavUpstream implements Upstream {
     }
   }
 
-  async copy(from: string, to: string, overwrite: boolean, shallow = false, ctx?: CallContext): Promise<void> {
+  async copy(from: string, to: string, { overwrite, shallow = false }: CopyOptions, ctx?: CallContext): Promise<void> {
     const { source, dest } = await this.#prepare(from, to, overwrite, ctx);
     if (source.kind === 'dir' && shallow) {
       // nginx ignores "Depth: 0" on COPY and copies the whole tree: a shallow copy of a
