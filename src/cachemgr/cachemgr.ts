@@ -641,12 +641,12 @@ export class CacheManager {
   }
 
   async quota(path: string, identity: Identity = SHARED): Promise<Quota | undefined> {
-    if (!this.upstream.capabilities.quota || !this.upstream.quota) return undefined;
+    if (!this.upstream.quota) return undefined;
     return this.#upstreamCall('quota', () => this.upstream.quota!(path, identity));
   }
 
   async setMtime(path: string, mtimeMs: number, identity: Identity = SHARED): Promise<void> {
-    if (!this.upstream.capabilities.setMtime || !this.upstream.setMtime) return;
+    if (!this.upstream.setMtime) return;
     await this.#upstreamCall('setmtime', () => this.upstream.setMtime!(path, mtimeMs, identity));
     this.#forgetPath(path, identity);
     this.#forgetParentListing(path, identity); // it shows the mtime

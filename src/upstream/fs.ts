@@ -8,7 +8,7 @@ import {
   IncompleteBodyError, IsADirectoryError, NotFoundError, PreconditionFailedError, fromSystemError,
 } from '../errors.js';
 import { canonicalSegments, isWithin, joinPath, nameOf } from '../davpath.js';
-import type { Capabilities, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
+import type { CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
 import { targetOf } from './collect.js';
 
 // Upstream backed by a local (or network-mounted) directory.
@@ -79,7 +79,6 @@ export class FsUpstream implements Upstream {
   readonly id: string;
   /** Real (symlink-free) absolute root. */
   readonly root: string;
-  readonly capabilities: Capabilities = Object.freeze({ serverSideCopy: true, quota: true, setMtime: true });
   private readonly prefix: string;
   readonly #rootDev: number;
   readonly #tmpDir: string;

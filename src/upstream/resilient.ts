@@ -35,14 +35,20 @@ export class ResilientUpstream implements Upstream {
   /** Retries cost a token; successes earn a tenth of one back (at most 10 banked). */
   #retryTokens = 10;
 
+  /** Present exactly when the inner upstream has it: callers test for the method. */
+  readonly quota?: (path: string, ctx?: CallContext) => Promise<Quota>;
+  readonly setMtime?: (path: string, mtimeMs: number, ctx?: CallContext) => Promise<void>;
+
   constructor(inner: Upstream, policy: UpstreamPolicy, events: UpstreamEvents = {}) {
     this.inner = inner;
     this.#policy = policy;
     this.#events = events;
+    const { quota, setMtime } = inner;
+    if (quota) this.quota = (path, ctx) => this.#call('quota', true, () => quota.call(inner, path, ctx));
+    if (setMtime) this.setMtime = (path, ms, ctx) => this.#call('setmtime', false, () => setMtime.call(inner, path, ms, ctx));
   }
 
   get id(): string { return this.inner.id; }
-  get capabilities() { return this.inner.capabilities; }
   /** False while the breaker is open (the upstream failed repeatedly and was not seen back). */
   get healthy(): boolean { return this.#failures < this.#policy.failureThreshold; }
   /** The breaker for metrics: 0 closed, 1 half-open (the next call probes), 2 open. */
@@ -169,16 +175,6 @@ export class ResilientUpstream implements Upstream {
   remove(path: string, ctx?: CallContext): Promise<void> { return this.#call('remove', false, () => this.inner.remove(path, ctx), false); }
   move(a: string, b: string, o: MoveOptions, ctx?: CallContext): Promise<void> { return this.#call('move', false, () => this.inner.move(a, b, o, ctx), false); }
   copy(a: string, b: string, o: CopyOptions, ctx?: CallContext): Promise<void> { return this.#call('copy', false, () => this.inner.copy(a, b, o, ctx), false); }
-
-  quota(path: string, ctx?: CallContext): Promise<Quota> {
-    if (!this.inner.quota) return Promise.reject(new DavgateError('DAVGATE_UNSUPPORTED', 'quota is not supported by this upstream'));
-    return this.#call('quota', true, () => this.inner.quota!(path, ctx));
-  }
-
-  setMtime(path: string, ms: number, ctx?: CallContext): Promise<void> {
-    if (!this.inner.setMtime) return Promise.reject(new DavgateError('DAVGATE_UNSUPPORTED', 'setMtime is not supported by this upstream'));
-    return this.#call('setmtime', false, () => this.inner.setMtime!(path, ms, ctx));
-  }
 
   close(): Promise<void> { return this.inner.close?.() ?? Promise.resolve(); }
 }

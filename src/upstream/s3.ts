@@ -9,10 +9,10 @@ import { Upload } from '@aws-sdk/lib-storage';
 import pLimit from 'p-limit';
 import {
   ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
-  NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
+  NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
 } from '../errors.js';
 import { canonicalSegments, isWithin, nameOf, parentOf } from '../davpath.js';
-import type { Capabilities, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
+import type { CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
 import { collectBody } from './collect.js';
 import { S3DirectReads } from './s3direct.js';
 
@@ -74,7 +74,8 @@ class SizeCheck extends Transform {
 
 export class S3Upstream implements Upstream {
   readonly id: string;
-  readonly capabilities: Capabilities;
+  /** Only with `quotaBytes` configured: an object store has no free space to ask for. */
+  readonly quota?: () => Promise<Quota>;
   readonly #s3: S3Client;
   readonly #opts: S3UpstreamOptions;
   readonly #prefix: string;
@@ -94,7 +95,8 @@ export class S3Upstream implements Upstream {
     });
     this.#direct = S3DirectReads.for(this.#s3, opts.endpoint, opts.forcePathStyle, opts.region, opts.bucket);
     this.id = `s3:${opts.endpoint ?? 'aws'}/${opts.bucket}/${this.#prefix}`;
-    this.capabilities = Object.freeze({ serverSideCopy: true, quota: opts.quotaBytes !== undefined, setMtime: false });
+    const quotaBytes = opts.quotaBytes;
+    if (quotaBytes !== undefined) this.quota = async () => ({ availableBytes: quotaBytes, usedBytes: 0 });
   }
 
   /** Confinement: keys are built only from canonical paths, so nothing reaches outside the prefix. */
@@ -349,11 +351,6 @@ export class S3Upstream implements Upstream {
     // S3 has no rename: a server-side copy, then the source goes.
     await this.copy(from, to, { overwrite });
     await this.remove(from);
-  }
-
-  async quota(): Promise<Quota> {
-    if (this.#opts.quotaBytes === undefined) throw new UnsupportedError('quota');
-    return { availableBytes: this.#opts.quotaBytes, usedBytes: 0 };
   }
 
   /**

@@ -31,15 +31,6 @@ export interface Entry {
   readonly validator: string;
 }
 
-export interface Capabilities {
-  /** copy() is done by the backend without streaming the data through us. */
-  readonly serverSideCopy: boolean;
-  /** quota() answers. */
-  readonly quota: boolean;
-  /** setMtime() is supported. */
-  readonly setMtime: boolean;
-}
-
 /**
  * Who an operation is for. Backends that act with the caller's own credentials (WebDAV with
  * pass-through auth) use `authorization`; the others ignore it. Trailing and optional in
@@ -92,7 +83,6 @@ export interface CopyOptions extends MoveOptions {
 export interface Upstream {
   /** Stable identifier of this store (part of every cache key), e.g. "fs:/srv/data". */
   readonly id: string;
-  readonly capabilities: Capabilities;
 
   /** Metadata of one path. NotFoundError when absent. */
   stat(path: string, ctx?: CallContext): Promise<Entry>;

@@ -158,7 +158,7 @@ function s3Setup(prefix: string): () => Promise<ContractSubject> {
     return {
       upstream,
       cleanup: () => upstream.close(),
-      capabilities: { serverSideCopy: true, quota: false, setMtime: false },
+      implements: { quota: false, setMtime: false },
     };
   };
 }

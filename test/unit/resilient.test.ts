@@ -5,7 +5,7 @@ import {
   DavgateError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError, type ErrorCode,
 } from '../../src/errors.js';
 import { ResilientUpstream, type UpstreamPolicy } from '../../src/upstream/resilient.js';
-import type { Capabilities, Entry, Quota, Upstream } from '../../src/upstream/types.js';
+import type { Entry, Quota, Upstream } from '../../src/upstream/types.js';
 
 // ResilientUpstream against a scripted inner upstream: every inner call is counted and
 // answered by the script the test sets, so retries, timeouts and the breaker are observable.
@@ -19,7 +19,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 class ScriptedUpstream implements Upstream {
   readonly id = 'fake:scripted';
-  readonly capabilities: Capabilities = { serverSideCopy: false, quota: true, setMtime: true };
   readonly calls = new Map<Op, number>();
   /** Time of every inner call, in order. */
   readonly times: number[] = [];
@@ -133,7 +132,7 @@ describe('ResilientUpstream: retries', () => {
     await rejectsWith(up.remove('/d'), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'remove');
     await rejectsWith(up.move('/a', '/b', { overwrite: false }), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'move');
     await rejectsWith(up.copy('/a', '/b', { overwrite: false }), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'copy');
-    await rejectsWith(up.setMtime('/a', 0), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'setMtime');
+    await rejectsWith(up.setMtime!('/a', 0), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'setMtime');
     for (const op of ['write', 'mkdir', 'remove', 'move', 'copy', 'setMtime'] as const) assert.equal(inner.count(op), 1, op);
     assert.deepEqual(retries, []);
   });
@@ -313,25 +312,25 @@ describe('ResilientUpstream: list', () => {
 });
 
 describe('ResilientUpstream: passes through', () => {
-  it('id, capabilities and results of the inner upstream', async () => {
+  it('id, optional methods and results of the inner upstream', async () => {
     const { inner, up } = make();
     inner.script = (op) => Promise.resolve(op === 'quota' ? { availableBytes: 5, usedBytes: 6 } : entry('x'));
     assert.equal(up.id, inner.id);
-    assert.deepEqual(up.capabilities, inner.capabilities);
-    assert.deepEqual(await up.quota('/'), { availableBytes: 5, usedBytes: 6 });
+    assert.equal(typeof up.setMtime, 'function');
+    assert.deepEqual(await up.quota!('/'), { availableBytes: 5, usedBytes: 6 });
     assert.equal((await up.stat('/x')).name, 'x');
   });
 
-  it('quota and setMtime of an inner upstream without them reject with DAVGATE_UNSUPPORTED', async () => {
+  it('quota and setMtime are absent where the inner upstream has none', async () => {
     const { inner } = make();
     const bare: Upstream = {
-      id: inner.id, capabilities: { serverSideCopy: false, quota: false, setMtime: false },
+      id: inner.id,
       stat: () => inner.stat(), list: () => inner.list(), read: () => inner.read(), write: () => inner.write(),
       mkdir: () => inner.mkdir(), remove: () => inner.remove(), move: () => inner.move(), copy: () => inner.copy(),
     };
     const up = new ResilientUpstream(bare, POLICY);
-    await rejectsWith(up.quota('/'), 'DAVGATE_UNSUPPORTED', 'quota');
-    await rejectsWith(up.setMtime('/', 0), 'DAVGATE_UNSUPPORTED', 'setMtime');
+    assert.equal(up.quota, undefined);
+    assert.equal(up.setMtime, undefined);
     assert.equal(inner.total, 0);
   });
 });

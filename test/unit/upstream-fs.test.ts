@@ -65,7 +65,8 @@ async function visible(dir: string): Promise<string[]> {
 test('open: id is the real root; bad roots are config errors', async (t) => {
   const { root, up } = await setup(t);
   assert.equal(up.id, 'fs:' + root);
-  assert.deepEqual(up.capabilities, { serverSideCopy: true, quota: true, setMtime: true });
+  assert.equal(typeof up.quota, 'function');
+  assert.equal(typeof up.setMtime, 'function');
   await assert.rejects(FsUpstream.open(join(root, 'missing')), ConfigError);
   await writeFile(join(root, 'f'), 'x');
   await assert.rejects(FsUpstream.open(join(root, 'f')), ConfigError);

@@ -3,10 +3,10 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Dispatcher } from 'undici';
 import {
   BadRequestError, ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
-  NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
+  NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
 } from '../../errors.js';
 import { isWithin, joinPath, nameOf, parentOf } from '../../davpath.js';
-import type { CallContext, Capabilities, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from '../types.js';
+import type { CallContext, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from '../types.js';
 import { statusError, transportError } from './errors.js';
 import { checkPath, parseBaseUrl, type BaseUrl } from './href.js';
 import { DavClient, discard, drain, fail, header, smallText, type Method } from './http.js';
@@ -53,19 +53,19 @@ const DEFAULT_CONNECTIONS = 16;
 
 export class WebDavUpstream implements Upstream {
   readonly id: string;
-  readonly capabilities: Capabilities;
+  /** Only with `quotaBytes` configured (see #quota). */
+  readonly quota?: (path: string, ctx?: CallContext) => Promise<Quota>;
   readonly #base: BaseUrl;
   readonly #http: DavClient;
-  readonly #quotaBytes: number | undefined;
   readonly #gens = new Generations();
 
   constructor(opts: WebDavUpstreamOptions) {
     const { base, username, password } = parseBaseUrl(opts.url);
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#base = base;
-    this.#quotaBytes = opts.quotaBytes;
     this.id = 'webdav:' + base.url.href;
-    this.capabilities = Object.freeze({ serverSideCopy: true, quota: opts.quotaBytes !== undefined, setMtime: false });
+    const quotaBytes = opts.quotaBytes;
+    if (quotaBytes !== undefined) this.quota = (path, ctx) => this.#quota(path, quotaBytes, ctx);
     this.#http = new DavClient({
       origin: base.origin,
       username: opts.username ?? username,
@@ -422,23 +422,22 @@ export class WebDavUpstream implements Upstream {
     if (source.kind === 'file') await this.#landed(to, dest, undefined, ctx);
   }
 
-  async quota(path: string, ctx?: CallContext): Promise<Quota> {
+  /**
+   * The configured `quotaBytes`, capped by the server's own RFC 4331 figure where it has one
+   * (Apache and nginx here do not); a server that cannot answer leaves the configured figure.
+   */
+  async #quota(path: string, quotaBytes: number, ctx: CallContext | undefined): Promise<Quota> {
     checkPath(path);
-    // RFC 4331 properties where the server has them (Apache and nginx here do not).
     let available: number | undefined;
     let used: number | undefined;
     try {
       const [own] = await this.#propfindAll(path, QUOTA_BODY, ctx);
       available = toInt(own?.props.get('quota-available-bytes'));
       used = toInt(own?.props.get('quota-used-bytes'));
-    } catch (e) {
-      if (this.#quotaBytes === undefined) throw e;
+    } catch {
+      // the configured figure stands
     }
-    if (this.#quotaBytes !== undefined) {
-      return { availableBytes: available !== undefined ? Math.min(available, this.#quotaBytes) : this.#quotaBytes, usedBytes: used ?? 0 };
-    }
-    if (available === undefined) throw new UnsupportedError('quota');
-    return { availableBytes: available, usedBytes: used ?? 0 };
+    return { availableBytes: available !== undefined ? Math.min(available, quotaBytes) : quotaBytes, usedBytes: used ?? 0 };
   }
 
   async close(): Promise<void> {
