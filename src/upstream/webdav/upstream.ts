@@ -14,7 +14,7 @@ import { contentRange } from '../direct.js';
 import { firstFailure, MultiStatusParser, QUOTA_BODY, STAT_BODY, type DavResponse } from './multistatus.js';
 import { bytesOf, readDirect } from './range.js';
 import { SizeCheck } from './size-check.js';
-import { entryOf, Generations, parseValidator, splitGen, toInt, type Expect } from './validators.js';
+import { entryOf, Generations, parseValidator, splitGen, toInt, type Expect, type Remembered } from './validators.js';
 
 // Another WebDAV server (nginx + dav-ext, Apache mod_dav, rclone serve webdav, Nextcloud, ...)
 // as the upstream, spoken to with undici over a bounded keep-alive pool (./http.ts).
@@ -376,7 +376,7 @@ export class WebDavUpstream implements Upstream {
   }
 
   /** After a file landed on `to`: keep validators distinct from what was there before. */
-  async #landed(to: string, dest: Entry | null, carried: Map<string, number> | undefined, ctx: CallContext | undefined): Promise<void> {
+  async #landed(to: string, dest: Entry | null, carried: Remembered | undefined, ctx: CallContext | undefined): Promise<void> {
     if (dest?.kind === 'file' || this.#gens.has(to)) {
       await this.#replaced(to, dest?.kind === 'file' ? dest : null, ctx);
     } else if (carried) {
