@@ -9,6 +9,7 @@ import {
 } from '../errors.js';
 import { canonicalSegments, isWithin, joinPath, nameOf } from '../davpath.js';
 import type { CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
+import { checkRange, checkSize, SizeCheck } from './checks.js';
 import { targetOf } from './collect.js';
 
 // Upstream backed by a local (or network-mounted) directory.
@@ -232,9 +233,7 @@ export class FsUpstream implements Upstream {
   }
 
   async read(path: string, { offset, length, expectValidator, sink }: ReadOptions): Promise<Buffer> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new BadRequestError('invalid byte range', 'DAVGATE_BAD_RANGE');
-    }
+    checkRange(offset, length);
     const host = await this.confine(path);
     // O_NONBLOCK: a fifo must not hang a thread-pool thread in open(2); no effect on regular files.
     const fh = await sys(path, fsp.open(host, fsc.O_RDONLY | fsc.O_NONBLOCK));
@@ -264,7 +263,7 @@ export class FsUpstream implements Upstream {
   }
 
   async write(path: string, body: Readable, { size }: WriteOptions = {}): Promise<Entry> {
-    if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) throw new BadRequestError('invalid size');
+    checkSize(size);
     const host = await this.confine(path);
     if (host === this.root) throw new IsADirectoryError();
     const parent = await this.requireParentDir(host, path);
@@ -279,17 +278,9 @@ export class FsUpstream implements Upstream {
     // The pipeline destroys the body with the sink's error too: remember which one failed first.
     // Only a system error of the file is the disk's (ENOSPC, EIO, EROFS); a stream error is the body's.
     sink.once('error', (e: NodeJS.ErrnoException) => { if (e !== bodyErr && typeof e.errno === 'number') sinkErr ??= e; });
-    let n = 0;
     let committing = false;
     try {
-      await pipeline(body, async function* count(src: AsyncIterable<Buffer | string>) {
-        for await (const chunk of src) {
-          n += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
-          if (size !== undefined && n > size) throw new IncompleteBodyError('request body longer than Content-Length');
-          yield chunk;
-        }
-      }, sink);
-      if (size !== undefined && n !== size) throw new IncompleteBodyError();
+      await pipeline(body, new SizeCheck(size), sink);
       committing = true;
       if (old) await fsp.chmod(tmp, old.mode & 0o7777); // a replaced file keeps its permissions
       await fsp.rename(tmp, host);

@@ -1,4 +1,4 @@
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import {
   S3Client, HeadObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, DeleteObjectsCommand,
   DeleteObjectCommand, CopyObjectCommand, CreateMultipartUploadCommand, UploadPartCopyCommand,
@@ -8,11 +8,12 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import pLimit from 'p-limit';
 import {
-  ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
+  ConflictError, DavgateError, ExistsError, ForbiddenPathError, IsADirectoryError,
   NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
 } from '../errors.js';
 import { canonicalSegments, isWithin, nameOf, parentOf } from '../davpath.js';
 import type { CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
+import { checkRange, checkSize, SizeCheck } from './checks.js';
 import { collectBody } from './collect.js';
 import { S3DirectReads } from './s3direct.js';
 
@@ -56,20 +57,6 @@ function translate(err: unknown, path: string): DavgateError {
   if (status === 403) return new DavgateError('DAVGATE_FORBIDDEN_PATH', 'access denied by the object store');
   if (name === 'TimeoutError' || name === 'RequestTimeout' || (err as { code?: string })?.code === 'ETIMEDOUT') return new DavgateError('DAVGATE_UPSTREAM_TIMEOUT', 'object store timed out', { cause: err });
   return new UpstreamUnavailableError(`object store error${status ? ` ${status}` : ''}: ${name ?? 'unknown'}`, { cause: err });
-}
-
-/** Counts the body and fails it when it ends short of, or runs past, the declared size. */
-class SizeCheck extends Transform {
-  #seen = 0;
-  constructor(readonly expected: number | undefined) { super(); }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.#seen += chunk.length;
-    if (this.expected !== undefined && this.#seen > this.expected) cb(new IncompleteBodyError('body longer than Content-Length'));
-    else cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    cb(this.expected !== undefined && this.#seen !== this.expected ? new IncompleteBodyError() : null);
-  }
 }
 
 export class S3Upstream implements Upstream {
@@ -192,6 +179,7 @@ export class S3Upstream implements Upstream {
   }
 
   async read(path: string, { offset, length, expectValidator, sink }: ReadOptions): Promise<Buffer> {
+    checkRange(offset, length);
     const etag = expectValidator?.slice(0, expectValidator.lastIndexOf(':')) || undefined;
     if (length <= 0) {
       await this.stat(path);
@@ -227,6 +215,7 @@ export class S3Upstream implements Upstream {
   }
 
   async write(path: string, body: Readable, { size }: WriteOptions = {}): Promise<Entry> {
+    checkSize(size);
     if (path === '/') throw new IsADirectoryError();
     await this.#requireParent(path);
     if (await this.#dirOrUndefined(path)) throw new IsADirectoryError();

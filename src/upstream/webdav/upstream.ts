@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Dispatcher } from 'undici';
 import {
-  BadRequestError, ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
+  ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
   NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
 } from '../../errors.js';
 import { isWithin, joinPath, nameOf, parentOf } from '../../davpath.js';
@@ -13,7 +13,7 @@ import { DavClient, discard, drain, fail, header, smallText, type Method } from 
 import { contentRange } from '../direct.js';
 import { firstFailure, MultiStatusParser, QUOTA_BODY, STAT_BODY, type DavResponse } from './multistatus.js';
 import { bytesOf, readDirect } from './range.js';
-import { SizeCheck } from './size-check.js';
+import { checkRange, checkSize, SizeCheck } from '../checks.js';
 import { entryOf, Generations, parseValidator, splitGen, toInt, type Expect, type Remembered } from './validators.js';
 
 // Another WebDAV server (nginx + dav-ext, Apache mod_dav, rclone serve webdav, Nextcloud, ...)
@@ -188,9 +188,7 @@ export class WebDavUpstream implements Upstream {
   }
 
   async read(path: string, { offset, length, expectValidator, sink }: ReadOptions, ctx?: CallContext): Promise<Buffer> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new BadRequestError('invalid byte range', 'DAVGATE_BAD_RANGE');
-    }
+    checkRange(offset, length);
     checkPath(path);
     if (path === '/') throw new IsADirectoryError();
     let expect: Expect | undefined;
@@ -262,7 +260,7 @@ export class WebDavUpstream implements Upstream {
   }
 
   async write(path: string, body: Readable, { size }: WriteOptions = {}, ctx?: CallContext): Promise<Entry> {
-    if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) throw new BadRequestError('invalid size');
+    checkSize(size);
     checkPath(path);
     if (path === '/') throw new IsADirectoryError();
     // nginx answers 500 to a PUT below a missing collection, hence the explicit check.
