@@ -1,5 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import { BadRequestError, IncompleteBodyError } from '../errors.js';
+import { isWithin } from '../davpath.js';
+import { BadRequestError, ConflictError, ForbiddenPathError, IncompleteBodyError } from '../errors.js';
 
 // Argument checks every backend makes the same way, and the body-length guard of writes.
 
@@ -13,6 +14,13 @@ export function checkRange(offset: number, length: number): void {
 /** A write's declared size, when given: a whole, non-negative number. */
 export function checkSize(size: number | undefined): void {
   if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) throw new BadRequestError('invalid size');
+}
+
+/** What move and copy refuse before looking at the store: the root, a name onto itself, a tree into itself. */
+export function checkTransfer(from: string, to: string): void {
+  if (from === '/' || to === '/') throw new ForbiddenPathError('the root cannot be moved, copied or replaced');
+  if (from === to) throw new ForbiddenPathError('source and destination are the same');
+  if (isWithin(to, from)) throw new ConflictError('destination lies inside the source');
 }
 
 /**

@@ -7,9 +7,9 @@ import {
   BadRequestError, ConfigError, ConflictError, DavgateError, ExistsError, ForbiddenPathError,
   IncompleteBodyError, IsADirectoryError, NotFoundError, PreconditionFailedError, fromSystemError,
 } from '../errors.js';
-import { canonicalSegments, isWithin, joinPath, nameOf } from '../davpath.js';
+import { canonicalSegments, joinPath, nameOf } from '../davpath.js';
 import type { CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
-import { checkRange, checkSize, SizeCheck } from './checks.js';
+import { checkRange, checkSize, checkTransfer, SizeCheck } from './checks.js';
 import { targetOf } from './collect.js';
 
 // Upstream backed by a local (or network-mounted) directory.
@@ -319,9 +319,7 @@ export class FsUpstream implements Upstream {
    * copy follows them (it copies content). `same` when both names are one object already.
    */
   private async prepare(from: string, to: string, overwrite: boolean, follow: boolean) {
-    if (from === '/' || to === '/') throw new ForbiddenPathError('the root cannot be moved, copied or replaced');
-    if (from === to) throw new ForbiddenPathError('source and destination are the same');
-    if (isWithin(to, from)) throw new ConflictError('destination lies inside the source');
+    checkTransfer(from, to);
     const src = await this.confine(from);
     const dst = await this.confine(to);
     const st = await sys(from, follow ? fsp.stat(src) : fsp.lstat(src));

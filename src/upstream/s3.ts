@@ -11,9 +11,9 @@ import {
   ConflictError, DavgateError, ExistsError, ForbiddenPathError, IsADirectoryError,
   NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
 } from '../errors.js';
-import { canonicalSegments, isWithin, nameOf, parentOf } from '../davpath.js';
+import { canonicalSegments, encodeHref, nameOf, parentOf } from '../davpath.js';
 import type { CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
-import { checkRange, checkSize, SizeCheck } from './checks.js';
+import { checkRange, checkSize, checkTransfer, SizeCheck } from './checks.js';
 import { collectBody } from './collect.js';
 import { S3DirectReads } from './s3direct.js';
 
@@ -72,7 +72,8 @@ export class S3Upstream implements Upstream {
 
   constructor(opts: S3UpstreamOptions, client?: S3Client) {
     this.#opts = opts;
-    this.#prefix = opts.prefix.replace(/^\/+|\/+$/g, '') ? opts.prefix.replace(/^\/+|\/+$/g, '') + '/' : '';
+    const prefix = opts.prefix.replace(/^\/+|\/+$/g, '');
+    this.#prefix = prefix ? prefix + '/' : '';
     this.#s3 = client ?? new S3Client({
       region: opts.region,
       endpoint: opts.endpoint,
@@ -280,7 +281,7 @@ export class S3Upstream implements Upstream {
   }
 
   async #copyObject(fromKey: string, toKey: string, size: number, path: string): Promise<void> {
-    const source = `${this.#opts.bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}`;
+    const source = `${this.#opts.bucket}/${encodeHref(fromKey)}`;
     if (size <= MULTIPART_COPY_LIMIT) {
       await this.#call(path, () => this.#s3.send(new CopyObjectCommand({ Bucket: this.#opts.bucket, Key: toKey, CopySource: source })));
       return;
@@ -305,8 +306,7 @@ export class S3Upstream implements Upstream {
 
   /** Shared rules of copy and move: destination parent, overwrite, no copy into itself. */
   async #prepareDestination(from: string, to: string, overwrite: boolean): Promise<Entry> {
-    if (from === '/' || to === '/' || from === to) throw new ForbiddenPathError('cannot copy or move the root or onto itself');
-    if (isWithin(to, from)) throw new ConflictError('destination is inside the source');
+    checkTransfer(from, to);
     const source = await this.stat(from);
     await this.#requireParent(to);
     const existing = await this.#fileOrUndefined(to) ?? await this.#dirOrUndefined(to);

@@ -2,8 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BadRequestError, IncompleteBodyError } from '../../src/errors.js';
-import { checkRange, checkSize, SizeCheck } from '../../src/upstream/checks.js';
+import { BadRequestError, ConflictError, ForbiddenPathError, IncompleteBodyError } from '../../src/errors.js';
+import { checkRange, checkSize, checkTransfer, SizeCheck } from '../../src/upstream/checks.js';
 
 // The checks all backends share: byte ranges, declared sizes, and the body-length guard.
 
@@ -61,5 +61,17 @@ describe('checkRange and checkSize', () => {
       assert.throws(() => checkRange(o, l), (e: unknown) => e instanceof BadRequestError && e.code === 'DAVGATE_BAD_RANGE', `${o}, ${l}`);
     }
     for (const s of [-1, 1.5, Number.POSITIVE_INFINITY]) assert.throws(() => checkSize(s), BadRequestError, String(s));
+  });
+});
+
+describe('checkTransfer', () => {
+  it('refuses the root, a name onto itself and a tree into itself; allows siblings and parents', () => {
+    assert.throws(() => checkTransfer('/', '/x'), ForbiddenPathError);
+    assert.throws(() => checkTransfer('/x', '/'), ForbiddenPathError);
+    assert.throws(() => checkTransfer('/a', '/a'), ForbiddenPathError);
+    assert.throws(() => checkTransfer('/a', '/a/b'), ConflictError);
+    checkTransfer('/a', '/ab');
+    checkTransfer('/a/b', '/a');
+    checkTransfer('/a/b', '/c/b');
   });
 });

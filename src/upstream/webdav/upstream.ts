@@ -1,19 +1,18 @@
 import type { Readable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import type { Dispatcher } from 'undici';
 import {
   ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
   NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
 } from '../../errors.js';
-import { isWithin, joinPath, nameOf, parentOf } from '../../davpath.js';
+import { joinPath, nameOf, parentOf } from '../../davpath.js';
 import type { CallContext, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from '../types.js';
 import { statusError, transportError } from './errors.js';
 import { checkPath, parseBaseUrl, type BaseUrl } from './href.js';
 import { DavClient, discard, drain, fail, header, smallText, type Method } from './http.js';
 import { contentRange } from '../direct.js';
-import { firstFailure, MultiStatusParser, QUOTA_BODY, STAT_BODY, type DavResponse } from './multistatus.js';
+import { firstFailure, multistatusBatches, QUOTA_BODY, STAT_BODY, type DavResponse } from './multistatus.js';
 import { bytesOf, readDirect } from './range.js';
-import { checkRange, checkSize, SizeCheck } from '../checks.js';
+import { checkRange, checkSize, checkTransfer, SizeCheck } from '../checks.js';
 import { entryOf, Generations, parseValidator, splitGen, toInt, type Expect, type Remembered } from './validators.js';
 
 // Another WebDAV server (nginx + dav-ext, Apache mod_dav, rclone serve webdav, Nextcloud, ...)
@@ -109,17 +108,9 @@ export class WebDavUpstream implements Upstream {
   /** All responses of a small multistatus (Depth 0). */
   async #propfindAll(path: string, body: string, ctx: CallContext | undefined): Promise<DavResponse[]> {
     const res = await this.#propfind(path, '0', body, ctx);
-    const parser = new MultiStatusParser();
-    const decoder = new StringDecoder('utf8');
     const out: DavResponse[] = [];
     try {
-      for await (const chunk of res.body) {
-        parser.write(decoder.write(chunk as Buffer));
-        out.push(...parser.take());
-      }
-      parser.write(decoder.end());
-      parser.close();
-      out.push(...parser.take());
+      for await (const batch of multistatusBatches(res.body)) out.push(...batch);
     } catch (e) {
       discard(res);
       throw transportError(e, 'PROPFIND');
@@ -151,8 +142,6 @@ export class WebDavUpstream implements Upstream {
   async *list(path: string, ctx?: CallContext): AsyncIterable<Entry> {
     checkPath(path);
     const res = await this.#propfind(path, '1', STAT_BODY, ctx);
-    const parser = new MultiStatusParser();
-    const decoder = new StringDecoder('utf8');
     const self = path.normalize('NFC');
     const convert = (responses: DavResponse[]): Entry[] => {
       const out: Entry[] = [];
@@ -171,14 +160,10 @@ export class WebDavUpstream implements Upstream {
       return out;
     };
     try {
-      for await (const chunk of res.body) {
-        parser.write(decoder.write(chunk as Buffer));
-        const entries = convert(parser.take());
+      for await (const batch of multistatusBatches(res.body)) {
+        const entries = convert(batch);
         if (entries.length) yield* entries;
       }
-      parser.write(decoder.end());
-      parser.close();
-      yield* convert(parser.take());
     } catch (e) {
       throw transportError(e, 'PROPFIND');
     } finally {
@@ -356,9 +341,7 @@ export class WebDavUpstream implements Upstream {
   async #prepare(from: string, to: string, overwrite: boolean, ctx: CallContext | undefined): Promise<{ source: Entry; dest: Entry | null }> {
     checkPath(from);
     checkPath(to);
-    if (from === '/' || to === '/') throw new ForbiddenPathError('the root cannot be moved, copied or replaced');
-    if (from === to) throw new ForbiddenPathError('source and destination are the same');
-    if (isWithin(to, from)) throw new ConflictError('destination lies inside the source');
+    checkTransfer(from, to);
     const [source, , dest] = await Promise.all([
       this.stat(from, ctx),
       this.#requireParent(to, ctx),
