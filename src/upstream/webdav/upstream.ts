@@ -1,33 +1,32 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import {
-  ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
-  NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
+  ConflictError, ExistsError, ForbiddenPathError, IsADirectoryError, NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
 } from '../../errors.js';
 import { joinPath, nameOf, parentOf } from '../../davpath.js';
 import type { CallContext, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from '../types.js';
 import { statusError, transportError } from './errors.js';
 import { checkPath, parseBaseUrl, type BaseUrl } from './href.js';
-import { DavClient, discard, drain, fail, header, smallText, type Method } from './http.js';
-import { contentRange } from '../direct.js';
+import { DavClient, discard, drain, fail, smallText, type Method } from './http.js';
 import { firstFailure, multistatusBatches, QUOTA_BODY, STAT_BODY, type DavResponse } from './multistatus.js';
-import { bytesOf, readDirect } from './range.js';
-import { checkRange, checkSize, checkTransfer, SizeCheck } from '../checks.js';
+import { getRange } from './range.js';
+import { putBody } from './write.js';
+import { checkRange, checkSize, checkTransfer } from '../checks.js';
 import { entryOf, Generations, parseValidator, splitGen, toInt, type Expect, type Remembered } from './validators.js';
 
 // Another WebDAV server (nginx + dav-ext, Apache mod_dav, rclone serve webdav, Nextcloud, ...)
 // as the upstream, spoken to with undici over a bounded keep-alive pool (./http.ts).
 // Paths and hrefs: ./href.ts. The form of validators, and generations: ./validators.ts.
 //
-// Reads are conditional (If-Match with the strong form, or If-Unmodified-Since), and every
-// response is checked again against the validator (ETag, Last-Modified, total size), so a block
-// is never cut from another version of a file. Apache answers If-Match with 412 while its ETag
-// is still weak: when a PROPFIND shows the version is still current, the read is repeated
-// unconditionally and the response check decides.
+// Reads (./range.ts) are conditional (If-Match with the strong form, or If-Unmodified-Since),
+// and every response is checked again against the validator (ETag, Last-Modified, total size),
+// so a block is never cut from another version of a file. Apache answers If-Match with 412
+// while its ETag is still weak: when a PROPFIND shows the version is still current, the read
+// is repeated unconditionally and the response check decides.
 //
-// Writes: PUT streams the body; the server's PUT is what makes a write atomic, and both nginx
-// (client_body_temp_path, then rename) and Apache mod_dav_fs (a temporary file beside the
-// target, then rename) write a complete body to a temporary file and rename it into place.
+// Writes (./write.ts): PUT streams the body; the server's PUT is what makes a write atomic, and
+// both nginx (client_body_temp_path, then rename) and Apache mod_dav_fs (a temporary file beside
+// the target, then rename) write a complete body to a temporary file and rename it into place.
 // A body that errors, ends short of or runs past `size` destroys the upstream request, so the
 // server sees a truncated body and discards it: nothing is ever committed short.
 //
@@ -189,52 +188,10 @@ export class WebDavUpstream implements Upstream {
       if (known !== undefined && known !== gen) throw changed(); // rewritten within the same second
     }
     if (length === 0) return Buffer.alloc(0);
-
-    const headers = (conditional: boolean) => {
-      const h: Record<string, string> = { range: `bytes=${offset}-${offset + length - 1}`, 'accept-encoding': 'identity' };
-      if (conditional && expect?.etag) h['if-match'] = expect.etag;
-      else if (conditional && expect?.mtimeMs) h['if-unmodified-since'] = new Date(expect.mtimeMs).toUTCString();
-      return h;
-    };
-    // The common answer (206 of this version) straight into the block buffer; anything else
-    // is asked again below, where every case is handled.
-    const direct = await readDirect(this.#http, this.#base.target(path), ctx, headers(true), offset, length, expect, sink);
-    if (direct) return direct;
-    const get = (conditional: boolean) => this.#http.request('GET', this.#base.target(path), ctx, headers(conditional));
-    let res = await get(true);
-    if (res.statusCode === 412 && expect?.etag) {
-      // Apache never matches If-Match while the ETag is weak (file modified within the last
-      // second). If PROPFIND still reports this version, ask again unconditionally and let
-      // the response check (bytesOf) decide.
-      await drain(res);
-      if (!(await stillCurrent())) throw changed();
-      res = await get(false);
-    }
-    const status = res.statusCode;
-    if (status === 416) {
-      // Past the end, of this version or of another one? (Apache's 416 has no Content-Range.)
-      const { total } = contentRange(header(res.headers, 'content-range'));
-      await drain(res);
-      if (expect && (total !== undefined ? total !== expect.size : !(await stillCurrent()))) throw changed();
-      return Buffer.alloc(0);
-    }
-    if (status === 412) {
-      await drain(res);
-      throw changed();
-    }
-    if (status !== 200 && status !== 206) {
-      if ([301, 302, 307, 308, 400, 403, 404, 405].includes(status)) {
-        // A collection (nginx redirects to "dir/", Apache answers 404 without mod_dir)?
-        await drain(res);
-        const e = await this.#statOrNull(path, ctx);
-        if (!e) throw new NotFoundError(path);
-        if (e.kind === 'dir') throw new IsADirectoryError();
-        throw statusError(status, 'GET', path);
-      }
-      await fail(res, 'GET', path);
-    }
-
-    return bytesOf(res, path, offset, length, expect, changed, sink);
+    return getRange({
+      http: this.#http, target: this.#base.target(path), ctx, path, offset, length, expect, sink,
+      changed, stillCurrent, statOrNull: () => this.#statOrNull(path, ctx),
+    });
   }
 
   /** Parent must be an existing collection: ConflictError otherwise. */
@@ -252,35 +209,7 @@ export class WebDavUpstream implements Upstream {
     const [, existing] = await Promise.all([this.#requireParent(path, ctx), this.#statOrNull(path, ctx)]);
     if (existing?.kind === 'dir') throw new IsADirectoryError();
 
-    const checked = new SizeCheck(size);
-    let bodyErr: unknown;
-    // An error or a premature close of `body` destroys `checked`, and undici then destroys the
-    // upstream request, so the server never completes the PUT. `body` itself is only unpiped on
-    // our own failures, never destroyed: the caller still owns the client's request stream.
-    const onError = (e: unknown) => { bodyErr ??= e; checked.destroy(e as Error); };
-    const onClose = () => { if (!body.readableEnded) checked.destroy(new IncompleteBodyError('request body aborted')); };
-    body.once('error', onError);
-    body.once('close', onClose);
-    body.pipe(checked);
-    const release = () => {
-      body.off('error', onError);
-      body.off('close', onClose);
-      body.unpipe(checked);
-      if (!checked.destroyed) checked.destroy();
-    };
-    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
-    if (size !== undefined) headers['content-length'] = String(size);
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await this.#http.dispatch('PUT', this.#base.target(path), ctx, headers, checked);
-    } catch (e) {
-      release();
-      if (bodyErr !== undefined) throw bodyErr; // the client's abort, as the contract allows
-      if (e instanceof DavgateError) throw e;
-      if ((e as { code?: string })?.code === 'ERR_STREAM_PREMATURE_CLOSE') throw new IncompleteBodyError('request body aborted');
-      throw transportError(e, 'PUT');
-    }
-    release();
+    const res = await putBody(this.#http, this.#base.target(path), ctx, body, size);
     if (res.statusCode < 200 || res.statusCode >= 300) {
       if (res.statusCode === 405) { // a collection appeared meanwhile
         await drain(res);
