@@ -489,3 +489,18 @@ test('crash debris: temporary upload files idle past the bound are removed at op
   assert.equal((await done).size, 200);
   assert.deepEqual(await visible(root), ['slow.bin']);
 });
+
+test('option defaults: write without options takes any length; copy without shallow copies the tree', async (t) => {
+  const { root, up } = await setup(t);
+  assert.equal((await up.write('/free.txt', body('any ', 'length'))).size, 10);
+  await mkdir(join(root, 'tree', 'sub'), { recursive: true });
+  await writeFile(join(root, 'tree', 'sub', 'leaf'), 'leaf');
+  await up.copy('/tree', '/deep', { overwrite: false });
+  assert.equal(await text(up, '/deep/sub/leaf'), 'leaf');
+  await up.copy('/tree', '/flat', { overwrite: false, shallow: true });
+  assert.deepEqual(await names(up, '/flat'), []);
+  await assert.rejects(up.copy('/tree', '/flat', { overwrite: false }), ExistsError);
+  await assert.rejects(up.move('/free.txt', '/deep', { overwrite: false }), ExistsError);
+  await up.move('/free.txt', '/deep', { overwrite: true });
+  assert.equal(await text(up, '/deep'), 'any length');
+});
