@@ -417,7 +417,7 @@ export class CacheManager {
         let data: Buffer;
         try {
           data = await this.#upstreamCall('read',
-            () => this.upstream.read(node.path, index * this.blockSize, length, node.validator, identity, arriving));
+            () => this.upstream.read(node.path, { offset: index * this.blockSize, length, expectValidator: node.validator, sink: arriving }, identity));
           // The object shrank under us: this node version is gone.
           if (data.length !== length) throw new PreconditionFailedError('upstream object changed during read');
         } catch (err) {
@@ -598,7 +598,7 @@ export class CacheManager {
 
   /** Write-through: the upstream commits atomically, then the new node is installed. */
   async write(path: string, body: Readable, size: number | undefined, identity: Identity = SHARED): Promise<Node> {
-    const entry = await this.#upstreamCall('write', () => this.upstream.write(path, body, size, identity));
+    const entry = await this.#upstreamCall('write', () => this.upstream.write(path, body, { size }, identity));
     this.#forgetPath(parentOf(path), identity);
     return this.#install(entry, identity);
   }
@@ -616,7 +616,7 @@ export class CacheManager {
   }
 
   async move(from: string, to: string, overwrite: boolean, identity: Identity = SHARED): Promise<void> {
-    await this.#upstreamCall('move', () => this.upstream.move(from, to, overwrite, identity));
+    await this.#upstreamCall('move', () => this.upstream.move(from, to, { overwrite }, identity));
     await this.#dropTree(to);
     this.#listings?.forgetWhere((p) => isWithin(p, from));
     // Re-key every node we know under `from`: one directory rename each, no refetch.
@@ -634,19 +634,19 @@ export class CacheManager {
   }
 
   async copy(from: string, to: string, overwrite: boolean, shallow: boolean, identity: Identity = SHARED): Promise<void> {
-    await this.#upstreamCall('copy', () => this.upstream.copy(from, to, overwrite, shallow, identity));
+    await this.#upstreamCall('copy', () => this.upstream.copy(from, to, { overwrite, shallow }, identity));
     await this.#dropTree(to);
     this.#forgetMissingUnder(to);
     this.#forgetPath(parentOf(to), identity);
   }
 
   async quota(path: string, identity: Identity = SHARED): Promise<Quota | undefined> {
-    if (!this.upstream.capabilities.quota || !this.upstream.quota) return undefined;
+    if (!this.upstream.quota) return undefined;
     return this.#upstreamCall('quota', () => this.upstream.quota!(path, identity));
   }
 
   async setMtime(path: string, mtimeMs: number, identity: Identity = SHARED): Promise<void> {
-    if (!this.upstream.capabilities.setMtime || !this.upstream.setMtime) return;
+    if (!this.upstream.setMtime) return;
     await this.#upstreamCall('setmtime', () => this.upstream.setMtime!(path, mtimeMs, identity));
     this.#forgetPath(path, identity);
     this.#forgetParentListing(path, identity); // it shows the mtime

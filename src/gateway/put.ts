@@ -86,7 +86,7 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
     throw err;
   }
   const mtime = clientMtime(req);
-  if (mtime !== undefined && ctx.cache.upstream.capabilities.setMtime) {
+  if (mtime !== undefined && ctx.cache.upstream.setMtime) {
     await ctx.cache.setMtime(path, mtime, identity);
     node = await ctx.cache.getnode(path, identity);
     reply.header('x-oc-mtime', 'accepted');

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import nodeFs, { constants as fsc, promises as fsp, realpathSync, statSync, createWriteStream, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -7,9 +6,11 @@ import {
   BadRequestError, ConfigError, ConflictError, DavgateError, ExistsError, ForbiddenPathError,
   IncompleteBodyError, IsADirectoryError, NotFoundError, PreconditionFailedError, fromSystemError,
 } from '../errors.js';
-import { canonicalSegments, isWithin, joinPath, nameOf } from '../davpath.js';
-import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from './types.js';
+import { canonicalSegments, joinPath, nameOf } from '../davpath.js';
+import type { CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
+import { checkRange, checkSize, checkTransfer, SizeCheck } from './checks.js';
 import { targetOf } from './collect.js';
+import { isTemp, Temporaries } from './fs-temp.js';
 
 // Upstream backed by a local (or network-mounted) directory.
 //
@@ -18,23 +19,14 @@ import { targetOf } from './collect.js';
 // root is refused while symlinks staying inside are followed. This is check-then-use: it
 // keeps client-supplied paths in, not a local user racing symlink swaps inside the root.
 
-const TMP_PREFIX = '.davgate-tmp-';
-/**
- * Uploads are written here (at the root, hidden like every TMP_PREFIX name) and renamed into
- * place: one directory to sweep for what a crash left behind, instead of a walk of the tree.
- * A target on another file system (a mount inside the root) gets its temporary file beside it.
- */
-const TMP_DIR = TMP_PREFIX + 'uploads';
 const SINK_PIECE = 1024 * 1024;
 const LIST_BATCH = 64; // lstats in flight per listing: cheap locally, hides latency on NFS/CephFS
 const WRITE_HWM = 1 << 20;
 const COPY_FLAGS = fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE;
 
-const isTemp = (name: string): boolean => name.startsWith(TMP_PREFIX);
 const errCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException | undefined)?.code;
 /** ENOTDIR too: "/file/x" is simply absent. */
 const missing = (e: unknown): boolean => errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR';
-const tmpBeside = (host: string): string => join(dirname(host), TMP_PREFIX + randomBytes(8).toString('hex'));
 const noParent = (path: string): ConflictError => new ConflictError(`parent collection of ${path} does not exist`);
 
 /** Await `p`, turning system errors into DavgateErrors (absent path → NotFoundError). */
@@ -79,14 +71,8 @@ export class FsUpstream implements Upstream {
   readonly id: string;
   /** Real (symlink-free) absolute root. */
   readonly root: string;
-  readonly capabilities: Capabilities = Object.freeze({ serverSideCopy: true, quota: true, setMtime: true });
   private readonly prefix: string;
-  readonly #rootDev: number;
-  readonly #tmpDir: string;
-  #tmpReady: Promise<unknown> | undefined;
-  /** Temporary files this process is writing now: never swept. */
-  readonly #writing = new Set<string>();
-  #sweeper: NodeJS.Timeout | undefined;
+  readonly #temps: Temporaries;
 
   /** Synchronous, for start-up; `FsUpstream.open` is the async equivalent. */
   constructor(root: string) {
@@ -94,13 +80,12 @@ export class FsUpstream implements Upstream {
       this.root = realpathSync.native(resolve(root));
       const st = statSync(this.root);
       if (!st.isDirectory()) throw new ConfigError(`upstream root ${root} is not a directory`);
-      this.#rootDev = st.dev;
+      this.#temps = new Temporaries(this.root, st.dev);
     } catch (e) {
       throw e instanceof DavgateError ? e : new ConfigError(`upstream root ${root}: ${(e as Error).message}`);
     }
     this.prefix = this.root.endsWith(sep) ? this.root : this.root + sep;
     this.id = 'fs:' + this.root;
-    this.#tmpDir = join(this.root, TMP_DIR);
   }
 
   /**
@@ -113,47 +98,17 @@ export class FsUpstream implements Upstream {
       throw new ConfigError(`upstream root ${root}: ${e.message}`);
     });
     const up = new FsUpstream(real);
-    if (opts.tempMaxAge !== undefined) {
-      const maxAge = opts.tempMaxAge;
-      await up.sweepTemporaries(maxAge);
-      up.#sweeper = setInterval(() => void up.sweepTemporaries(maxAge).catch(() => {}), Math.max(1000, maxAge / 4));
-      up.#sweeper.unref();
-    }
+    if (opts.tempMaxAge !== undefined) await up.#temps.sweepEvery(opts.tempMaxAge);
     return up;
   }
 
   async close(): Promise<void> {
-    clearInterval(this.#sweeper);
+    this.#temps.stop();
   }
 
   /** Remove temporary upload files idle for longer than `maxAgeMs`; returns how many. */
-  async sweepTemporaries(maxAgeMs: number): Promise<number> {
-    const names = await fsp.readdir(this.#tmpDir).catch(() => [] as string[]);
-    let removed = 0;
-    for (const n of names) {
-      const p = join(this.#tmpDir, n);
-      if (this.#writing.has(p)) continue;
-      const st = await fsp.lstat(p).catch(() => null);
-      if (!st || Date.now() - st.mtimeMs < maxAgeMs) continue;
-      await fsp.rm(p, { recursive: true, force: true }).catch(() => undefined);
-      removed++;
-    }
-    return removed;
-  }
-
-  /** A new temporary file name for `host`, on the same file system as its directory (`dirDev`). */
-  async #temporaryFor(host: string, dirDev: number): Promise<string> {
-    if (dirDev !== this.#rootDev) return tmpBeside(host);
-    this.#tmpReady ??= fsp.mkdir(this.#tmpDir, { recursive: true, mode: 0o700 });
-    await this.#tmpReady;
-    const tmp = join(this.#tmpDir, randomBytes(12).toString('hex'));
-    this.#writing.add(tmp);
-    return tmp;
-  }
-
-  async #removeTemporary(tmp: string): Promise<void> {
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
-    this.#writing.delete(tmp);
+  sweepTemporaries(maxAgeMs: number): Promise<number> {
+    return this.#temps.sweep(maxAgeMs);
   }
 
   private inside(real: string): boolean {
@@ -232,10 +187,8 @@ export class FsUpstream implements Upstream {
     }
   }
 
-  async read(path: string, offset: number, length: number, expectValidator?: string, _ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new BadRequestError('invalid byte range', 'DAVGATE_BAD_RANGE');
-    }
+  async read(path: string, { offset, length, expectValidator, sink }: ReadOptions): Promise<Buffer> {
+    checkRange(offset, length);
     const host = await this.confine(path);
     // O_NONBLOCK: a fifo must not hang a thread-pool thread in open(2); no effect on regular files.
     const fh = await sys(path, fsp.open(host, fsc.O_RDONLY | fsc.O_NONBLOCK));
@@ -264,15 +217,15 @@ export class FsUpstream implements Upstream {
     }
   }
 
-  async write(path: string, body: Readable, size?: number): Promise<Entry> {
-    if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) throw new BadRequestError('invalid size');
+  async write(path: string, body: Readable, { size }: WriteOptions = {}): Promise<Entry> {
+    checkSize(size);
     const host = await this.confine(path);
     if (host === this.root) throw new IsADirectoryError();
     const parent = await this.requireParentDir(host, path);
     const old = await sys(path, statOrNull(host, true)); // null also for a dangling link, which rename replaces
     if (old?.isDirectory()) throw new IsADirectoryError();
 
-    const tmp = await sys(path, this.#temporaryFor(host, parent.dev));
+    const tmp = await sys(path, this.#temps.create(host, parent.dev));
     const sink = createWriteStream(tmp, { flags: 'wx', highWaterMark: WRITE_HWM });
     let bodyErr: unknown;
     let sinkErr: unknown;
@@ -280,27 +233,19 @@ export class FsUpstream implements Upstream {
     // The pipeline destroys the body with the sink's error too: remember which one failed first.
     // Only a system error of the file is the disk's (ENOSPC, EIO, EROFS); a stream error is the body's.
     sink.once('error', (e: NodeJS.ErrnoException) => { if (e !== bodyErr && typeof e.errno === 'number') sinkErr ??= e; });
-    let n = 0;
     let committing = false;
     try {
-      await pipeline(body, async function* count(src: AsyncIterable<Buffer | string>) {
-        for await (const chunk of src) {
-          n += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
-          if (size !== undefined && n > size) throw new IncompleteBodyError('request body longer than Content-Length');
-          yield chunk;
-        }
-      }, sink);
-      if (size !== undefined && n !== size) throw new IncompleteBodyError();
+      await pipeline(body, new SizeCheck(size), sink);
       committing = true;
       if (old) await fsp.chmod(tmp, old.mode & 0o7777); // a replaced file keeps its permissions
       await fsp.rename(tmp, host);
-      this.#writing.delete(tmp);
+      this.#temps.committed(tmp);
       const entry = toEntry(path, await fsp.stat(host));
       if (!entry) throw new NotFoundError(path);
       return entry;
     } catch (e) {
       if (!sink.closed) await new Promise<void>((r) => sink.once('close', () => r()));
-      await this.#removeTemporary(tmp);
+      await this.#temps.discard(tmp);
       if (e instanceof DavgateError) throw e;
       if (sinkErr !== undefined) throw fromSystemError(sinkErr, path); // our disk: full, read-only, ...
       if (e === bodyErr && !committing) throw e; // the client's abort, as the contract allows
@@ -329,9 +274,7 @@ export class FsUpstream implements Upstream {
    * copy follows them (it copies content). `same` when both names are one object already.
    */
   private async prepare(from: string, to: string, overwrite: boolean, follow: boolean) {
-    if (from === '/' || to === '/') throw new ForbiddenPathError('the root cannot be moved, copied or replaced');
-    if (from === to) throw new ForbiddenPathError('source and destination are the same');
-    if (isWithin(to, from)) throw new ConflictError('destination lies inside the source');
+    checkTransfer(from, to);
     const src = await this.confine(from);
     const dst = await this.confine(to);
     const st = await sys(from, follow ? fsp.stat(src) : fsp.lstat(src));
@@ -362,7 +305,7 @@ export class FsUpstream implements Upstream {
     return { src, dst, st, same };
   }
 
-  async move(from: string, to: string, overwrite: boolean): Promise<void> {
+  async move(from: string, to: string, { overwrite }: MoveOptions): Promise<void> {
     const { src, dst, st, same } = await this.prepare(from, to, overwrite, false);
     try {
       // rename(2) between two hard links of one file is a no-op that keeps both names.
@@ -377,7 +320,7 @@ export class FsUpstream implements Upstream {
     }
   }
 
-  async copy(from: string, to: string, overwrite: boolean, shallow = false): Promise<void> {
+  async copy(from: string, to: string, { overwrite, shallow = false }: CopyOptions): Promise<void> {
     const { src, dst, st, same } = await this.prepare(from, to, overwrite, true);
     if (same) return; // a hard link of the source: already the same content
     if (!st.isDirectory()) await sys(to, this.copyFileAtomic(src, dst));
@@ -385,13 +328,13 @@ export class FsUpstream implements Upstream {
   }
 
   private async copyFileAtomic(src: string, dst: string): Promise<void> {
-    const tmp = await this.#temporaryFor(dst, (await fsp.stat(dirname(dst))).dev);
+    const tmp = await this.#temps.create(dst, (await fsp.stat(dirname(dst))).dev);
     try {
       await fsp.copyFile(src, tmp, COPY_FLAGS);
       await fsp.rename(tmp, dst);
-      this.#writing.delete(tmp);
+      this.#temps.committed(tmp);
     } catch (e) {
-      await this.#removeTemporary(tmp);
+      await this.#temps.discard(tmp);
       throw e;
     }
   }

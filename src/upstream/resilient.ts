@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
-import { IncompleteBodyError, UpstreamUnavailableError, isTransient, UnsupportedError, UpstreamTimeoutError } from '../errors.js';
-import type { CallContext, Entry, Quota, ReadSink, Upstream } from './types.js';
+import { IncompleteBodyError, UpstreamUnavailableError, isTransient, UpstreamTimeoutError } from '../errors.js';
+import type { CallContext, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
 
 // Wraps any upstream with the outage policy: a timeout per operation, bounded
 // retries with exponential backoff and full jitter for idempotent reads only, a retry budget
@@ -35,14 +35,20 @@ export class ResilientUpstream implements Upstream {
   /** Retries cost a token; successes earn a tenth of one back (at most 10 banked). */
   #retryTokens = 10;
 
+  /** Present exactly when the inner upstream has it: callers test for the method. */
+  readonly quota?: (path: string, ctx?: CallContext) => Promise<Quota>;
+  readonly setMtime?: (path: string, mtimeMs: number, ctx?: CallContext) => Promise<void>;
+
   constructor(inner: Upstream, policy: UpstreamPolicy, events: UpstreamEvents = {}) {
     this.inner = inner;
     this.#policy = policy;
     this.#events = events;
+    const { quota, setMtime } = inner;
+    if (quota) this.quota = (path, ctx) => this.#call('quota', true, () => quota.call(inner, path, ctx));
+    if (setMtime) this.setMtime = (path, ms, ctx) => this.#call('setmtime', false, () => setMtime.call(inner, path, ms, ctx));
   }
 
   get id(): string { return this.inner.id; }
-  get capabilities() { return this.inner.capabilities; }
   /** False while the breaker is open (the upstream failed repeatedly and was not seen back). */
   get healthy(): boolean { return this.#failures < this.#policy.failureThreshold; }
   /** The breaker for metrics: 0 closed, 1 half-open (the next call probes), 2 open. */
@@ -151,14 +157,14 @@ export class ResilientUpstream implements Upstream {
     }
   }
 
-  read(path: string, offset: number, length: number, v?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
+  read(path: string, opts: ReadOptions, ctx?: CallContext): Promise<Buffer> {
     // A timed-out attempt keeps writing into the sink's buffer until it ends by itself.
-    return this.#call('read', true, () => this.inner.read(path, offset, length, v, ctx, sink), true, () => sink?.abandon?.());
+    return this.#call('read', true, () => this.inner.read(path, opts, ctx), true, () => opts.sink?.abandon?.());
   }
 
   // A body streams at the client's pace: no timeout on the whole write, and never a retry.
-  write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> {
-    return this.#call('write', false, () => this.inner.write(path, body, size, ctx).catch((err: unknown) => {
+  write(path: string, body: Readable, opts?: WriteOptions, ctx?: CallContext): Promise<Entry> {
+    return this.#call('write', false, () => this.inner.write(path, body, opts, ctx).catch((err: unknown) => {
       // The caller fails its body with IncompleteBodyError when the client goes away; a backend
       // may report that as a connection error of its own. It is the client's, not the upstream's.
       if (body.errored instanceof IncompleteBodyError) throw body.errored;
@@ -167,18 +173,8 @@ export class ResilientUpstream implements Upstream {
   }
   mkdir(path: string, ctx?: CallContext): Promise<void> { return this.#call('mkdir', false, () => this.inner.mkdir(path, ctx)); }
   remove(path: string, ctx?: CallContext): Promise<void> { return this.#call('remove', false, () => this.inner.remove(path, ctx), false); }
-  move(a: string, b: string, o: boolean, ctx?: CallContext): Promise<void> { return this.#call('move', false, () => this.inner.move(a, b, o, ctx), false); }
-  copy(a: string, b: string, o: boolean, s?: boolean, ctx?: CallContext): Promise<void> { return this.#call('copy', false, () => this.inner.copy(a, b, o, s, ctx), false); }
-
-  quota(path: string, ctx?: CallContext): Promise<Quota> {
-    if (!this.inner.quota) return Promise.reject(new UnsupportedError('quota'));
-    return this.#call('quota', true, () => this.inner.quota!(path, ctx));
-  }
-
-  setMtime(path: string, ms: number, ctx?: CallContext): Promise<void> {
-    if (!this.inner.setMtime) return Promise.reject(new UnsupportedError('setMtime'));
-    return this.#call('setmtime', false, () => this.inner.setMtime!(path, ms, ctx));
-  }
+  move(a: string, b: string, o: MoveOptions, ctx?: CallContext): Promise<void> { return this.#call('move', false, () => this.inner.move(a, b, o, ctx), false); }
+  copy(a: string, b: string, o: CopyOptions, ctx?: CallContext): Promise<void> { return this.#call('copy', false, () => this.inner.copy(a, b, o, ctx), false); }
 
   close(): Promise<void> { return this.inner.close?.() ?? Promise.resolve(); }
 }

@@ -1,4 +1,4 @@
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import {
   S3Client, HeadObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, DeleteObjectsCommand,
   DeleteObjectCommand, CopyObjectCommand, CreateMultipartUploadCommand, UploadPartCopyCommand,
@@ -8,12 +8,13 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import pLimit from 'p-limit';
 import {
-  ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
-  NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
+  ConflictError, DavgateError, ExistsError, ForbiddenPathError, IsADirectoryError,
+  NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
   ForbiddenError, UpstreamTimeoutError,
 } from '../errors.js';
-import { canonicalSegments, isWithin, nameOf, parentOf } from '../davpath.js';
-import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from './types.js';
+import { canonicalSegments, encodeHref, nameOf, parentOf } from '../davpath.js';
+import type { CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from './types.js';
+import { checkRange, checkSize, checkTransfer, SizeCheck } from './checks.js';
 import { collectBody } from './collect.js';
 import { S3DirectReads } from './s3direct.js';
 
@@ -59,23 +60,10 @@ function translate(err: unknown, path: string): DavgateError {
   return new UpstreamUnavailableError(`object store error${status ? ` ${status}` : ''}: ${name ?? 'unknown'}`, { cause: err });
 }
 
-/** Counts the body and fails it when it ends short of, or runs past, the declared size. */
-class SizeCheck extends Transform {
-  #seen = 0;
-  constructor(readonly expected: number | undefined) { super(); }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.#seen += chunk.length;
-    if (this.expected !== undefined && this.#seen > this.expected) cb(new IncompleteBodyError('body longer than Content-Length'));
-    else cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    cb(this.expected !== undefined && this.#seen !== this.expected ? new IncompleteBodyError() : null);
-  }
-}
-
 export class S3Upstream implements Upstream {
   readonly id: string;
-  readonly capabilities: Capabilities;
+  /** Only with `quotaBytes` configured: an object store has no free space to ask for. */
+  readonly quota?: () => Promise<Quota>;
   readonly #s3: S3Client;
   readonly #opts: S3UpstreamOptions;
   readonly #prefix: string;
@@ -85,7 +73,8 @@ export class S3Upstream implements Upstream {
 
   constructor(opts: S3UpstreamOptions, client?: S3Client) {
     this.#opts = opts;
-    this.#prefix = opts.prefix.replace(/^\/+|\/+$/g, '') ? opts.prefix.replace(/^\/+|\/+$/g, '') + '/' : '';
+    const prefix = opts.prefix.replace(/^\/+|\/+$/g, '');
+    this.#prefix = prefix ? prefix + '/' : '';
     this.#s3 = client ?? new S3Client({
       region: opts.region,
       endpoint: opts.endpoint,
@@ -95,7 +84,8 @@ export class S3Upstream implements Upstream {
     });
     this.#direct = S3DirectReads.for(this.#s3, opts.endpoint, opts.forcePathStyle, opts.region, opts.bucket);
     this.id = `s3:${opts.endpoint ?? 'aws'}/${opts.bucket}/${this.#prefix}`;
-    this.capabilities = Object.freeze({ serverSideCopy: true, quota: opts.quotaBytes !== undefined, setMtime: false });
+    const quotaBytes = opts.quotaBytes;
+    if (quotaBytes !== undefined) this.quota = async () => ({ availableBytes: quotaBytes, usedBytes: 0 });
   }
 
   /** Confinement: keys are built only from canonical paths, so nothing reaches outside the prefix. */
@@ -190,7 +180,8 @@ export class S3Upstream implements Upstream {
     }
   }
 
-  async read(path: string, offset: number, length: number, expectValidator?: string, _ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
+  async read(path: string, { offset, length, expectValidator, sink }: ReadOptions): Promise<Buffer> {
+    checkRange(offset, length);
     const etag = expectValidator?.slice(0, expectValidator.lastIndexOf(':')) || undefined;
     if (length <= 0) {
       await this.stat(path);
@@ -225,7 +216,8 @@ export class S3Upstream implements Upstream {
     if (!p || p.kind !== 'dir') throw new ConflictError(`parent collection of ${path} does not exist`);
   }
 
-  async write(path: string, body: Readable, size?: number): Promise<Entry> {
+  async write(path: string, body: Readable, { size }: WriteOptions = {}): Promise<Entry> {
+    checkSize(size);
     if (path === '/') throw new IsADirectoryError();
     await this.#requireParent(path);
     if (await this.#dirOrUndefined(path)) throw new IsADirectoryError();
@@ -290,7 +282,7 @@ export class S3Upstream implements Upstream {
   }
 
   async #copyObject(fromKey: string, toKey: string, size: number, path: string): Promise<void> {
-    const source = `${this.#opts.bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}`;
+    const source = `${this.#opts.bucket}/${encodeHref(fromKey)}`;
     if (size <= MULTIPART_COPY_LIMIT) {
       await this.#call(path, () => this.#s3.send(new CopyObjectCommand({ Bucket: this.#opts.bucket, Key: toKey, CopySource: source })));
       return;
@@ -315,8 +307,7 @@ export class S3Upstream implements Upstream {
 
   /** Shared rules of copy and move: destination parent, overwrite, no copy into itself. */
   async #prepareDestination(from: string, to: string, overwrite: boolean): Promise<Entry> {
-    if (from === '/' || to === '/' || from === to) throw new ForbiddenPathError('cannot copy or move the root or onto itself');
-    if (isWithin(to, from)) throw new ConflictError('destination is inside the source');
+    checkTransfer(from, to);
     const source = await this.stat(from);
     await this.#requireParent(to);
     const existing = await this.#fileOrUndefined(to) ?? await this.#dirOrUndefined(to);
@@ -327,7 +318,7 @@ export class S3Upstream implements Upstream {
     return source;
   }
 
-  async copy(from: string, to: string, overwrite: boolean, shallow = false): Promise<void> {
+  async copy(from: string, to: string, { overwrite, shallow = false }: CopyOptions): Promise<void> {
     const source = await this.#prepareDestination(from, to, overwrite);
     if (source.kind === 'file') return this.#copyObject(this.#key(from), this.#key(to), source.size, from);
     await this.#call(to, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#opts.bucket, Key: this.#dirKey(to), Body: '', ContentLength: 0 })));
@@ -346,15 +337,10 @@ export class S3Upstream implements Upstream {
     await Promise.all(pending);
   }
 
-  async move(from: string, to: string, overwrite: boolean): Promise<void> {
+  async move(from: string, to: string, { overwrite }: MoveOptions): Promise<void> {
     // S3 has no rename: a server-side copy, then the source goes.
-    await this.copy(from, to, overwrite);
+    await this.copy(from, to, { overwrite });
     await this.remove(from);
-  }
-
-  async quota(): Promise<Quota> {
-    if (this.#opts.quotaBytes === undefined) throw new UnsupportedError('quota');
-    return { availableBytes: this.#opts.quotaBytes, usedBytes: 0 };
   }
 
   /**

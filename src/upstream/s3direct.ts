@@ -1,5 +1,6 @@
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { encodeHref } from '../davpath.js';
 import { DirectRanges } from './direct.js';
 import type { ReadSink } from './types.js';
 import { targetOf } from './collect.js';
@@ -8,11 +9,6 @@ import { targetOf } from './collect.js';
 // with SigV4 like the SDK's, whose bodies go straight into the block buffer (direct.ts). The
 // SDK's stream reads the same RGW at about half this speed. Anything but a 206 of the expected
 // object version is left to the SDK, which handles every case (and HTTPS endpoints, AWS).
-
-/** RFC 3986 encoding of a key, "/" kept: the path S3 signs and serves. */
-function encodeKey(key: string): string {
-  return key.split('/').map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase())).join('/');
-}
 
 export class S3DirectReads {
   readonly #ranges: DirectRanges;
@@ -44,7 +40,8 @@ export class S3DirectReads {
    * with ETag `etag` (when given); undefined when this path cannot take the answer.
    */
   async read(key: string, offset: number, length: number, etag: string | undefined, sink?: ReadSink): Promise<Buffer | undefined> {
-    const path = `/${encodeKey(this.#bucket)}/${encodeKey(key)}`;
+    // RFC 3986 encoding, "/" kept: the path S3 signs and serves.
+    const path = `/${encodeHref(this.#bucket)}/${encodeHref(key)}`;
     const headers: Record<string, string> = { host: this.#url.host, range: `bytes=${offset}-${offset + length - 1}` };
     if (etag) headers['if-match'] = etag;
     const signed = await this.#signer.sign({

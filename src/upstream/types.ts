@@ -31,15 +31,6 @@ export interface Entry {
   readonly validator: string;
 }
 
-export interface Capabilities {
-  /** copy() is done by the backend without streaming the data through us. */
-  readonly serverSideCopy: boolean;
-  /** quota() answers. */
-  readonly quota: boolean;
-  /** setMtime() is supported. */
-  readonly setMtime: boolean;
-}
-
 /**
  * Who an operation is for. Backends that act with the caller's own credentials (WebDAV with
  * pass-through auth) use `authorization`; the others ignore it. Trailing and optional in
@@ -55,10 +46,43 @@ export interface Quota {
   readonly usedBytes: number;
 }
 
+/**
+ * Arguments of Upstream.read. Every method takes its paths (and body) positionally, then one
+ * options object for the rest, then the CallContext: a flag is always named at the call site.
+ */
+export interface ReadOptions {
+  /** First byte wanted. */
+  readonly offset: number;
+  /** Bytes wanted: fewer come back only at the end of the object. */
+  readonly length: number;
+  /** The version the caller holds (Entry.validator): another one gives PreconditionFailedError. */
+  readonly expectValidator?: string;
+  /** Where the bytes go as they arrive (see ReadSink). */
+  readonly sink?: ReadSink;
+}
+
+export interface WriteOptions {
+  /** The body's declared length: a body that ends short of it or runs past it is refused. */
+  readonly size?: number;
+}
+
+export interface MoveOptions {
+  /** Replace an existing destination; false gives ExistsError when it exists. */
+  readonly overwrite: boolean;
+}
+
+export interface CopyOptions extends MoveOptions {
+  /** A collection alone, without its members (Depth: 0). Default false: the whole tree. */
+  readonly shallow?: boolean;
+}
+
+/**
+ * What a backend can do is what it implements: `quota` and `setMtime` exist only on backends
+ * (or configurations) that can answer them, so callers test for the method, never for a flag.
+ */
 export interface Upstream {
   /** Stable identifier of this store (part of every cache key), e.g. "fs:/srv/data". */
   readonly id: string;
-  readonly capabilities: Capabilities;
 
   /** Metadata of one path. NotFoundError when absent. */
   stat(path: string, ctx?: CallContext): Promise<Entry>;
@@ -78,7 +102,7 @@ export interface Upstream {
    * `progress`, so a reader can stream them before the read ends; the result is then that buffer
    * (or a prefix of it).
    */
-  read(path: string, offset: number, length: number, expectValidator?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer>;
+  read(path: string, opts: ReadOptions, ctx?: CallContext): Promise<Buffer>;
 
   /**
    * Store `body` at `path`, atomically: readers see the old object or the complete new
@@ -86,7 +110,7 @@ export interface Upstream {
    * errors (client abort), nothing is committed and IncompleteBodyError (or the body's
    * error) is thrown. ConflictError when the parent directory is missing.
    */
-  write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry>;
+  write(path: string, body: Readable, opts?: WriteOptions, ctx?: CallContext): Promise<Entry>;
 
   /** Create one directory. ExistsError if present, ConflictError if the parent is missing. */
   mkdir(path: string, ctx?: CallContext): Promise<void>;
@@ -95,19 +119,19 @@ export interface Upstream {
   remove(path: string, ctx?: CallContext): Promise<void>;
 
   /**
-   * Rename. With overwrite=false an existing destination gives ExistsError; with true it
+   * Rename. Without `overwrite` an existing destination gives ExistsError; with it, it
    * is replaced (a directory destination is removed first). ConflictError when the
    * destination's parent is missing.
    */
-  move(from: string, to: string, overwrite: boolean, ctx?: CallContext): Promise<void>;
+  move(from: string, to: string, opts: MoveOptions, ctx?: CallContext): Promise<void>;
 
-  /** Copy a file or a tree (depth infinity) or only the collection itself (shallow). */
-  copy(from: string, to: string, overwrite: boolean, shallow?: boolean, ctx?: CallContext): Promise<void>;
+  /** Copy a file or a tree (depth infinity), or only the collection itself (`shallow`). Overwrite as move. */
+  copy(from: string, to: string, opts: CopyOptions, ctx?: CallContext): Promise<void>;
 
-  /** Free/used space, where capabilities.quota. */
+  /** Free/used space. Absent where the backend has no figure to give. */
   quota?(path: string, ctx?: CallContext): Promise<Quota>;
 
-  /** Set the modification time, where capabilities.setMtime. */
+  /** Set the modification time. Absent where the backend cannot. */
   setMtime?(path: string, mtimeMs: number, ctx?: CallContext): Promise<void>;
 
   close?(): Promise<void>;

@@ -28,7 +28,7 @@ upstreamContract('S3Upstream over Ceph RGW', async (): Promise<ContractSubject> 
   })();
   await bucketReady;
   const upstream = new S3Upstream({ ...opts, prefix: `case-${randomBytes(6).toString('hex')}` });
-  return { upstream, capabilities: { serverSideCopy: true, quota: false, setMtime: false }, cleanup: () => upstream.close() };
+  return { upstream, implements: { quota: false, setMtime: false }, cleanup: () => upstream.close() };
 });
 
 upstreamContract('FsUpstream over CephFS (ceph-fuse)', async (): Promise<ContractSubject> => {
@@ -37,7 +37,7 @@ upstreamContract('FsUpstream over CephFS (ceph-fuse)', async (): Promise<Contrac
   await mkdir(dir);
   return {
     upstream: await FsUpstream.open(dir),
-    capabilities: { serverSideCopy: true, quota: true, setMtime: true },
+    implements: { quota: true, setMtime: true },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 });

@@ -7,7 +7,7 @@ import { upstreamContract, type ContractSubject } from './upstream-contract.js';
 
 // The Upstream contract over a local directory, bare and behind the outage policy.
 
-const FS_CAPABILITIES = { serverSideCopy: true, quota: true, setMtime: true } as const;
+const FS_IMPLEMENTS = { quota: true, setMtime: true } as const;
 
 async function fsSubject(): Promise<{ fsUpstream: FsUpstream; cleanup(): Promise<void> }> {
   const root = await mkdtemp(join(tmpdir(), 'davgate-contract-fs-'));
@@ -16,11 +16,11 @@ async function fsSubject(): Promise<{ fsUpstream: FsUpstream; cleanup(): Promise
 
 upstreamContract('FsUpstream', async (): Promise<ContractSubject> => {
   const { fsUpstream, cleanup } = await fsSubject();
-  return { upstream: fsUpstream, cleanup, capabilities: FS_CAPABILITIES };
+  return { upstream: fsUpstream, cleanup, implements: FS_IMPLEMENTS };
 });
 
 upstreamContract('ResilientUpstream(FsUpstream)', async (): Promise<ContractSubject> => {
   const { fsUpstream, cleanup } = await fsSubject();
   const upstream = new ResilientUpstream(fsUpstream, { timeout: 5000, retries: 2, failureThreshold: 3, downFor: 1000 });
-  return { upstream, cleanup: async () => { await upstream.close(); await cleanup(); }, capabilities: FS_CAPABILITIES };
+  return { upstream, cleanup: async () => { await upstream.close(); await cleanup(); }, implements: FS_IMPLEMENTS };
 });

@@ -7,7 +7,7 @@ import { upstreamContract, type ContractSubject } from './upstream-contract.js';
 // The Upstream contract over real WebDAV servers (Debian's nginx with dav-ext, Apache mod_dav).
 // One server each for the whole file; every case gets a fresh, empty collection on it.
 
-const CAPABILITIES = { serverSideCopy: true, quota: false, setMtime: false } as const;
+const IMPLEMENTS = { quota: false, setMtime: false } as const;
 
 function servedBy(start: () => Promise<DavServer>): () => Promise<ContractSubject> {
   let server: Promise<DavServer> | undefined;
@@ -18,7 +18,7 @@ function servedBy(start: () => Promise<DavServer>): () => Promise<ContractSubjec
     const dir = `case-${randomBytes(6).toString('hex')}`;
     await s.seed(dir, null);
     const upstream = new WebDavUpstream({ url: `${s.url}${dir}/` });
-    return { upstream, capabilities: CAPABILITIES, cleanup: () => upstream.close() };
+    return { upstream, implements: IMPLEMENTS, cleanup: () => upstream.close() };
   };
 }
 

@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import { startGateway, type TestGateway } from '../helpers/inproc.js';
 import { raw } from '../helpers/http.js';
 import { FsUpstream } from '../../src/upstream/fs.js';
-import type { CallContext, ReadSink } from '../../src/upstream/types.js';
+import type { ReadOptions } from '../../src/upstream/types.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 
@@ -129,8 +129,8 @@ class StallingFsUpstream extends FsUpstream {
   stalled: Promise<void> | undefined;
   failAfterHalf = false;
 
-  override async read(path: string, offset: number, length: number, v?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
-    const data = await super.read(path, offset, length, v, ctx);
+  override async read(path: string, { offset, length, expectValidator, sink }: ReadOptions): Promise<Buffer> {
+    const data = await super.read(path, { offset, length, expectValidator });
     if (!sink || offset !== 0) return data;
     const half = Math.floor(data.length / 2);
     data.copy(sink.buffer, 0, 0, half);

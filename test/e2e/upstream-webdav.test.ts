@@ -77,9 +77,10 @@ for (const s of servers) {
       await srv?.stop();
     });
 
-    it('identifies itself by URL and reports its capabilities', () => {
+    it('identifies itself by URL; no setMtime, no quota unless configured', () => {
       assert.equal(up.id, 'webdav:' + srv.url);
-      assert.deepEqual({ ...up.capabilities }, { serverSideCopy: true, quota: false, setMtime: false });
+      assert.ok(!('setMtime' in up));
+      assert.equal(up.quota, undefined);
     });
 
     it('stats the root, files and absent paths', async () => {
@@ -102,36 +103,36 @@ for (const s of servers) {
 
     it('writes, then reads ranges (206 sliced, past the end empty)', async () => {
       const data = Buffer.from('0123456789abcdefghij');
-      const e = await up.write('/r.bin', body(data), data.length);
+      const e = await up.write('/r.bin', body(data), { size: data.length });
       assert.equal(e.size, 20);
       assert.equal(e.kind, 'file');
-      assert.deepEqual(await up.read('/r.bin', 0, 5), data.subarray(0, 5));
-      assert.deepEqual(await up.read('/r.bin', 5, 5, e.validator), data.subarray(5, 10));
-      assert.deepEqual(await up.read('/r.bin', 15, 100, e.validator), data.subarray(15));
-      assert.equal((await up.read('/r.bin', 20, 10)).length, 0);
-      assert.equal((await up.read('/r.bin', 500, 10, e.validator)).length, 0);
-      assert.equal((await up.read('/r.bin', 3, 0)).length, 0);
-      await assert.rejects(up.read('/r.bin', -1, 3), code('DAVGATE_BAD_RANGE'));
-      await assert.rejects(up.read('/none.bin', 0, 3), code('DAVGATE_NOT_FOUND'));
+      assert.deepEqual(await up.read('/r.bin', { offset: 0, length: 5 }), data.subarray(0, 5));
+      assert.deepEqual(await up.read('/r.bin', { offset: 5, length: 5, expectValidator: e.validator }), data.subarray(5, 10));
+      assert.deepEqual(await up.read('/r.bin', { offset: 15, length: 100, expectValidator: e.validator }), data.subarray(15));
+      assert.equal((await up.read('/r.bin', { offset: 20, length: 10 })).length, 0);
+      assert.equal((await up.read('/r.bin', { offset: 500, length: 10, expectValidator: e.validator })).length, 0);
+      assert.equal((await up.read('/r.bin', { offset: 3, length: 0 })).length, 0);
+      await assert.rejects(up.read('/r.bin', { offset: -1, length: 3 }), code('DAVGATE_BAD_RANGE'));
+      await assert.rejects(up.read('/none.bin', { offset: 0, length: 3 }), code('DAVGATE_NOT_FOUND'));
       await up.mkdir('/rdir');
-      await assert.rejects(up.read('/rdir', 0, 3), code('DAVGATE_IS_A_DIRECTORY'));
+      await assert.rejects(up.read('/rdir', { offset: 0, length: 3 }), code('DAVGATE_IS_A_DIRECTORY'));
     });
 
     it('refuses to read another version than the validator names', async () => {
-      const v1 = await up.write('/v.txt', body('version one'), 11);
-      const v2 = await up.write('/v.txt', body('version two, longer'), 19);
+      const v1 = await up.write('/v.txt', body('version one'), { size: 11 });
+      const v2 = await up.write('/v.txt', body('version two, longer'), { size: 19 });
       assert.notEqual(v1.validator, v2.validator);
-      await assert.rejects(up.read('/v.txt', 0, 4, v1.validator), code('DAVGATE_PRECONDITION_FAILED'));
-      assert.equal((await up.read('/v.txt', 0, 7, v2.validator)).toString(), 'version');
+      await assert.rejects(up.read('/v.txt', { offset: 0, length: 4, expectValidator: v1.validator }), code('DAVGATE_PRECONDITION_FAILED'));
+      assert.equal((await up.read('/v.txt', { offset: 0, length: 7, expectValidator: v2.validator })).toString(), 'version');
       // A validator of a form this backend does not write is checked against a fresh stat.
-      await assert.rejects(up.read('/v.txt', 0, 4, 'something-else'), code('DAVGATE_PRECONDITION_FAILED'));
+      await assert.rejects(up.read('/v.txt', { offset: 0, length: 4, expectValidator: 'something-else' }), code('DAVGATE_PRECONDITION_FAILED'));
     });
 
     it('tells same-size rewrites within one second apart (nginx: Last-Modified has 1 s resolution)', async () => {
       const seen = new Set<string>();
       const validators: string[] = [];
       for (const c of ['aaa', 'bbb', 'ccc', 'dddd', 'aaa']) {
-        const e = await up.write('/same.txt', body(c), c.length);
+        const e = await up.write('/same.txt', body(c), { size: c.length });
         validators.push(e.validator);
         seen.add(e.validator);
       }
@@ -139,29 +140,29 @@ for (const s of servers) {
       const last = validators.at(-1) ?? '';
       assert.equal((await up.stat('/same.txt')).validator, last);
       assert.equal((await all(up.list('/'))).find((e) => e.name === 'same.txt')?.validator, last);
-      assert.equal((await up.read('/same.txt', 0, 3, last)).toString(), 'aaa');
+      assert.equal((await up.read('/same.txt', { offset: 0, length: 3, expectValidator: last })).toString(), 'aaa');
       for (const old of validators.slice(0, -1)) {
-        await assert.rejects(up.read('/same.txt', 0, 3, old), code('DAVGATE_PRECONDITION_FAILED'), old);
+        await assert.rejects(up.read('/same.txt', { offset: 0, length: 3, expectValidator: old }), code('DAVGATE_PRECONDITION_FAILED'), old);
       }
       if (s.kind === 'nginx') assert.ok(validators.some((v) => /:g\d+$/.test(v)), 'nginx needed generations');
     });
 
     it('keeps a stable validator while Apache turns a fresh weak ETag strong', async () => {
-      const e = await up.write('/fresh.txt', body('fresh'), 5);
-      assert.equal((await up.read('/fresh.txt', 0, 5, e.validator)).toString(), 'fresh');
+      const e = await up.write('/fresh.txt', body('fresh'), { size: 5 });
+      assert.equal((await up.read('/fresh.txt', { offset: 0, length: 5, expectValidator: e.validator })).toString(), 'fresh');
       await new Promise((r) => setTimeout(r, 1200));
       const later = await up.stat('/fresh.txt');
       assert.equal(later.validator, e.validator);
-      assert.equal((await up.read('/fresh.txt', 1, 3, later.validator)).toString(), 'res');
+      assert.equal((await up.read('/fresh.txt', { offset: 1, length: 3, expectValidator: later.validator })).toString(), 'res');
     });
 
     it('round-trips awkward names', async () => {
       await up.mkdir('/names');
       const awkward = ['a b.txt', 'ünïcödé ✓.txt', '100%.txt', 'hash#q?.txt', 'amp&semi;.txt', "quote'\".txt", 'plus+=.txt'];
       for (const n of awkward) {
-        const e = await up.write(`/names/${n}`, body(n), Buffer.byteLength(n));
+        const e = await up.write(`/names/${n}`, body(n), { size: Buffer.byteLength(n) });
         assert.equal(e.name, n);
-        assert.equal((await up.read(`/names/${n}`, 0, 1000)).toString(), n);
+        assert.equal((await up.read(`/names/${n}`, { offset: 0, length: 1000 })).toString(), n);
       }
       const listed = await all(up.list('/names'));
       assert.deepEqual(names(listed), [...awkward].sort());
@@ -172,8 +173,8 @@ for (const s of servers) {
     it('lists children (not the collection itself) with kinds and sizes', async () => {
       await up.mkdir('/l');
       await up.mkdir('/l/sub');
-      await up.write('/l/one', body('1'), 1);
-      await up.write('/l/three', body('333'), 3);
+      await up.write('/l/one', body('1'), { size: 1 });
+      await up.write('/l/three', body('333'), { size: 3 });
       const es = await all(up.list('/l'));
       assert.deepEqual(names(es), ['one', 'sub', 'three']);
       const by = new Map(es.map((e) => [e.name, e]));
@@ -211,12 +212,12 @@ for (const s of servers) {
     });
 
     it('write: missing parent, directory target, root', async () => {
-      await assert.rejects(up.write('/nodir/x', body('x'), 1), code('DAVGATE_CONFLICT'));
-      await up.write('/plain', body('p'), 1);
-      await assert.rejects(up.write('/plain/x', body('x'), 1), code('DAVGATE_CONFLICT'));
+      await assert.rejects(up.write('/nodir/x', body('x'), { size: 1 }), code('DAVGATE_CONFLICT'));
+      await up.write('/plain', body('p'), { size: 1 });
+      await assert.rejects(up.write('/plain/x', body('x'), { size: 1 }), code('DAVGATE_CONFLICT'));
       await up.mkdir('/wdir');
-      await assert.rejects(up.write('/wdir', body('x'), 1), code('DAVGATE_IS_A_DIRECTORY'));
-      await assert.rejects(up.write('/', body('x'), 1), code('DAVGATE_IS_A_DIRECTORY'));
+      await assert.rejects(up.write('/wdir', body('x'), { size: 1 }), code('DAVGATE_IS_A_DIRECTORY'));
+      await assert.rejects(up.write('/', body('x'), { size: 1 }), code('DAVGATE_IS_A_DIRECTORY'));
       await assert.rejects(up.stat('/nodir'), code('DAVGATE_NOT_FOUND'));
     });
 
@@ -224,39 +225,39 @@ for (const s of servers) {
       const chunks = Array.from({ length: 64 }, (_, i) => Buffer.alloc(64 * 1024, i));
       const e = await up.write('/big.bin', Readable.from(chunks));
       assert.equal(e.size, 64 * 64 * 1024);
-      assert.deepEqual(await up.read('/big.bin', 64 * 1024 * 10 - 2, 4), Buffer.from([9, 9, 10, 10]));
+      assert.deepEqual(await up.read('/big.bin', { offset: 64 * 1024 * 10 - 2, length: 4 }), Buffer.from([9, 9, 10, 10]));
       assert.deepEqual(await readFile(join(srv.root, 'big.bin')), Buffer.concat(chunks));
     });
 
     it('write: a body shorter or longer than size commits nothing', async () => {
-      await assert.rejects(up.write('/short', body('abc'), 10), code('DAVGATE_INCOMPLETE_BODY'));
-      await assert.rejects(up.write('/long', body('abcdef'), 3), code('DAVGATE_INCOMPLETE_BODY'));
+      await assert.rejects(up.write('/short', body('abc'), { size: 10 }), code('DAVGATE_INCOMPLETE_BODY'));
+      await assert.rejects(up.write('/long', body('abcdef'), { size: 3 }), code('DAVGATE_INCOMPLETE_BODY'));
       await new Promise((r) => setTimeout(r, 200));
       await assert.rejects(up.stat('/short'), code('DAVGATE_NOT_FOUND'));
       await assert.rejects(up.stat('/long'), code('DAVGATE_NOT_FOUND'));
-      await up.write('/keep', body('old content'), 11);
-      await assert.rejects(up.write('/keep', body('new'), 20), code('DAVGATE_INCOMPLETE_BODY'));
+      await up.write('/keep', body('old content'), { size: 11 });
+      await assert.rejects(up.write('/keep', body('new'), { size: 20 }), code('DAVGATE_INCOMPLETE_BODY'));
       await new Promise((r) => setTimeout(r, 200));
-      assert.equal((await up.read('/keep', 0, 100)).toString(), 'old content');
+      assert.equal((await up.read('/keep', { offset: 0, length: 100 })).toString(), 'old content');
     });
 
     it('write: a client abort aborts the upstream PUT (nothing committed, old file intact)', async () => {
       const boom = new Error('client went away');
-      await assert.rejects(up.write('/aborted', abortingBody(Buffer.alloc(100_000, 1), boom), 1_000_000), (e) => e === boom);
+      await assert.rejects(up.write('/aborted', abortingBody(Buffer.alloc(100_000, 1), boom), { size: 1_000_000 }), (e) => e === boom);
       await assert.rejects(up.write('/aborted2', abortingBody(Buffer.alloc(100_000, 1), boom)), (e) => e === boom);
-      await up.write('/kept', body('still here'), 10);
-      await assert.rejects(up.write('/kept', abortingBody(Buffer.alloc(100_000, 2), boom), 1_000_000), (e) => e === boom);
+      await up.write('/kept', body('still here'), { size: 10 });
+      await assert.rejects(up.write('/kept', abortingBody(Buffer.alloc(100_000, 2), boom), { size: 1_000_000 }), (e) => e === boom);
       await new Promise((r) => setTimeout(r, 300));
       await assert.rejects(up.stat('/aborted'), code('DAVGATE_NOT_FOUND'));
       await assert.rejects(up.stat('/aborted2'), code('DAVGATE_NOT_FOUND'));
-      assert.equal((await up.read('/kept', 0, 100)).toString(), 'still here');
+      assert.equal((await up.read('/kept', { offset: 0, length: 100 })).toString(), 'still here');
     });
 
     it('write: an upload in flight is never listed, nor visible under its name', async () => {
       await up.mkdir('/inflight');
-      await up.write('/inflight/existing', body('old'), 3);
+      await up.write('/inflight/existing', body('old'), { size: 3 });
       const { stream, release } = stallingBody(Buffer.alloc(200_000, 7), Buffer.alloc(56, 7));
-      const writing = up.write('/inflight/new', stream, 200_056);
+      const writing = up.write('/inflight/new', stream, { size: 200_056 });
       await new Promise((r) => setTimeout(r, 400));
       assert.deepEqual(names(await all(up.list('/inflight'))), ['existing']);
       await assert.rejects(up.stat('/inflight/new'), code('DAVGATE_NOT_FOUND'));
@@ -269,7 +270,7 @@ for (const s of servers) {
       await up.mkdir('/m');
       assert.equal((await up.stat('/m')).kind, 'dir');
       await assert.rejects(up.mkdir('/m'), code('DAVGATE_EXISTS'));
-      await up.write('/mfile', body('f'), 1);
+      await up.write('/mfile', body('f'), { size: 1 });
       await assert.rejects(up.mkdir('/mfile'), code('DAVGATE_EXISTS'));
       await assert.rejects(up.mkdir('/nope/m'), code('DAVGATE_CONFLICT'));
       await assert.rejects(up.mkdir('/'), code('DAVGATE_EXISTS'));
@@ -278,8 +279,8 @@ for (const s of servers) {
     it('remove: files, whole trees, absent paths, the root', async () => {
       await up.mkdir('/rm');
       await up.mkdir('/rm/a');
-      await up.write('/rm/a/f', body('f'), 1);
-      await up.write('/rm/g', body('g'), 1);
+      await up.write('/rm/a/f', body('f'), { size: 1 });
+      await up.write('/rm/g', body('g'), { size: 1 });
       await up.remove('/rm/g');
       await assert.rejects(up.stat('/rm/g'), code('DAVGATE_NOT_FOUND'));
       await up.remove('/rm');
@@ -290,82 +291,81 @@ for (const s of servers) {
 
     it('move: rename, overwrite rules, collections, missing parent, into itself', async () => {
       await up.mkdir('/mv');
-      await up.write('/mv/a', body('A'), 1);
-      await up.move('/mv/a', '/mv/b', false);
+      await up.write('/mv/a', body('A'), { size: 1 });
+      await up.move('/mv/a', '/mv/b', { overwrite: false });
       await assert.rejects(up.stat('/mv/a'), code('DAVGATE_NOT_FOUND'));
-      assert.equal((await up.read('/mv/b', 0, 10)).toString(), 'A');
+      assert.equal((await up.read('/mv/b', { offset: 0, length: 10 })).toString(), 'A');
 
-      await up.write('/mv/c', body('C'), 1);
-      await assert.rejects(up.move('/mv/c', '/mv/b', false), code('DAVGATE_EXISTS'));
-      assert.equal((await up.read('/mv/b', 0, 10)).toString(), 'A');
-      await up.move('/mv/c', '/mv/b', true);
-      assert.equal((await up.read('/mv/b', 0, 10)).toString(), 'C');
+      await up.write('/mv/c', body('C'), { size: 1 });
+      await assert.rejects(up.move('/mv/c', '/mv/b', { overwrite: false }), code('DAVGATE_EXISTS'));
+      assert.equal((await up.read('/mv/b', { offset: 0, length: 10 })).toString(), 'A');
+      await up.move('/mv/c', '/mv/b', { overwrite: true });
+      assert.equal((await up.read('/mv/b', { offset: 0, length: 10 })).toString(), 'C');
 
       // A collection over an existing collection: the destination is replaced, not merged.
       await up.mkdir('/mv/d1');
-      await up.write('/mv/d1/x', body('x'), 1);
+      await up.write('/mv/d1/x', body('x'), { size: 1 });
       await up.mkdir('/mv/d2');
-      await up.write('/mv/d2/y', body('y'), 1);
-      await assert.rejects(up.move('/mv/d1', '/mv/d2', false), code('DAVGATE_EXISTS'));
-      await up.move('/mv/d1', '/mv/d2', true);
+      await up.write('/mv/d2/y', body('y'), { size: 1 });
+      await assert.rejects(up.move('/mv/d1', '/mv/d2', { overwrite: false }), code('DAVGATE_EXISTS'));
+      await up.move('/mv/d1', '/mv/d2', { overwrite: true });
       assert.deepEqual(names(await all(up.list('/mv/d2'))), ['x']);
       // A file over a collection (nginx alone would answer 409), and a collection over a file.
-      await up.move('/mv/b', '/mv/d2', true);
+      await up.move('/mv/b', '/mv/d2', { overwrite: true });
       assert.equal((await up.stat('/mv/d2')).kind, 'file');
       await up.mkdir('/mv/d3');
-      await up.move('/mv/d3', '/mv/d2', true);
+      await up.move('/mv/d3', '/mv/d2', { overwrite: true });
       assert.equal((await up.stat('/mv/d2')).kind, 'dir');
 
       // nginx would create the missing parent on MOVE of a file, and recurse into itself.
-      await up.write('/mv/e', body('e'), 1);
-      await assert.rejects(up.move('/mv/e', '/mv/nope/e', false), code('DAVGATE_CONFLICT'));
+      await up.write('/mv/e', body('e'), { size: 1 });
+      await assert.rejects(up.move('/mv/e', '/mv/nope/e', { overwrite: false }), code('DAVGATE_CONFLICT'));
       await assert.rejects(up.stat('/mv/nope'), code('DAVGATE_NOT_FOUND'));
-      await assert.rejects(up.move('/mv/d2', '/mv/d2/inner', false), code('DAVGATE_CONFLICT'));
+      await assert.rejects(up.move('/mv/d2', '/mv/d2/inner', { overwrite: false }), code('DAVGATE_CONFLICT'));
       assert.equal((await up.stat('/mv/d2')).kind, 'dir');
-      await assert.rejects(up.move('/mv/ghost', '/mv/g2', false), code('DAVGATE_NOT_FOUND'));
-      await assert.rejects(up.move('/mv/e', '/mv/e', true), code('DAVGATE_FORBIDDEN_PATH'));
-      await assert.rejects(up.move('/', '/x', true), code('DAVGATE_FORBIDDEN_PATH'));
+      await assert.rejects(up.move('/mv/ghost', '/mv/g2', { overwrite: false }), code('DAVGATE_NOT_FOUND'));
+      await assert.rejects(up.move('/mv/e', '/mv/e', { overwrite: true }), code('DAVGATE_FORBIDDEN_PATH'));
+      await assert.rejects(up.move('/', '/x', { overwrite: true }), code('DAVGATE_FORBIDDEN_PATH'));
       // A whole tree moves.
       await up.mkdir('/mv/t');
       await up.mkdir('/mv/t/u');
-      await up.write('/mv/t/u/v', body('v'), 1);
-      await up.move('/mv/t', '/mv/t2', false);
-      assert.equal((await up.read('/mv/t2/u/v', 0, 1)).toString(), 'v');
+      await up.write('/mv/t/u/v', body('v'), { size: 1 });
+      await up.move('/mv/t', '/mv/t2', { overwrite: false });
+      assert.equal((await up.read('/mv/t2/u/v', { offset: 0, length: 1 })).toString(), 'v');
     });
 
     it('copy: files, deep and shallow trees, overwrite rules', async () => {
       await up.mkdir('/cp');
-      await up.write('/cp/f', body('file'), 4);
-      await up.copy('/cp/f', '/cp/g', false);
-      assert.equal((await up.read('/cp/g', 0, 10)).toString(), 'file');
-      assert.equal((await up.read('/cp/f', 0, 10)).toString(), 'file');
-      await up.write('/cp/h', body('hhh'), 3);
-      await assert.rejects(up.copy('/cp/h', '/cp/g', false), code('DAVGATE_EXISTS'));
-      await up.copy('/cp/h', '/cp/g', true);
-      assert.equal((await up.read('/cp/g', 0, 10)).toString(), 'hhh');
+      await up.write('/cp/f', body('file'), { size: 4 });
+      await up.copy('/cp/f', '/cp/g', { overwrite: false });
+      assert.equal((await up.read('/cp/g', { offset: 0, length: 10 })).toString(), 'file');
+      assert.equal((await up.read('/cp/f', { offset: 0, length: 10 })).toString(), 'file');
+      await up.write('/cp/h', body('hhh'), { size: 3 });
+      await assert.rejects(up.copy('/cp/h', '/cp/g', { overwrite: false }), code('DAVGATE_EXISTS'));
+      await up.copy('/cp/h', '/cp/g', { overwrite: true });
+      assert.equal((await up.read('/cp/g', { offset: 0, length: 10 })).toString(), 'hhh');
 
       await up.mkdir('/cp/t');
       await up.mkdir('/cp/t/sub');
-      await up.write('/cp/t/sub/deep', body('deep'), 4);
-      await up.copy('/cp/t', '/cp/deep', false);
-      assert.equal((await up.read('/cp/deep/sub/deep', 0, 10)).toString(), 'deep');
+      await up.write('/cp/t/sub/deep', body('deep'), { size: 4 });
+      await up.copy('/cp/t', '/cp/deep', { overwrite: false });
+      assert.equal((await up.read('/cp/deep/sub/deep', { offset: 0, length: 10 })).toString(), 'deep');
       // Shallow: the collection only (nginx ignores Depth: 0 on COPY; the backend makes it so).
-      await up.copy('/cp/t', '/cp/shallow', false, true);
+      await up.copy('/cp/t', '/cp/shallow', { overwrite: false, shallow: true });
       assert.equal((await up.stat('/cp/shallow')).kind, 'dir');
       assert.deepEqual(await all(up.list('/cp/shallow')), []);
-      await assert.rejects(up.copy('/cp/t', '/cp/shallow', false, true), code('DAVGATE_EXISTS'));
-      await assert.rejects(up.copy('/cp/f', '/cp/none/f', false), code('DAVGATE_CONFLICT'));
-      await assert.rejects(up.copy('/cp/t', '/cp/t/sub/x', false), code('DAVGATE_CONFLICT'));
-      await assert.rejects(up.copy('/cp/ghost', '/cp/x', false), code('DAVGATE_NOT_FOUND'));
+      await assert.rejects(up.copy('/cp/t', '/cp/shallow', { overwrite: false, shallow: true }), code('DAVGATE_EXISTS'));
+      await assert.rejects(up.copy('/cp/f', '/cp/none/f', { overwrite: false }), code('DAVGATE_CONFLICT'));
+      await assert.rejects(up.copy('/cp/t', '/cp/t/sub/x', { overwrite: false }), code('DAVGATE_CONFLICT'));
+      await assert.rejects(up.copy('/cp/ghost', '/cp/x', { overwrite: false }), code('DAVGATE_NOT_FOUND'));
     });
 
     it('quota: only when configured', async () => {
-      assert.equal(up.capabilities.quota, false);
-      await assert.rejects(up.quota('/'), code('DAVGATE_UNSUPPORTED'));
+      assert.equal(up.quota, undefined);
       const q = new WebDavUpstream({ url: srv.url, quotaBytes: 5_000_000 });
       try {
-        assert.equal(q.capabilities.quota, true);
-        assert.deepEqual(await q.quota('/'), { availableBytes: 5_000_000, usedBytes: 0 });
+        assert.equal(typeof q.quota, 'function');
+        assert.deepEqual(await q.quota!('/'), { availableBytes: 5_000_000, usedBytes: 0 });
       } finally {
         await q.close();
       }
@@ -393,22 +393,22 @@ describe('WebDavUpstream with Basic auth (Apache, pass-through identities)', { s
     await assert.rejects(anon.stat('/'), code('DAVGATE_UNAUTHORIZED'));
     await assert.rejects(anon.stat('/', { authorization: basic('alice', 'wrong') }), code('DAVGATE_UNAUTHORIZED'));
     assert.equal((await anon.stat('/', alice)).kind, 'dir');
-    await anon.write('/shared.txt', body('for everyone'), 12, bob);
-    assert.equal((await anon.read('/shared.txt', 4, 8, undefined, alice)).toString(), 'everyone');
-    await assert.rejects(anon.read('/shared.txt', 0, 3), code('DAVGATE_UNAUTHORIZED'));
+    await anon.write('/shared.txt', body('for everyone'), { size: 12 }, bob);
+    assert.equal((await anon.read('/shared.txt', { offset: 4, length: 8 }, alice)).toString(), 'everyone');
+    await assert.rejects(anon.read('/shared.txt', { offset: 0, length: 3 }), code('DAVGATE_UNAUTHORIZED'));
     await assert.rejects(all(anon.list('/')), code('DAVGATE_UNAUTHORIZED'));
   });
 
   it('the private location is alice\'s alone', async () => {
-    await anon.write('/private/secret.txt', body('s3cr3t'), 6, alice);
+    await anon.write('/private/secret.txt', body('s3cr3t'), { size: 6 }, alice);
     assert.deepEqual(names(await all(anon.list('/private', alice))), ['secret.txt']);
     await assert.rejects(anon.stat('/private/secret.txt', bob), code('DAVGATE_FORBIDDEN_PATH'));
-    await assert.rejects(anon.read('/private/secret.txt', 0, 6, undefined, bob), code('DAVGATE_FORBIDDEN_PATH'));
+    await assert.rejects(anon.read('/private/secret.txt', { offset: 0, length: 6 }, bob), code('DAVGATE_FORBIDDEN_PATH'));
     await assert.rejects(all(anon.list('/private', bob)), code('DAVGATE_FORBIDDEN_PATH'));
     await assert.rejects(anon.stat('/private', bob), code('DAVGATE_FORBIDDEN_PATH'));
-    await assert.rejects(anon.write('/private/bob.txt', body('b'), 1, bob), (e) => e instanceof DavgateError);
+    await assert.rejects(anon.write('/private/bob.txt', body('b'), { size: 1 }, bob), (e) => e instanceof DavgateError);
     await assert.rejects(anon.remove('/private/secret.txt', bob), (e) => e instanceof DavgateError);
-    assert.equal((await anon.read('/private/secret.txt', 0, 6, undefined, alice)).toString(), 's3cr3t');
+    assert.equal((await anon.read('/private/secret.txt', { offset: 0, length: 6 }, alice)).toString(), 's3cr3t');
   });
 
   it('ctx.authorization overrides configured credentials; the password is never shown', async () => {
@@ -564,23 +564,23 @@ describe('WebDavUpstream protocol corner cases (fake server)', () => {
     const up = new WebDavUpstream({ url: fake.url, username: 'svc', password: 'pw' });
     try {
       const v = `"v1":${Date.parse('Tue, 01 Jul 2025 10:00:00 GMT')}:10`;
-      assert.equal((await up.read('/f', 3, 4, v)).toString(), '3456');
-      assert.equal((await up.read('/f', 8, 100, v)).toString(), '89');
+      assert.equal((await up.read('/f', { offset: 3, length: 4, expectValidator: v })).toString(), '3456');
+      assert.equal((await up.read('/f', { offset: 8, length: 100, expectValidator: v })).toString(), '89');
       const req = fake.requests[0];
       assert.equal(req?.headers.range, 'bytes=3-6');
       assert.equal(req?.headers['if-match'], '"v1"');
       assert.equal(req?.headers.authorization, 'Basic ' + Buffer.from('svc:pw').toString('base64'));
-      await up.read('/f', 0, 1, undefined, { authorization: 'Bearer token-of-client' });
+      await up.read('/f', { offset: 0, length: 1 }, { authorization: 'Bearer token-of-client' });
       assert.equal(fake.requests.at(-1)?.headers.authorization, 'Bearer token-of-client');
       etag = 'W/"v1"'; // the same tag, weak (Apache, file modified within the last second): still that version
       const before = fake.requests.length;
-      assert.equal((await up.read('/f', 0, 2, v)).toString(), '01');
+      assert.equal((await up.read('/f', { offset: 0, length: 2, expectValidator: v })).toString(), '01');
       // Like Apache, the fake refuses If-Match against a weak tag: a conditional GET, a PROPFIND
       // showing the version is still current, then a plain GET checked against the validator.
       assert.deepEqual(fake.requests.slice(before).map((r) => `${r.method} ${r.headers['if-match'] ?? '-'}`), ['GET "v1"', 'PROPFIND -', 'GET -']);
       etag = '"v2"';
-      await assert.rejects(up.read('/f', 0, 2, v), code('DAVGATE_PRECONDITION_FAILED'));
-      await assert.rejects(up.read('/f', 0, 2, `lastmodified:${Date.parse('Tue, 01 Jul 2025 10:00:00 GMT')}:11`), code('DAVGATE_PRECONDITION_FAILED'));
+      await assert.rejects(up.read('/f', { offset: 0, length: 2, expectValidator: v }), code('DAVGATE_PRECONDITION_FAILED'));
+      await assert.rejects(up.read('/f', { offset: 0, length: 2, expectValidator: `lastmodified:${Date.parse('Tue, 01 Jul 2025 10:00:00 GMT')}:11` }), code('DAVGATE_PRECONDITION_FAILED'));
       assert.equal(fake.requests.at(-1)?.headers['if-unmodified-since'], 'Tue, 01 Jul 2025 10:00:00 GMT');
     } finally {
       await up.close();
@@ -606,9 +606,9 @@ describe('WebDavUpstream protocol corner cases (fake server)', () => {
         await assert.rejects(up.stat('/x'), code(c), `status ${s}`);
       }
       status = 412;
-      await assert.rejects(up.read('/x', 0, 1, 'lastmodified:0:1'), code('DAVGATE_PRECONDITION_FAILED'));
+      await assert.rejects(up.read('/x', { offset: 0, length: 1, expectValidator: 'lastmodified:0:1' }), code('DAVGATE_PRECONDITION_FAILED'));
       status = 416;
-      assert.equal((await up.read('/x', 99, 1)).length, 0);
+      assert.equal((await up.read('/x', { offset: 99, length: 1 })).length, 0);
     } finally {
       await up.close();
       fake.server.close();
@@ -630,11 +630,11 @@ describe('WebDavUpstream protocol corner cases (fake server)', () => {
     });
     const up = new WebDavUpstream({ url: fake.url });
     try {
-      await assert.rejects(up.write('/d/new', body('x'), 1), code('DAVGATE_INSUFFICIENT_STORAGE'));
+      await assert.rejects(up.write('/d/new', body('x'), { size: 1 }), code('DAVGATE_INSUFFICIENT_STORAGE'));
       putStatus = 423;
-      await assert.rejects(up.write('/d/new', body('x'), 1), code('DAVGATE_LOCKED'));
+      await assert.rejects(up.write('/d/new', body('x'), { size: 1 }), code('DAVGATE_LOCKED'));
       putStatus = 409;
-      await assert.rejects(up.write('/d/new', body('x'), 1), code('DAVGATE_CONFLICT'));
+      await assert.rejects(up.write('/d/new', body('x'), { size: 1 }), code('DAVGATE_CONFLICT'));
       await assert.rejects(up.mkdir('/d/new'), code('DAVGATE_CONFLICT'));
       assert.equal(fake.requests.find((r) => r.method === 'MKCOL')?.url, '/base%20dir/d/new/');
     } finally {

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { CallContext, Entry, ReadSink, Upstream } from '../../src/upstream/types.js';
+import type { CallContext, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from '../../src/upstream/types.js';
 
 /** Wraps a real upstream and counts what reaches it: the tests' view "at the upstream". */
 export class CountingUpstream implements Upstream {
@@ -8,12 +8,17 @@ export class CountingUpstream implements Upstream {
   /** Every read as [offset, length]. */
   readonly reads: Array<[number, number]> = [];
 
+  /** Present exactly when the inner upstream has it, as the contract wants. */
+  readonly quota?: (path: string, ctx?: CallContext) => Promise<Quota>;
+  readonly setMtime?: (path: string, mtimeMs: number, ctx?: CallContext) => Promise<void>;
+
   constructor(inner: Upstream) {
     this.inner = inner;
+    if (inner.quota) this.quota = (path, ctx) => { this.#hit('quota'); return inner.quota!(path, ctx); };
+    if (inner.setMtime) this.setMtime = (path, ms, ctx) => { this.#hit('setmtime'); return inner.setMtime!(path, ms, ctx); };
   }
 
   get id(): string { return this.inner.id; }
-  get capabilities() { return this.inner.capabilities; }
   /** The wrapped upstream's health, when it has one (ResilientUpstream). */
   get healthy(): boolean | undefined { return (this.inner as { healthy?: boolean }).healthy; }
 
@@ -23,17 +28,15 @@ export class CountingUpstream implements Upstream {
 
   stat(path: string, ctx?: CallContext): Promise<Entry> { this.#hit('stat'); return this.inner.stat(path, ctx); }
   list(path: string, ctx?: CallContext): AsyncIterable<Entry> { this.#hit('list'); return this.inner.list(path, ctx); }
-  read(path: string, offset: number, length: number, v?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
+  read(path: string, opts: ReadOptions, ctx?: CallContext): Promise<Buffer> {
     this.#hit('read');
-    this.reads.push([offset, length]);
-    return this.inner.read(path, offset, length, v, ctx, sink);
+    this.reads.push([opts.offset, opts.length]);
+    return this.inner.read(path, opts, ctx);
   }
-  write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> { this.#hit('write'); return this.inner.write(path, body, size, ctx); }
+  write(path: string, body: Readable, opts?: WriteOptions, ctx?: CallContext): Promise<Entry> { this.#hit('write'); return this.inner.write(path, body, opts, ctx); }
   mkdir(path: string, ctx?: CallContext): Promise<void> { this.#hit('mkdir'); return this.inner.mkdir(path, ctx); }
   remove(path: string, ctx?: CallContext): Promise<void> { this.#hit('remove'); return this.inner.remove(path, ctx); }
-  move(a: string, b: string, o: boolean, ctx?: CallContext): Promise<void> { this.#hit('move'); return this.inner.move(a, b, o, ctx); }
-  copy(a: string, b: string, o: boolean, s?: boolean, ctx?: CallContext): Promise<void> { this.#hit('copy'); return this.inner.copy(a, b, o, s, ctx); }
-  quota(path: string, ctx?: CallContext) { this.#hit('quota'); return this.inner.quota!(path, ctx); }
-  setMtime(path: string, ms: number, ctx?: CallContext) { this.#hit('setmtime'); return this.inner.setMtime!(path, ms, ctx); }
+  move(a: string, b: string, o: MoveOptions, ctx?: CallContext): Promise<void> { this.#hit('move'); return this.inner.move(a, b, o, ctx); }
+  copy(a: string, b: string, o: CopyOptions, ctx?: CallContext): Promise<void> { this.#hit('copy'); return this.inner.copy(a, b, o, ctx); }
   close(): Promise<void> { return this.inner.close?.() ?? Promise.resolve(); }
 }

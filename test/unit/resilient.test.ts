@@ -5,7 +5,7 @@ import {
   DavgateError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError, type ErrorCode,
 } from '../../src/errors.js';
 import { ResilientUpstream, type UpstreamPolicy } from '../../src/upstream/resilient.js';
-import type { Capabilities, Entry, Quota, Upstream } from '../../src/upstream/types.js';
+import type { Entry, Quota, Upstream } from '../../src/upstream/types.js';
 
 // ResilientUpstream against a scripted inner upstream: every inner call is counted and
 // answered by the script the test sets, so retries, timeouts and the breaker are observable.
@@ -19,7 +19,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 class ScriptedUpstream implements Upstream {
   readonly id = 'fake:scripted';
-  readonly capabilities: Capabilities = { serverSideCopy: false, quota: true, setMtime: true };
   readonly calls = new Map<Op, number>();
   /** Time of every inner call, in order. */
   readonly times: number[] = [];
@@ -92,7 +91,7 @@ describe('ResilientUpstream: retries', () => {
     halfJitter(t);
     const { inner, up, retries, health } = make();
     inner.script = (op, n) => (n < 2 ? Promise.reject(down()) : Promise.resolve(Buffer.from('data')));
-    const out = await up.read('/f', 0, 4);
+    const out = await up.read('/f', { offset: 0, length: 4 });
     assert.equal(out.toString(), 'data');
     assert.equal(inner.count('read'), 3, 'two failures, then success');
     assert.deepEqual(retries, ['read', 'read']);
@@ -108,7 +107,7 @@ describe('ResilientUpstream: retries', () => {
   it('retries stop after `retries`; the last error is thrown', async (t) => {
     t.mock.method(Math, 'random', () => 0);
     const { inner, up } = make({ retries: 3 });
-    await rejectsWith(up.read('/f', 0, 1), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'read during an outage');
+    await rejectsWith(up.read('/f', { offset: 0, length: 1 }), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'read during an outage');
     assert.equal(inner.count('read'), 4, '1 + 3 retries');
     await rejectsWith(up.stat('/f'), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'stat during an outage');
     assert.equal(inner.count('stat'), 4);
@@ -120,7 +119,7 @@ describe('ResilientUpstream: retries', () => {
     await rejectsWith(up.stat('/f'), 'DAVGATE_NOT_FOUND', 'stat');
     await rejectsWith(up.stat('/f'), 'DAVGATE_NOT_FOUND', 'stat');
     await rejectsWith(up.stat('/f'), 'DAVGATE_NOT_FOUND', 'stat');
-    await rejectsWith(up.read('/f', 0, 1, 'v'), 'DAVGATE_PRECONDITION_FAILED', 'read');
+    await rejectsWith(up.read('/f', { offset: 0, length: 1, expectValidator: 'v' }), 'DAVGATE_PRECONDITION_FAILED', 'read');
     assert.equal(inner.count('stat'), 3, 'one inner call each');
     assert.equal(inner.count('read'), 1);
     assert.ok(up.healthy, 'an upstream that answers is healthy');
@@ -128,12 +127,12 @@ describe('ResilientUpstream: retries', () => {
 
   it('writes and other mutations are never retried', async () => {
     const { inner, up, retries } = make({ retries: 5 });
-    await rejectsWith(up.write('/f', Readable.from([Buffer.from('x')]), 1), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'write');
+    await rejectsWith(up.write('/f', Readable.from([Buffer.from('x')]), { size: 1 }), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'write');
     await rejectsWith(up.mkdir('/d'), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'mkdir');
     await rejectsWith(up.remove('/d'), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'remove');
-    await rejectsWith(up.move('/a', '/b', false), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'move');
-    await rejectsWith(up.copy('/a', '/b', false), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'copy');
-    await rejectsWith(up.setMtime('/a', 0), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'setMtime');
+    await rejectsWith(up.move('/a', '/b', { overwrite: false }), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'move');
+    await rejectsWith(up.copy('/a', '/b', { overwrite: false }), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'copy');
+    await rejectsWith(up.setMtime!('/a', 0), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'setMtime');
     for (const op of ['write', 'mkdir', 'remove', 'move', 'copy', 'setMtime'] as const) assert.equal(inner.count(op), 1, op);
     assert.deepEqual(retries, []);
   });
@@ -141,7 +140,7 @@ describe('ResilientUpstream: retries', () => {
   it('the retry budget stops retries under a sustained outage', async (t) => {
     t.mock.method(Math, 'random', () => 0);
     const { inner, up } = make({ retries: 2, failureThreshold: 1_000_000 }); // breaker out of the way
-    for (let i = 0; i < 50; i++) await rejectsWith(up.read('/f', 0, 1), 'DAVGATE_UPSTREAM_UNAVAILABLE', `read ${i}`);
+    for (let i = 0; i < 50; i++) await rejectsWith(up.read('/f', { offset: 0, length: 1 }), 'DAVGATE_UPSTREAM_UNAVAILABLE', `read ${i}`);
     const calls = inner.count('read');
     assert.ok(calls <= 50 + 10, `${calls} inner reads for 50 failing reads: at most the 10 banked retries`);
     assert.ok(calls < (50 * 3) / 2, `${calls} is far fewer than 50 × (retries + 1) = 150`);
@@ -152,15 +151,15 @@ describe('ResilientUpstream: retries', () => {
     const { inner, up } = make({ retries: 1, failureThreshold: 1_000_000 });
     let failing = true;
     inner.script = () => (failing ? Promise.reject(down()) : Promise.resolve(Buffer.alloc(1)));
-    for (let i = 0; i < 20; i++) await up.read('/f', 0, 1).catch(() => undefined);
+    for (let i = 0; i < 20; i++) await up.read('/f', { offset: 0, length: 1 }).catch(() => undefined);
     const spent = inner.count('read');
-    await up.read('/f', 0, 1).catch(() => undefined);
+    await up.read('/f', { offset: 0, length: 1 }).catch(() => undefined);
     assert.equal(inner.count('read') - spent, 1, 'budget empty: no retry');
     failing = false;
-    for (let i = 0; i < 20; i++) await up.read('/f', 0, 1); // +2 tokens
+    for (let i = 0; i < 20; i++) await up.read('/f', { offset: 0, length: 1 }); // +2 tokens
     failing = true;
     const before = inner.count('read');
-    await up.read('/f', 0, 1).catch(() => undefined);
+    await up.read('/f', { offset: 0, length: 1 }).catch(() => undefined);
     assert.equal(inner.count('read') - before, 2, 'a retry is affordable again');
   });
 });
@@ -169,7 +168,7 @@ describe('ResilientUpstream: timeouts', () => {
   it('a hung call times out with DAVGATE_UPSTREAM_TIMEOUT within the timeout', async () => {
     const { inner, up } = make({ timeout: 100, retries: 0 });
     inner.script = () => never();
-    for (const [what, call] of [['read', () => up.read('/f', 0, 1)], ['stat', () => up.stat('/f')], ['mkdir', () => up.mkdir('/d')]] as const) {
+    for (const [what, call] of [['read', () => up.read('/f', { offset: 0, length: 1 })], ['stat', () => up.stat('/f')], ['mkdir', () => up.mkdir('/d')]] as const) {
       const t0 = performance.now();
       await rejectsWith(call(), 'DAVGATE_UPSTREAM_TIMEOUT', what);
       const took = performance.now() - t0;
@@ -184,7 +183,7 @@ describe('ResilientUpstream: timeouts', () => {
     // The first attempt may still write into the sink's buffer: the sink is told never to reuse it.
     let abandoned = 0;
     const sink = { buffer: Buffer.alloc(2), progress: () => {}, abandon: () => { abandoned++; } };
-    assert.equal((await up.read('/f', 0, 2, undefined, undefined, sink)).toString(), 'ok');
+    assert.equal((await up.read('/f', { offset: 0, length: 2, sink })).toString(), 'ok');
     assert.equal(inner.count('read'), 2);
     assert.equal(abandoned, 1);
   });
@@ -228,7 +227,7 @@ describe('ResilientUpstream: breaker', () => {
 
     for (const [what, call] of [
       ['stat', () => up.stat('/f')],
-      ['read', () => up.read('/f', 0, 1)],
+      ['read', () => up.read('/f', { offset: 0, length: 1 })],
       ['list', async () => { for await (const _e of up.list('/')) { /* none */ } }],
       ['write', () => up.write('/f', Readable.from([]))],
       ['mkdir', () => up.mkdir('/d')],
@@ -249,7 +248,7 @@ describe('ResilientUpstream: breaker', () => {
     assert.equal(up.healthy, true, 'a successful probe closes the breaker');
     assert.deepEqual(health, [false, true]);
     await up.stat('/f');
-    await up.read('/f', 0, 1).catch(() => undefined);
+    await up.read('/f', { offset: 0, length: 1 }).catch(() => undefined);
     assert.equal(inner.total, before + 3, 'calls go through again');
   });
 
@@ -269,7 +268,7 @@ describe('ResilientUpstream: breaker', () => {
   it('retries stop once the breaker opens', async (t) => {
     t.mock.method(Math, 'random', () => 0);
     const { inner, up } = make({ retries: 5, failureThreshold: 2 });
-    await rejectsWith(up.read('/f', 0, 1), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'read');
+    await rejectsWith(up.read('/f', { offset: 0, length: 1 }), 'DAVGATE_UPSTREAM_UNAVAILABLE', 'read');
     assert.equal(inner.count('read'), 2, 'the second failure opened the breaker: no third attempt');
   });
 });
@@ -313,25 +312,25 @@ describe('ResilientUpstream: list', () => {
 });
 
 describe('ResilientUpstream: passes through', () => {
-  it('id, capabilities and results of the inner upstream', async () => {
+  it('id, optional methods and results of the inner upstream', async () => {
     const { inner, up } = make();
     inner.script = (op) => Promise.resolve(op === 'quota' ? { availableBytes: 5, usedBytes: 6 } : entry('x'));
     assert.equal(up.id, inner.id);
-    assert.deepEqual(up.capabilities, inner.capabilities);
-    assert.deepEqual(await up.quota('/'), { availableBytes: 5, usedBytes: 6 });
+    assert.equal(typeof up.setMtime, 'function');
+    assert.deepEqual(await up.quota!('/'), { availableBytes: 5, usedBytes: 6 });
     assert.equal((await up.stat('/x')).name, 'x');
   });
 
-  it('quota and setMtime of an inner upstream without them reject with DAVGATE_UNSUPPORTED', async () => {
+  it('quota and setMtime are absent where the inner upstream has none', async () => {
     const { inner } = make();
     const bare: Upstream = {
-      id: inner.id, capabilities: { serverSideCopy: false, quota: false, setMtime: false },
+      id: inner.id,
       stat: () => inner.stat(), list: () => inner.list(), read: () => inner.read(), write: () => inner.write(),
       mkdir: () => inner.mkdir(), remove: () => inner.remove(), move: () => inner.move(), copy: () => inner.copy(),
     };
     const up = new ResilientUpstream(bare, POLICY);
-    await rejectsWith(up.quota('/'), 'DAVGATE_UNSUPPORTED', 'quota');
-    await rejectsWith(up.setMtime('/', 0), 'DAVGATE_UNSUPPORTED', 'setMtime');
+    assert.equal(up.quota, undefined);
+    assert.equal(up.setMtime, undefined);
     assert.equal(inner.total, 0);
   });
 });

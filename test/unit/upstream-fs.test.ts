@@ -36,7 +36,7 @@ async function collect(it: AsyncIterable<Entry>): Promise<Entry[]> {
 
 const names = async (up: FsUpstream, path: string): Promise<string[]> => (await collect(up.list(path))).map((e) => e.name).sort();
 const body = (...chunks: string[]): Readable => Readable.from(chunks.map((c) => Buffer.from(c)));
-const text = async (up: FsUpstream, path: string): Promise<string> => (await up.read(path, 0, 1 << 20)).toString();
+const text = async (up: FsUpstream, path: string): Promise<string> => (await up.read(path, { offset: 0, length: 1 << 20 })).toString();
 
 /** A body we push by hand, to hold a write open. */
 function manualBody(): Readable {
@@ -65,7 +65,8 @@ async function visible(dir: string): Promise<string[]> {
 test('open: id is the real root; bad roots are config errors', async (t) => {
   const { root, up } = await setup(t);
   assert.equal(up.id, 'fs:' + root);
-  assert.deepEqual(up.capabilities, { serverSideCopy: true, quota: true, setMtime: true });
+  assert.equal(typeof up.quota, 'function');
+  assert.equal(typeof up.setMtime, 'function');
   await assert.rejects(FsUpstream.open(join(root, 'missing')), ConfigError);
   await writeFile(join(root, 'f'), 'x');
   await assert.rejects(FsUpstream.open(join(root, 'f')), ConfigError);
@@ -76,7 +77,7 @@ test('confinement: traversal, NUL, non-canonical and reserved names are refused'
   const { up } = await setup(t);
   for (const p of ['/..', '/../etc/passwd', '/a/../../etc', '/a\0b', '/a//b', '/a/', 'etc', '/./a', '/.davgate-tmp-00']) {
     await assert.rejects(up.stat(p), ForbiddenPathError, p);
-    await assert.rejects(up.read(p, 0, 10), ForbiddenPathError, p);
+    await assert.rejects(up.read(p, { offset: 0, length: 10 }), ForbiddenPathError, p);
     await assert.rejects(up.write(p, body('x')), ForbiddenPathError, p);
     await assert.rejects(up.mkdir(p), ForbiddenPathError, p);
     await assert.rejects(collect(up.list(p)), ForbiddenPathError, p);
@@ -94,8 +95,8 @@ test('confinement: symlinks leaving the root are refused and invisible', async (
 
   await assert.rejects(up.stat('/etc'), ForbiddenPathError);
   await assert.rejects(up.stat('/etc/passwd'), ForbiddenPathError);
-  await assert.rejects(up.read('/etc/passwd', 0, 100), ForbiddenPathError);
-  await assert.rejects(up.read('/secret', 0, 100), ForbiddenPathError);
+  await assert.rejects(up.read('/etc/passwd', { offset: 0, length: 100 }), ForbiddenPathError);
+  await assert.rejects(up.read('/secret', { offset: 0, length: 100 }), ForbiddenPathError);
   await assert.rejects(collect(up.list('/etc')), ForbiddenPathError);
   await assert.rejects(collect(up.list('/out')), ForbiddenPathError);
   assert.deepEqual(await names(up, '/'), ['ok.txt']);
@@ -107,9 +108,9 @@ test('confinement: symlinks leaving the root are refused and invisible', async (
   await assert.rejects(up.write('/etc/davgate-test', body('x')), ForbiddenPathError);
   await assert.rejects(up.mkdir('/out/d'), ForbiddenPathError);
   await assert.rejects(up.remove('/out/secret'), ForbiddenPathError);
-  await assert.rejects(up.move('/ok.txt', '/out/ok.txt', true), ForbiddenPathError);
-  await assert.rejects(up.copy('/ok.txt', '/out/ok.txt', true), ForbiddenPathError);
-  await assert.rejects(up.copy('/out/secret', '/stolen', true), ForbiddenPathError);
+  await assert.rejects(up.move('/ok.txt', '/out/ok.txt', { overwrite: true }), ForbiddenPathError);
+  await assert.rejects(up.copy('/ok.txt', '/out/ok.txt', { overwrite: true }), ForbiddenPathError);
+  await assert.rejects(up.copy('/out/secret', '/stolen', { overwrite: true }), ForbiddenPathError);
   await assert.rejects(up.setMtime('/secret', 0), ForbiddenPathError);
   assert.deepEqual(await readdir(outside), ['secret']);
   assert.equal(await readFile(join(outside, 'secret'), 'utf8'), 'secret');
@@ -162,8 +163,8 @@ test('validator: stable while unchanged, changes with content', async (t) => {
   await utimes(join(root, 'f'), new Date(), new Date(Date.now() + 5000));
   const v3 = (await up.stat('/f')).validator;
   assert.notEqual(v3, v2);
-  await assert.rejects(up.read('/f', 0, 3, v2), PreconditionFailedError);
-  assert.equal((await up.read('/f', 0, 3, v3)).toString(), 'ccc');
+  await assert.rejects(up.read('/f', { offset: 0, length: 3, expectValidator: v2 }), PreconditionFailedError);
+  assert.equal((await up.read('/f', { offset: 0, length: 3, expectValidator: v3 })).toString(), 'ccc');
 });
 
 test('read: ranges, end of file, errors', async (t) => {
@@ -171,18 +172,18 @@ test('read: ranges, end of file, errors', async (t) => {
   const data = Buffer.alloc(10000);
   for (let i = 0; i < data.length; i++) data[i] = i % 251;
   await writeFile(join(root, 'f'), data);
-  assert.deepEqual(await up.read('/f', 0, 10), data.subarray(0, 10));
-  assert.deepEqual(await up.read('/f', 4000, 3000), data.subarray(4000, 7000));
-  assert.deepEqual(await up.read('/f', 9995, 10), data.subarray(9995));
-  assert.equal((await up.read('/f', 10000, 10)).length, 0);
-  assert.equal((await up.read('/f', 50000, 10)).length, 0);
-  assert.equal((await up.read('/f', 10, 0)).length, 0);
-  assert.deepEqual(await up.read('/f', 0, 1 << 20), data);
-  await assert.rejects(up.read('/f', -1, 10), BadRequestError);
-  await assert.rejects(up.read('/f', 0, 1.5), BadRequestError);
-  await assert.rejects(up.read('/', 0, 10), IsADirectoryError);
-  await assert.rejects(up.read('/missing', 0, 10), NotFoundError);
-  await assert.rejects(up.read('/f/x', 0, 10), NotFoundError);
+  assert.deepEqual(await up.read('/f', { offset: 0, length: 10 }), data.subarray(0, 10));
+  assert.deepEqual(await up.read('/f', { offset: 4000, length: 3000 }), data.subarray(4000, 7000));
+  assert.deepEqual(await up.read('/f', { offset: 9995, length: 10 }), data.subarray(9995));
+  assert.equal((await up.read('/f', { offset: 10000, length: 10 })).length, 0);
+  assert.equal((await up.read('/f', { offset: 50000, length: 10 })).length, 0);
+  assert.equal((await up.read('/f', { offset: 10, length: 0 })).length, 0);
+  assert.deepEqual(await up.read('/f', { offset: 0, length: 1 << 20 }), data);
+  await assert.rejects(up.read('/f', { offset: -1, length: 10 }), BadRequestError);
+  await assert.rejects(up.read('/f', { offset: 0, length: 1.5 }), BadRequestError);
+  await assert.rejects(up.read('/', { offset: 0, length: 10 }), IsADirectoryError);
+  await assert.rejects(up.read('/missing', { offset: 0, length: 10 }), NotFoundError);
+  await assert.rejects(up.read('/f/x', { offset: 0, length: 10 }), NotFoundError);
 });
 
 test('special files are neither listed nor readable (and a fifo does not hang read)', async (t) => {
@@ -196,12 +197,12 @@ test('special files are neither listed nor readable (and a fifo does not hang re
   await writeFile(join(root, 'f'), 'x');
   assert.deepEqual(await names(up, '/'), ['f']);
   await assert.rejects(up.stat('/fifo'), NotFoundError);
-  await assert.rejects(up.read('/fifo', 0, 10), NotFoundError);
+  await assert.rejects(up.read('/fifo', { offset: 0, length: 10 }), NotFoundError);
 });
 
 test('write: creates, replaces, keeps mode, checks parent and target', async (t) => {
   const { root, up } = await setup(t);
-  const e = await up.write('/new.txt', body('hello ', 'world'), 11);
+  const e = await up.write('/new.txt', body('hello ', 'world'), { size: 11 });
   assert.equal(e.kind, 'file');
   assert.equal(e.size, 11);
   assert.equal(e.path, '/new.txt');
@@ -210,7 +211,7 @@ test('write: creates, replaces, keeps mode, checks parent and target', async (t)
   await up.write('/new.txt', body('replaced'));
   assert.equal(await text(up, '/new.txt'), 'replaced');
   assert.equal((await fs.promises.stat(join(root, 'new.txt'))).mode & 0o777, 0o600);
-  await up.write('/empty', body(), 0);
+  await up.write('/empty', body(), { size: 0 });
   assert.equal((await up.stat('/empty')).size, 0);
 
   await mkdir(join(root, 'd'));
@@ -226,7 +227,7 @@ test('write: the temp file of a slow write is never listed, the old version stay
   await up.write('/slow.bin', body('old'));
   const b = manualBody();
   b.push(Buffer.alloc(1000, 'a'));
-  const done = up.write('/slow.bin', b, 2000);
+  const done = up.write('/slow.bin', b, { size: 2000 });
   const tmp = await waitForTemp(root);
   assert.deepEqual(await names(up, '/'), ['slow.bin']);
   assert.equal(await text(up, '/slow.bin'), 'old');
@@ -236,7 +237,7 @@ test('write: the temp file of a slow write is never listed, the old version stay
   const e = await done;
   assert.equal(e.size, 2000);
   assert.deepEqual(await visible(root), ['slow.bin']);
-  const got = await up.read('/slow.bin', 0, 4000);
+  const got = await up.read('/slow.bin', { offset: 0, length: 4000 });
   assert.equal(got.length, 2000);
   assert.equal(got[999], 'a'.charCodeAt(0));
   assert.equal(got[1000], 'b'.charCodeAt(0));
@@ -246,7 +247,7 @@ test('write: an aborted body commits nothing and leaves no temp file', async (t)
   const { root, up } = await setup(t);
   const b = manualBody();
   b.push(Buffer.alloc(5000, 'a'));
-  const done = up.write('/aborted', b, 10000);
+  const done = up.write('/aborted', b, { size: 10000 });
   await waitForTemp(root);
   b.destroy(new Error('client aborted'));
   await assert.rejects(done, /client aborted/);
@@ -268,7 +269,7 @@ test('write: an HTTP client that disconnects mid-body commits nothing', async (t
   const { root, up } = await setup(t);
   let result: Promise<unknown> | undefined;
   const server = http.createServer((req, res) => {
-    result = up.write('/upload', req, Number(req.headers['content-length']));
+    result = up.write('/upload', req, { size: Number(req.headers['content-length']) });
     result.then(() => res.end('ok'), () => res.destroy());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -285,11 +286,11 @@ test('write: an HTTP client that disconnects mid-body commits nothing', async (t
 
 test('write: a body shorter or longer than size commits nothing', async (t) => {
   const { root, up } = await setup(t);
-  await assert.rejects(up.write('/short', body('12345'), 10), IncompleteBodyError);
-  await assert.rejects(up.write('/long', body('12345', '67890'), 7), IncompleteBodyError);
+  await assert.rejects(up.write('/short', body('12345'), { size: 10 }), IncompleteBodyError);
+  await assert.rejects(up.write('/long', body('12345', '67890'), { size: 7 }), IncompleteBodyError);
   assert.deepEqual(await visible(root), []);
   await up.write('/f', body('old'));
-  await assert.rejects(up.write('/f', body('ne'), 3), IncompleteBodyError);
+  await assert.rejects(up.write('/f', body('ne'), { size: 3 }), IncompleteBodyError);
   assert.equal(await text(up, '/f'), 'old');
   assert.deepEqual(await visible(root), ['f']);
 });
@@ -374,39 +375,39 @@ test('move: rename, overwrite rules, parents, subtree', async (t) => {
   await mkdir(join(root, 'e'));
   await writeFile(join(root, 'e', 'only-in-e'), 'E');
 
-  await assert.rejects(up.move('/a', '/b', false), ExistsError);
+  await assert.rejects(up.move('/a', '/b', { overwrite: false }), ExistsError);
   assert.equal(await text(up, '/a'), 'A');
-  await up.move('/a', '/b', true);
+  await up.move('/a', '/b', { overwrite: true });
   assert.equal(await text(up, '/b'), 'A');
   await assert.rejects(up.stat('/a'), NotFoundError);
 
-  await up.move('/b', '/c', false);
+  await up.move('/b', '/c', { overwrite: false });
   assert.deepEqual(await names(up, '/'), ['c', 'd', 'e']);
 
-  await up.move('/d', '/e', true); // directory over directory: e's old content is gone
+  await up.move('/d', '/e', { overwrite: true }); // directory over directory: e's old content is gone
   assert.deepEqual(await names(up, '/e'), ['sub']);
   assert.equal(await text(up, '/e/sub/x'), 'X');
 
-  await up.move('/c', '/e', true); // file over directory
+  await up.move('/c', '/e', { overwrite: true }); // file over directory
   assert.equal((await up.stat('/e')).kind, 'file');
   await up.mkdir('/f');
-  await up.move('/f', '/e', true); // directory over file
+  await up.move('/f', '/e', { overwrite: true }); // directory over file
   assert.equal((await up.stat('/e')).kind, 'dir');
 
-  await assert.rejects(up.move('/missing', '/z', true), NotFoundError);
-  await assert.rejects(up.move('/e', '/nope/e', true), ConflictError);
-  await assert.rejects(up.move('/e', '/e/inner', true), ConflictError);
-  await assert.rejects(up.move('/e', '/e', true), ForbiddenPathError);
-  await assert.rejects(up.move('/', '/x', true), ForbiddenPathError);
-  await assert.rejects(up.move('/e', '/', true), ForbiddenPathError);
+  await assert.rejects(up.move('/missing', '/z', { overwrite: true }), NotFoundError);
+  await assert.rejects(up.move('/e', '/nope/e', { overwrite: true }), ConflictError);
+  await assert.rejects(up.move('/e', '/e/inner', { overwrite: true }), ConflictError);
+  await assert.rejects(up.move('/e', '/e', { overwrite: true }), ForbiddenPathError);
+  await assert.rejects(up.move('/', '/x', { overwrite: true }), ForbiddenPathError);
+  await assert.rejects(up.move('/e', '/', { overwrite: true }), ForbiddenPathError);
 });
 
 test('move: between hard links of one file removes the source', async (t) => {
   const { root, up } = await setup(t);
   await writeFile(join(root, 'h1'), 'H');
   await link(join(root, 'h1'), join(root, 'h2'));
-  await assert.rejects(up.move('/h1', '/h2', false), ExistsError);
-  await up.move('/h1', '/h2', true);
+  await assert.rejects(up.move('/h1', '/h2', { overwrite: false }), ExistsError);
+  await up.move('/h1', '/h2', { overwrite: true });
   assert.deepEqual(await visible(root), ['h2']);
 });
 
@@ -418,35 +419,35 @@ test('copy: files and trees, shallow, overwrite rules, parents, subtree', async 
   await writeFile(join(root, 'd', 'y'), 'Y');
   await writeFile(join(root, 'd', '.davgate-tmp-0123'), 'partial');
 
-  await up.copy('/a', '/b', false);
+  await up.copy('/a', '/b', { overwrite: false });
   assert.equal(await text(up, '/b'), 'A');
   assert.equal(await text(up, '/a'), 'A');
   assert.notEqual((await up.stat('/a')).validator, (await up.stat('/b')).validator);
-  await assert.rejects(up.copy('/a', '/b', false), ExistsError);
+  await assert.rejects(up.copy('/a', '/b', { overwrite: false }), ExistsError);
   await writeFile(join(root, 'a'), 'A2');
-  await up.copy('/a', '/b', true);
+  await up.copy('/a', '/b', { overwrite: true });
   assert.equal(await text(up, '/b'), 'A2');
 
-  await up.copy('/d', '/c', false);
+  await up.copy('/d', '/c', { overwrite: false });
   assert.deepEqual((await readdir(join(root, 'c'))).sort(), ['sub', 'y']);
   assert.equal(await text(up, '/c/sub/x'), 'X');
   assert.equal(await text(up, '/d/y'), 'Y');
 
-  await up.copy('/d', '/s', false, true);
+  await up.copy('/d', '/s', { overwrite: false, shallow: true });
   assert.deepEqual(await names(up, '/s'), []);
 
   await writeFile(join(root, 'c', 'stale'), 'old');
-  await up.copy('/d', '/c', true); // replaces, does not merge
+  await up.copy('/d', '/c', { overwrite: true }); // replaces, does not merge
   assert.deepEqual(await names(up, '/c'), ['sub', 'y']);
-  await up.copy('/a', '/c', true); // file over directory
+  await up.copy('/a', '/c', { overwrite: true }); // file over directory
   assert.equal((await up.stat('/c')).kind, 'file');
 
-  await assert.rejects(up.copy('/missing', '/z', true), NotFoundError);
-  await assert.rejects(up.copy('/a', '/nope/a', true), ConflictError);
-  await assert.rejects(up.copy('/d', '/d/inner', true), ConflictError);
-  await assert.rejects(up.copy('/a', '/a', true), ForbiddenPathError);
+  await assert.rejects(up.copy('/missing', '/z', { overwrite: true }), NotFoundError);
+  await assert.rejects(up.copy('/a', '/nope/a', { overwrite: true }), ConflictError);
+  await assert.rejects(up.copy('/d', '/d/inner', { overwrite: true }), ConflictError);
+  await assert.rejects(up.copy('/a', '/a', { overwrite: true }), ForbiddenPathError);
   await symlink(join(root, 'd'), join(root, 'l'));
-  await assert.rejects(up.copy('/d', '/l/inner', true), ConflictError);
+  await assert.rejects(up.copy('/d', '/l/inner', { overwrite: true }), ConflictError);
   assert.ok(!(await visible(root)).some((n) => n.startsWith('.davgate-tmp-')));
 });
 
@@ -478,7 +479,7 @@ test('crash debris: temporary upload files idle past the bound are removed at op
   // A write of this process in progress is never swept, however old its file looks.
   const b = manualBody();
   b.push(Buffer.alloc(100, 'a'));
-  const done = up.write('/slow.bin', b, 200);
+  const done = up.write('/slow.bin', b, { size: 200 });
   const tmp = await waitForTemp(root);
   await utimes(join(root, tmp), past, past);
   await utimes(young, past, past);
@@ -487,4 +488,19 @@ test('crash debris: temporary upload files idle past the bound are removed at op
   b.push(null);
   assert.equal((await done).size, 200);
   assert.deepEqual(await visible(root), ['slow.bin']);
+});
+
+test('option defaults: write without options takes any length; copy without shallow copies the tree', async (t) => {
+  const { root, up } = await setup(t);
+  assert.equal((await up.write('/free.txt', body('any ', 'length'))).size, 10);
+  await mkdir(join(root, 'tree', 'sub'), { recursive: true });
+  await writeFile(join(root, 'tree', 'sub', 'leaf'), 'leaf');
+  await up.copy('/tree', '/deep', { overwrite: false });
+  assert.equal(await text(up, '/deep/sub/leaf'), 'leaf');
+  await up.copy('/tree', '/flat', { overwrite: false, shallow: true });
+  assert.deepEqual(await names(up, '/flat'), []);
+  await assert.rejects(up.copy('/tree', '/flat', { overwrite: false }), ExistsError);
+  await assert.rejects(up.move('/free.txt', '/deep', { overwrite: false }), ExistsError);
+  await up.move('/free.txt', '/deep', { overwrite: true });
+  assert.equal(await text(up, '/deep'), 'any length');
 });

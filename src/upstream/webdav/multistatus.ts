@@ -1,3 +1,4 @@
+import { StringDecoder } from 'node:string_decoder';
 import { SaxesParser } from 'saxes';
 import { UpstreamUnavailableError } from '../../errors.js';
 
@@ -123,6 +124,19 @@ export class MultiStatusParser {
   #check(): void {
     if (this.#error) throw new UpstreamUnavailableError(`malformed multistatus from the upstream: ${this.#error.message.slice(0, 200)}`);
   }
+}
+
+/** The responses of a streamed multistatus body, as they are parsed: one batch per chunk. */
+export async function* multistatusBatches(body: AsyncIterable<Buffer>): AsyncGenerator<DavResponse[], void, undefined> {
+  const parser = new MultiStatusParser();
+  const decoder = new StringDecoder('utf8');
+  for await (const chunk of body) {
+    parser.write(decoder.write(chunk));
+    yield parser.take();
+  }
+  parser.write(decoder.end());
+  parser.close();
+  yield parser.take();
 }
 
 /** The first member of a whole multistatus body with a non-2xx <D:status>; none when it is malformed. */

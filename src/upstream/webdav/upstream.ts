@@ -1,34 +1,32 @@
 import type { Readable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import type { Dispatcher } from 'undici';
 import {
-  BadRequestError, ConflictError, DavgateError, ExistsError, ForbiddenPathError, IncompleteBodyError, IsADirectoryError,
-  NotADirectoryError, NotFoundError, PreconditionFailedError, UnsupportedError, UpstreamUnavailableError,
+  ConflictError, ExistsError, ForbiddenPathError, IsADirectoryError, NotADirectoryError, NotFoundError, PreconditionFailedError, UpstreamUnavailableError,
 } from '../../errors.js';
-import { isWithin, joinPath, nameOf, parentOf } from '../../davpath.js';
-import type { CallContext, Capabilities, Entry, Quota, ReadSink, Upstream } from '../types.js';
+import { joinPath, nameOf, parentOf } from '../../davpath.js';
+import type { CallContext, CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, WriteOptions } from '../types.js';
 import { statusError, transportError } from './errors.js';
 import { checkPath, parseBaseUrl, type BaseUrl } from './href.js';
-import { DavClient, discard, drain, fail, header, smallText, type Method } from './http.js';
-import { contentRange } from '../direct.js';
-import { firstFailure, MultiStatusParser, QUOTA_BODY, STAT_BODY, type DavResponse } from './multistatus.js';
-import { bytesOf, readDirect } from './range.js';
-import { SizeCheck } from './size-check.js';
-import { entryOf, Generations, parseValidator, splitGen, toInt, type Expect } from './validators.js';
+import { DavClient, discard, drain, fail, smallText, type Method } from './http.js';
+import { firstFailure, multistatusBatches, QUOTA_BODY, STAT_BODY, type DavResponse } from './multistatus.js';
+import { getRange } from './range.js';
+import { putBody } from './write.js';
+import { checkRange, checkSize, checkTransfer } from '../checks.js';
+import { entryOf, Generations, parseValidator, splitGen, toInt, type Expect, type Remembered } from './validators.js';
 
 // Another WebDAV server (nginx + dav-ext, Apache mod_dav, rclone serve webdav, Nextcloud, ...)
 // as the upstream, spoken to with undici over a bounded keep-alive pool (./http.ts).
 // Paths and hrefs: ./href.ts. The form of validators, and generations: ./validators.ts.
 //
-// Reads are conditional (If-Match with the strong form, or If-Unmodified-Since), and every
-// response is checked again against the validator (ETag, Last-Modified, total size), so a block
-// is never cut from another version of a file. Apache answers If-Match with 412 while its ETag
-// is still weak: when a PROPFIND shows the version is still current, the read is repeated
-// unconditionally and the response check decides.
+// Reads (./range.ts) are conditional (If-Match with the strong form, or If-Unmodified-Since),
+// and every response is checked again against the validator (ETag, Last-Modified, total size),
+// so a block is never cut from another version of a file. Apache answers If-Match with 412
+// while its ETag is still weak: when a PROPFIND shows the version is still current, the read
+// is repeated unconditionally and the response check decides.
 //
-// Writes: PUT streams the body; the server's PUT is what makes a write atomic, and both nginx
-// (client_body_temp_path, then rename) and Apache mod_dav_fs (a temporary file beside the
-// target, then rename) write a complete body to a temporary file and rename it into place.
+// Writes (./write.ts): PUT streams the body; the server's PUT is what makes a write atomic, and
+// both nginx (client_body_temp_path, then rename) and Apache mod_dav_fs (a temporary file beside
+// the target, then rename) write a complete body to a temporary file and rename it into place.
 // A body that errors, ends short of or runs past `size` destroys the upstream request, so the
 // server sees a truncated body and discards it: nothing is ever committed short.
 //
@@ -53,19 +51,19 @@ const DEFAULT_CONNECTIONS = 16;
 
 export class WebDavUpstream implements Upstream {
   readonly id: string;
-  readonly capabilities: Capabilities;
+  /** Only with `quotaBytes` configured (see #quota). */
+  readonly quota?: (path: string, ctx?: CallContext) => Promise<Quota>;
   readonly #base: BaseUrl;
   readonly #http: DavClient;
-  readonly #quotaBytes: number | undefined;
   readonly #gens = new Generations();
 
   constructor(opts: WebDavUpstreamOptions) {
     const { base, username, password } = parseBaseUrl(opts.url);
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#base = base;
-    this.#quotaBytes = opts.quotaBytes;
     this.id = 'webdav:' + base.url.href;
-    this.capabilities = Object.freeze({ serverSideCopy: true, quota: opts.quotaBytes !== undefined, setMtime: false });
+    const quotaBytes = opts.quotaBytes;
+    if (quotaBytes !== undefined) this.quota = (path, ctx) => this.#quota(path, quotaBytes, ctx);
     this.#http = new DavClient({
       origin: base.origin,
       username: opts.username ?? username,
@@ -109,17 +107,9 @@ export class WebDavUpstream implements Upstream {
   /** All responses of a small multistatus (Depth 0). */
   async #propfindAll(path: string, body: string, ctx: CallContext | undefined): Promise<DavResponse[]> {
     const res = await this.#propfind(path, '0', body, ctx);
-    const parser = new MultiStatusParser();
-    const decoder = new StringDecoder('utf8');
     const out: DavResponse[] = [];
     try {
-      for await (const chunk of res.body) {
-        parser.write(decoder.write(chunk as Buffer));
-        out.push(...parser.take());
-      }
-      parser.write(decoder.end());
-      parser.close();
-      out.push(...parser.take());
+      for await (const batch of multistatusBatches(res.body)) out.push(...batch);
     } catch (e) {
       discard(res);
       throw transportError(e, 'PROPFIND');
@@ -151,8 +141,6 @@ export class WebDavUpstream implements Upstream {
   async *list(path: string, ctx?: CallContext): AsyncIterable<Entry> {
     checkPath(path);
     const res = await this.#propfind(path, '1', STAT_BODY, ctx);
-    const parser = new MultiStatusParser();
-    const decoder = new StringDecoder('utf8');
     const self = path.normalize('NFC');
     const convert = (responses: DavResponse[]): Entry[] => {
       const out: Entry[] = [];
@@ -171,14 +159,10 @@ export class WebDavUpstream implements Upstream {
       return out;
     };
     try {
-      for await (const chunk of res.body) {
-        parser.write(decoder.write(chunk as Buffer));
-        const entries = convert(parser.take());
+      for await (const batch of multistatusBatches(res.body)) {
+        const entries = convert(batch);
         if (entries.length) yield* entries;
       }
-      parser.write(decoder.end());
-      parser.close();
-      yield* convert(parser.take());
     } catch (e) {
       throw transportError(e, 'PROPFIND');
     } finally {
@@ -187,10 +171,8 @@ export class WebDavUpstream implements Upstream {
     }
   }
 
-  async read(path: string, offset: number, length: number, expectValidator?: string, ctx?: CallContext, sink?: ReadSink): Promise<Buffer> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new BadRequestError('invalid byte range', 'DAVGATE_BAD_RANGE');
-    }
+  async read(path: string, { offset, length, expectValidator, sink }: ReadOptions, ctx?: CallContext): Promise<Buffer> {
+    checkRange(offset, length);
     checkPath(path);
     if (path === '/') throw new IsADirectoryError();
     let expect: Expect | undefined;
@@ -206,52 +188,10 @@ export class WebDavUpstream implements Upstream {
       if (known !== undefined && known !== gen) throw changed(); // rewritten within the same second
     }
     if (length === 0) return Buffer.alloc(0);
-
-    const headers = (conditional: boolean) => {
-      const h: Record<string, string> = { range: `bytes=${offset}-${offset + length - 1}`, 'accept-encoding': 'identity' };
-      if (conditional && expect?.etag) h['if-match'] = expect.etag;
-      else if (conditional && expect?.mtimeMs) h['if-unmodified-since'] = new Date(expect.mtimeMs).toUTCString();
-      return h;
-    };
-    // The common answer (206 of this version) straight into the block buffer; anything else
-    // is asked again below, where every case is handled.
-    const direct = await readDirect(this.#http, this.#base.target(path), ctx, headers(true), offset, length, expect, sink);
-    if (direct) return direct;
-    const get = (conditional: boolean) => this.#http.request('GET', this.#base.target(path), ctx, headers(conditional));
-    let res = await get(true);
-    if (res.statusCode === 412 && expect?.etag) {
-      // Apache never matches If-Match while the ETag is weak (file modified within the last
-      // second). If PROPFIND still reports this version, ask again unconditionally and let
-      // the response check (bytesOf) decide.
-      await drain(res);
-      if (!(await stillCurrent())) throw changed();
-      res = await get(false);
-    }
-    const status = res.statusCode;
-    if (status === 416) {
-      // Past the end, of this version or of another one? (Apache's 416 has no Content-Range.)
-      const { total } = contentRange(header(res.headers, 'content-range'));
-      await drain(res);
-      if (expect && (total !== undefined ? total !== expect.size : !(await stillCurrent()))) throw changed();
-      return Buffer.alloc(0);
-    }
-    if (status === 412) {
-      await drain(res);
-      throw changed();
-    }
-    if (status !== 200 && status !== 206) {
-      if ([301, 302, 307, 308, 400, 403, 404, 405].includes(status)) {
-        // A collection (nginx redirects to "dir/", Apache answers 404 without mod_dir)?
-        await drain(res);
-        const e = await this.#statOrNull(path, ctx);
-        if (!e) throw new NotFoundError(path);
-        if (e.kind === 'dir') throw new IsADirectoryError();
-        throw statusError(status, 'GET', path);
-      }
-      await fail(res, 'GET', path);
-    }
-
-    return bytesOf(res, path, offset, length, expect, changed, sink);
+    return getRange({
+      http: this.#http, target: this.#base.target(path), ctx, path, offset, length, expect, sink,
+      changed, stillCurrent, statOrNull: () => this.#statOrNull(path, ctx),
+    });
   }
 
   /** Parent must be an existing collection: ConflictError otherwise. */
@@ -261,43 +201,15 @@ export class WebDavUpstream implements Upstream {
     if (!p || p.kind !== 'dir') throw new ConflictError(`parent collection of ${path} does not exist`);
   }
 
-  async write(path: string, body: Readable, size?: number, ctx?: CallContext): Promise<Entry> {
-    if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) throw new BadRequestError('invalid size');
+  async write(path: string, body: Readable, { size }: WriteOptions = {}, ctx?: CallContext): Promise<Entry> {
+    checkSize(size);
     checkPath(path);
     if (path === '/') throw new IsADirectoryError();
     // nginx answers 500 to a PUT below a missing collection, hence the explicit check.
     const [, existing] = await Promise.all([this.#requireParent(path, ctx), this.#statOrNull(path, ctx)]);
     if (existing?.kind === 'dir') throw new IsADirectoryError();
 
-    const checked = new SizeCheck(size);
-    let bodyErr: unknown;
-    // An error or a premature close of `body` destroys `checked`, and undici then destroys the
-    // upstream request, so the server never completes the PUT. `body` itself is only unpiped on
-    // our own failures, never destroyed: the caller still owns the client's request stream.
-    const onError = (e: unknown) => { bodyErr ??= e; checked.destroy(e as Error); };
-    const onClose = () => { if (!body.readableEnded) checked.destroy(new IncompleteBodyError('request body aborted')); };
-    body.once('error', onError);
-    body.once('close', onClose);
-    body.pipe(checked);
-    const release = () => {
-      body.off('error', onError);
-      body.off('close', onClose);
-      body.unpipe(checked);
-      if (!checked.destroyed) checked.destroy();
-    };
-    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
-    if (size !== undefined) headers['content-length'] = String(size);
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await this.#http.dispatch('PUT', this.#base.target(path), ctx, headers, checked);
-    } catch (e) {
-      release();
-      if (bodyErr !== undefined) throw bodyErr; // the client's abort, as the contract allows
-      if (e instanceof DavgateError) throw e;
-      if ((e as { code?: string })?.code === 'ERR_STREAM_PREMATURE_CLOSE') throw new IncompleteBodyError('request body aborted');
-      throw transportError(e, 'PUT');
-    }
-    release();
+    const res = await putBody(this.#http, this.#base.target(path), ctx, body, size);
     if (res.statusCode < 200 || res.statusCode >= 300) {
       if (res.statusCode === 405) { // a collection appeared meanwhile
         await drain(res);
@@ -358,9 +270,7 @@ export class WebDavUpstream implements Upstream {
   async #prepare(from: string, to: string, overwrite: boolean, ctx: CallContext | undefined): Promise<{ source: Entry; dest: Entry | null }> {
     checkPath(from);
     checkPath(to);
-    if (from === '/' || to === '/') throw new ForbiddenPathError('the root cannot be moved, copied or replaced');
-    if (from === to) throw new ForbiddenPathError('source and destination are the same');
-    if (isWithin(to, from)) throw new ConflictError('destination lies inside the source');
+    checkTransfer(from, to);
     const [source, , dest] = await Promise.all([
       this.stat(from, ctx),
       this.#requireParent(to, ctx),
@@ -376,7 +286,7 @@ export class WebDavUpstream implements Upstream {
   }
 
   /** After a file landed on `to`: keep validators distinct from what was there before. */
-  async #landed(to: string, dest: Entry | null, carried: Map<string, number> | undefined, ctx: CallContext | undefined): Promise<void> {
+  async #landed(to: string, dest: Entry | null, carried: Remembered | undefined, ctx: CallContext | undefined): Promise<void> {
     if (dest?.kind === 'file' || this.#gens.has(to)) {
       await this.#replaced(to, dest?.kind === 'file' ? dest : null, ctx);
     } else if (carried) {
@@ -401,7 +311,7 @@ export class WebDavUpstream implements Upstream {
     await this.#done(res, op, from);
   }
 
-  async move(from: string, to: string, overwrite: boolean, ctx?: CallContext): Promise<void> {
+  async move(from: string, to: string, { overwrite }: MoveOptions, ctx?: CallContext): Promise<void> {
     const { source, dest } = await this.#prepare(from, to, overwrite, ctx);
     await this.#transfer('MOVE', from, to, source.kind === 'dir', overwrite, 'infinity', ctx);
     if (source.kind === 'file') {
@@ -410,7 +320,7 @@ export class WebDavUpstream implements Upstream {
     }
   }
 
-  async copy(from: string, to: string, overwrite: boolean, shallow = false, ctx?: CallContext): Promise<void> {
+  async copy(from: string, to: string, { overwrite, shallow = false }: CopyOptions, ctx?: CallContext): Promise<void> {
     const { source, dest } = await this.#prepare(from, to, overwrite, ctx);
     if (source.kind === 'dir' && shallow) {
       // nginx ignores "Depth: 0" on COPY and copies the whole tree: a shallow copy of a
@@ -422,23 +332,22 @@ export class WebDavUpstream implements Upstream {
     if (source.kind === 'file') await this.#landed(to, dest, undefined, ctx);
   }
 
-  async quota(path: string, ctx?: CallContext): Promise<Quota> {
+  /**
+   * The configured `quotaBytes`, capped by the server's own RFC 4331 figure where it has one
+   * (Apache and nginx here do not); a server that cannot answer leaves the configured figure.
+   */
+  async #quota(path: string, quotaBytes: number, ctx: CallContext | undefined): Promise<Quota> {
     checkPath(path);
-    // RFC 4331 properties where the server has them (Apache and nginx here do not).
     let available: number | undefined;
     let used: number | undefined;
     try {
       const [own] = await this.#propfindAll(path, QUOTA_BODY, ctx);
       available = toInt(own?.props.get('quota-available-bytes'));
       used = toInt(own?.props.get('quota-used-bytes'));
-    } catch (e) {
-      if (this.#quotaBytes === undefined) throw e;
+    } catch {
+      // the configured figure stands
     }
-    if (this.#quotaBytes !== undefined) {
-      return { availableBytes: available !== undefined ? Math.min(available, this.#quotaBytes) : this.#quotaBytes, usedBytes: used ?? 0 };
-    }
-    if (available === undefined) throw new UnsupportedError('quota');
-    return { availableBytes: available, usedBytes: used ?? 0 };
+    return { availableBytes: available !== undefined ? Math.min(available, quotaBytes) : quotaBytes, usedBytes: used ?? 0 };
   }
 
   async close(): Promise<void> {

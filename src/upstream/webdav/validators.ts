@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Dispatcher } from 'undici';
 import { nameOf } from '../../davpath.js';
 import type { Entry } from '../types.js';
@@ -16,6 +17,7 @@ import type { DavResponse } from './multistatus.js';
 // Rewrites by others within the same second, or through another gateway process, are not.
 
 const MAX_GENERATIONS = 10_000; // paths whose same-second rewrites are remembered
+const MAX_BASES = 16; // server validators remembered per path
 
 export interface Expect {
   /** Strong form of the ETag ("W/" dropped). */
@@ -77,17 +79,22 @@ export function sameVersion(expect: Expect, headers: Dispatcher.ResponseData['he
   return lm === undefined || expect.mtimeMs === undefined || lm === expect.mtimeMs;
 }
 
+/** What one path remembers, oldest first: the server's validator and its generation. */
+export type Remembered = ReadonlyArray<readonly [base: string, gen: number]>;
+
 /**
  * Rewrites through this instance that the server's validator cannot tell apart (nginx: same
  * size within the same second): path → (server's validator → how many times content was
  * replaced under it). Such entries carry "<validator>:g<N>". Bounded; per process.
  */
 export class Generations {
-  readonly #gens = new Map<string, Map<string, number>>();
+  // Least recently written paths go first. Per path a plain array of the last few validators:
+  // an LRUCache each would cost ~2 KB per path against ~0.2 KB.
+  readonly #gens = new LRUCache<string, Remembered>({ max: MAX_GENERATIONS });
 
   /** The generation remembered for the server's validator `base` at `path`, if any. */
   of(path: string, base: string): number | undefined {
-    return this.#gens.get(path)?.get(base);
+    return this.#gens.peek(path)?.find(([b]) => b === base)?.[1];
   }
 
   has(path: string): boolean {
@@ -95,8 +102,8 @@ export class Generations {
   }
 
   /** Forget `path`, returning what was remembered for it (a moved file carries it along). */
-  take(path: string): Map<string, number> | undefined {
-    const carried = this.#gens.get(path);
+  take(path: string): Remembered | undefined {
+    const carried = this.#gens.peek(path);
     this.#gens.delete(path);
     return carried;
   }
@@ -123,19 +130,9 @@ export class Generations {
     return gen > 0 ? { ...now, validator: `${base}:g${gen}` } : now;
   }
 
+  /** Remember `gen` for `base` at `path`: the newest of its validators, the path the most recently used. */
   remember(path: string, base: string, gen: number): void {
-    const bases = this.#gens.get(path) ?? new Map<string, number>();
-    this.#gens.delete(path); // most recently used last
-    this.#gens.set(path, bases);
-    bases.delete(base);
-    bases.set(base, gen);
-    if (bases.size > 16) {
-      const oldest = bases.keys().next().value;
-      if (oldest !== undefined) bases.delete(oldest);
-    }
-    if (this.#gens.size > MAX_GENERATIONS) {
-      const oldest = this.#gens.keys().next().value;
-      if (oldest !== undefined) this.#gens.delete(oldest);
-    }
+    const kept = (this.#gens.peek(path) ?? []).filter(([b]) => b !== base);
+    this.#gens.set(path, [...kept.slice(-(MAX_BASES - 1)), [base, gen]]);
   }
 }
