@@ -469,8 +469,8 @@ describe('bad input', () => {
   });
 });
 
-// PROPPATCH goes to webdav-server, whose failures can escape as uncaught exceptions; run it
-// against the real CLI process (with its last-resort handlers) so this test process is not hit.
+// Malformed PROPPATCH bodies once escaped as uncaught exceptions (when webdav-server handled
+// PROPPATCH); run them against the real CLI process so a regression cannot hit this test process.
 describe('malformed PROPPATCH bodies (real gateway process)', () => {
   let proc: GatewayProcess;
 
