@@ -75,10 +75,15 @@ export function isMethod(name: string): name is Method {
   return Object.hasOwn(METHODS, name);
 }
 
-/** The methods that apply to a resource of this kind; every method when the kind is not known. */
-export function allowFor(kind?: ResourceKind): string {
+/**
+ * The methods that apply to a resource of this kind ('existing': to a file and a collection
+ * alike, for a resource whose kind is not at hand); every method when the kind is not known.
+ */
+export function allowFor(kind?: ResourceKind | 'existing'): string {
   const specs = Object.entries(METHODS) as Array<[Method, MethodSpec]>;
-  return specs.filter(([, s]) => kind === undefined || s.appliesTo.includes(kind)).map(([m]) => m).join(', ');
+  const applies = (s: MethodSpec) => kind === undefined
+    || (kind === 'existing' ? s.appliesTo.includes('file') && s.appliesTo.includes('collection') : s.appliesTo.includes(kind));
+  return specs.filter(([, s]) => applies(s)).map(([m]) => m).join(', ');
 }
 
 /** OPTIONS and 405 answer for any URL, without looking it up (OPTIONS is answered unauthenticated). */

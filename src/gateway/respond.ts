@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify';
-import { DavgateError } from '../errors.js';
+import { DavgateError, IsADirectoryError } from '../errors.js';
 import { basicChallenge } from './auth.js';
+import { allowFor } from './methods.js';
 import { escapeXml } from './xml.js';
 
 // The one place where an error becomes what a client sees: status, headers, body.
@@ -34,6 +35,8 @@ export function errorResponse(err: unknown, opts: ErrorResponseOptions): ErrorRe
   const headers = { ...err.headers() };
   // The gateway's own 401 and the upstream refusing pass-through credentials alike: ask again.
   if (status === 401 && !headers['www-authenticate']) headers['www-authenticate'] = basicChallenge(opts.realm);
+  // HTTP requires Allow on every 405: PUT to a collection, MKCOL on a name that exists.
+  if (status === 405 && !headers.allow) headers.allow = allowFor(err instanceof IsADirectoryError ? 'collection' : 'existing');
   const condition = err.condition;
   if (condition) return { status, headers, contentType: 'application/xml; charset=utf-8', body: davErrorBody(condition) };
   return { status, headers, contentType: 'text/plain; charset=utf-8', body: escapeXml(err.message) + '\n' };

@@ -97,6 +97,11 @@ describe('errorResponse', () => {
     assert.equal(errorResponse(new errors.UnauthorizedError(), opts).headers['www-authenticate'], basicChallenge('test realm'), 'the upstream refusing pass-through credentials too');
     assert.equal(errorResponse(new errors.AdminTokenRequiredError(), opts).headers['www-authenticate'], 'Bearer realm="davgate admin"');
     assert.equal(errorResponse(new errors.MethodNotAllowedError('GET, HEAD'), opts).headers.allow, 'GET, HEAD');
+    // Every 405 carries Allow: PUT to a collection lists no PUT, MKCOL on an existing name no MKCOL.
+    const dirAllow = errorResponse(new errors.IsADirectoryError(), opts).headers.allow?.split(', ') ?? [];
+    assert.ok(dirAllow.includes('PROPFIND') && !dirAllow.includes('PUT'), `PUT to a collection: ${dirAllow.join(', ')}`);
+    const existsAllow = errorResponse(new errors.ExistsError(), opts).headers.allow?.split(', ') ?? [];
+    assert.ok(existsAllow.includes('DELETE') && !existsAllow.includes('MKCOL'), `MKCOL on a name that exists: ${existsAllow.join(', ')}`);
     assert.equal(errorResponse(new errors.TooManyLoginsError(42), opts).headers['retry-after'], '42');
     assert.equal(errorResponse(new errors.RangeNotSatisfiableError(1234), opts).headers['content-range'], 'bytes */1234');
     assert.deepEqual(errorResponse(new errors.NotFoundError(), opts).headers, {});
