@@ -41,8 +41,8 @@ async function measureInto(row: Row, col: Column, runs: number, fn: (i: number) 
 /** Copies the direct servers' runs (no cache: no cold/hot distinction) into another row. */
 function copyDirect(from: Row, to: Row): void {
   for (const c of ['nginx', 'apache'] as const) {
-    if (from.runs[c]) to.runs[c] = [...from.runs[c]!];
-    if (from.errors?.[c]) fail(to, c, from.errors[c]!);
+    if (from.runs[c]) to.runs[c] = [...from.runs[c]];
+    if (from.errors?.[c]) fail(to, c, from.errors[c]);
   }
 }
 

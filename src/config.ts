@@ -217,7 +217,7 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
     if (v === undefined) continue;
     const b = out[k];
     // An upstream of another type replaces the one below it whole: their keys do not mix.
-    const t = (v as { type?: unknown } | null)?.type;
+    const t = v !== null && typeof v === 'object' ? (v as { type?: unknown }).type : undefined;
     if (k === 'upstream' && t !== undefined && t !== (b as { type?: unknown } | undefined)?.type) { out[k] = v; continue; }
     out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b)
       ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
@@ -286,5 +286,5 @@ function maskUserinfo(v: string): string {
 
 /** The configuration with secrets masked, for printing (`config check`) and logs. */
 export function redacted(c: Config): unknown {
-  return JSON.parse(JSON.stringify(c, (k, v) => (SECRET_KEYS.has(k) && v ? '***' : k === 'url' && typeof v === 'string' ? maskUserinfo(v) : v)));
+  return JSON.parse(JSON.stringify(c, (k, v: unknown) => (SECRET_KEYS.has(k) && v ? '***' : k === 'url' && typeof v === 'string' ? maskUserinfo(v) : v))) as unknown;
 }

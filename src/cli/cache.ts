@@ -222,12 +222,12 @@ export function cacheCommand(): Command {
   const sub = (name: string, description: string) => withConfigOptions(cache.command(name).description(description))
     .option('--json', 'machine-readable output')
     .option('--admin-url <url>', 'admin listener of the gateway using this cache (default: found in the cache directory)');
-  sub('stats', 'size, limit, blocks, nodes, hit ratios, oldest block').action((o) => stats(o));
+  sub('stats', 'size, limit, blocks, nodes, hit ratios, oldest block').action((o: Record<string, unknown>) => stats(o));
   sub('verify', "check every block's checksums and the index against the block directory").option('--repair', 'drop what is inconsistent')
-    .action((o) => verify(o));
+    .action((o: Record<string, unknown>) => verify(o));
   sub('purge', 'drop cached data: of PATH and below, or everything').argument('[path]', 'a file or folder, as a WebDAV path (e.g. /photos)')
-    .action((path: string | undefined, o) => purge(path, o));
+    .action((path: string | undefined, o: Record<string, unknown>) => purge(path, o));
   sub('warm', 'read a file or a tree into the cache').argument('<path>', 'a file or folder, as a WebDAV path').option('--concurrency <n>', 'files read at once', '4')
-    .action((path: string, o) => warmCmd(path, o));
+    .action((path: string, o: Record<string, unknown>) => warmCmd(path, o));
   return cache;
 }

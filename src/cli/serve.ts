@@ -49,7 +49,7 @@ export async function serve(o: Record<string, unknown>): Promise<void> {
     process.exit(0);
   };
   // SIGHUP: a renewed certificate (certbot, cert-manager) is used without dropping a connection.
-  process.on('SIGHUP', () => void gw!.reload().catch((err: unknown) => gw!.app.log.error({ err }, 'reload failed: the previous certificate stays in use')));
+  process.on('SIGHUP', () => void gw.reload().catch((err: unknown) => gw.app.log.error({ err }, 'reload failed: the previous certificate stays in use')));
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
   // Last line of defence: one bad request must never take the gateway down.

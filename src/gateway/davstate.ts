@@ -194,7 +194,7 @@ export class DavState {
     await this.delete(to);
     for (const p of this.#pathsWithin(this.#props, from, shallow)) {
       const target = to + p.slice(from.length);
-      this.#props.set(target, new Map(this.#props.get(p)!));
+      this.#props.set(target, new Map(this.#props.get(p)));
       await this.#persistProps(target);
     }
   }

@@ -61,7 +61,7 @@ export function addCorsHook(app: FastifyInstance, corsOrigins: readonly string[]
         .header('access-control-expose-headers', 'DAV, ETag, Lock-Token, Content-Range, Content-Length');
       if (exact) reply.header('access-control-allow-credentials', 'true');
       // Reply headers are lost when a handler hijacks the response: copy them to the raw one.
-      for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) reply.raw.setHeader(k, v as string);
+      for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) reply.raw.setHeader(k, v);
     }
     done();
   });

@@ -20,7 +20,7 @@ export interface UpstreamEvents {
   onRetry?(operation: string): void;
   onHealth?(healthy: boolean): void;
   /** Set by a serving gateway: crash debris (S3 uploads left open) is swept, and failures to do so reported here. */
-  onSweepError?(err: unknown): void;
+  onSweepError?: (err: unknown) => void;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -43,9 +43,8 @@ export class ResilientUpstream implements Upstream {
     this.inner = inner;
     this.#policy = policy;
     this.#events = events;
-    const { quota, setMtime } = inner;
-    if (quota) this.quota = (path, ctx) => this.#call('quota', true, () => quota.call(inner, path, ctx));
-    if (setMtime) this.setMtime = (path, ms, ctx) => this.#call('setmtime', false, () => setMtime.call(inner, path, ms, ctx));
+    if (inner.quota) this.quota = (path, ctx) => this.#call('quota', true, () => inner.quota!(path, ctx));
+    if (inner.setMtime) this.setMtime = (path, ms, ctx) => this.#call('setmtime', false, () => inner.setMtime!(path, ms, ctx));
   }
 
   get id(): string { return this.inner.id; }

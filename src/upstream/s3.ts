@@ -222,8 +222,8 @@ export class S3Upstream implements Upstream {
     await this.#requireParent(path);
     if (await this.#dirOrUndefined(path)) throw new IsADirectoryError();
     const checked = new SizeCheck(size);
-    let bodyError: unknown;
-    body.on('error', (e) => { bodyError = e; checked.destroy(e); });
+    let bodyError: Error | undefined;
+    body.on('error', (e: Error) => { bodyError = e; checked.destroy(e); });
     body.pipe(checked);
     const upload = new Upload({
       client: this.#s3,

@@ -9,7 +9,7 @@ import { upstreamContract, type ContractSubject } from './upstream-contract.js';
 
 const FS_IMPLEMENTS = { quota: true, setMtime: true } as const;
 
-async function fsSubject(): Promise<{ fsUpstream: FsUpstream; cleanup(): Promise<void> }> {
+async function fsSubject(): Promise<{ fsUpstream: FsUpstream; cleanup: () => Promise<void> }> {
   const root = await mkdtemp(join(tmpdir(), 'davgate-contract-fs-'));
   return { fsUpstream: await FsUpstream.open(root), cleanup: () => rm(root, { recursive: true, force: true }) };
 }

@@ -19,7 +19,7 @@ function getFrom(base: string, localAddress: string, headers: Record<string, str
   return new Promise((resolve, reject) => {
     const req = request({ host: u.hostname, port: Number(u.port), path: '/', headers, localAddress, agent: false }, (res) => {
       res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] as string | undefined }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] }));
     });
     req.on('error', reject);
     req.end();

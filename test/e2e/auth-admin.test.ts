@@ -30,7 +30,7 @@ function sample(metrics: string, name: string, labels: Record<string, string>): 
     if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
     const m = /^([^{\s]+)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
     if (!m || m[1] !== name) continue;
-    const got = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    const got: Record<string, string | undefined> = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x): [string, string | undefined] => [x[1] ?? '', x[2]]));
     if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3]);
   }
   return undefined;

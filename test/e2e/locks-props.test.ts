@@ -423,7 +423,7 @@ describe('locks', () => {
       const props = only(pf.text);
       const ld = props.get('{DAV:}lockdiscovery');
       assert.equal(ld?.status, 200, `lockdiscovery of ${path}`);
-      const active = kids(ld!.el, DAV, 'activelock');
+      const active = kids(ld.el, DAV, 'activelock');
       assert.equal(active.length, 1, `${path}: ${pf.text}`);
       const al = active[0]!;
       assert.ok(kid(kid(al, DAV, 'lockscope')!, DAV, 'exclusive'), 'DAV:lockscope/DAV:exclusive');
@@ -532,7 +532,7 @@ describe('locks and dead properties survive a restart (cache.nodeTable sqlite)',
     const props = only(pf.text);
     const color = props.get('{urn:z}color');
     assert.equal(color?.status, 200, `dead property lost over the restart: ${pf.text}`);
-    assert.equal(canon(color!.el.nodes), canon(parseDoc('<r xmlns:Y="urn:y">blue <Y:shade level="2">dark</Y:shade></r>').nodes));
+    assert.equal(canon(color.el.nodes), canon(parseDoc('<r xmlns:Y="urn:y">blue <Y:shade level="2">dark</Y:shade></r>').nodes));
     const tokens = descendants(props.get('{DAV:}lockdiscovery')!.el, DAV, 'locktoken').map((t) => textOf(kid(t, DAV, 'href')).trim());
     assert.deepEqual(tokens, [fileToken], `file lock lost over the restart: ${pf.text}`);
     const pf2 = await raw(url, 'PROPFIND', '/keep2', { depth: '0', ...XML_HEADERS }, propfindBody('<D:lockdiscovery/>'));
@@ -616,7 +616,7 @@ describe('dead properties', () => {
       for (const [how, props] of [['by name', byName], ['allprop', allProps]] as const) {
         const got = props.get(key);
         assert.equal(got?.status, 200, `${how}: ${key} missing`);
-        assert.equal(canon(got!.el.nodes), canon(sent.get(key)!.nodes), `${how}: ${key} came back different`);
+        assert.equal(canon(got.el.nodes), canon(sent.get(key)!.nodes), `${how}: ${key} came back different`);
       }
     }
     assert.equal(byName.get('{http://example.com/ns/a}missing')?.status, 404);
@@ -680,7 +680,7 @@ describe('dead properties', () => {
     const res = only(pp.text);
     const etag = res.get('{DAV:}getetag');
     assert.equal(etag?.status, 403);
-    const err = kid(etag!.propstat, DAV, 'error');
+    const err = kid(etag.propstat, DAV, 'error');
     assert.ok(err && kid(err, DAV, 'cannot-modify-protected-property'), `no DAV:cannot-modify-protected-property in the 403 propstat: ${pp.text}`);
     assert.equal(res.get('{http://example.com/ns/a}newprop')?.status, 424);
     assert.equal(res.get('{http://example.com/ns/a}existing')?.status, 424);
@@ -803,7 +803,7 @@ describe('dead properties', () => {
       for (const name of ['quota-available-bytes', 'quota-used-bytes']) {
         const p = props.get(`{DAV:}${name}`);
         assert.equal(p?.status, 200, `${path}: DAV:${name}`);
-        const text = textOf(p!.el).trim();
+        const text = textOf(p.el).trim();
         assert.match(text, /^\d+$/, `${path}: DAV:${name} = "${text}"`);
         assert.ok(Number(text) > 0, `${path}: DAV:${name} = ${text}`);
       }

@@ -87,7 +87,7 @@ describe('monitoring: dashboard and alerts on a real Prometheus', { skip: missin
   for (const panel of panels) {
     test(`panel ${panel.id} "${panel.title}": every query evaluates and returns data`, async () => {
       assert.ok(panel.targets?.length, 'panel has no query');
-      for (const t of panel.targets!) {
+      for (const t of panel.targets) {
         const result = await prom.query(concrete(t.expr));
         assert.ok(result.length > 0, `no data for ${t.expr}`);
       }

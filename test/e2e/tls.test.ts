@@ -101,7 +101,7 @@ describe('TLS', { skip: has('openssl') ? undefined : 'openssl is not installed' 
           h.update(c);
           res.pause();
           paused();
-          resumeWhen.then(() => {
+          void resumeWhen.then(() => {
             res.on('data', (d: Buffer) => h.update(d));
             res.on('end', () => resolve({ hash: h.digest('hex'), fingerprint }));
             res.resume();

@@ -75,7 +75,7 @@ describe('webdav client end to end', () => {
     await client.createDirectory('/dir/sub');
     await client.putFileContents('/dir/a.txt', 'alpha');
     await client.putFileContents('/dir/sub/b.txt', 'beta');
-    const list = (await client.getDirectoryContents('/dir')) as FileStat[];
+    const list = (await client.getDirectoryContents('/dir'));
     assert.deepEqual(list.map((e) => `${e.basename}:${e.type}`).sort(), ['a.txt:file', 'sub:directory']);
 
     await client.moveFile('/dir/a.txt', '/dir/a-moved.txt');

@@ -264,7 +264,7 @@ export async function startApacheDav(opts: ApacheDavOptions = {}): Promise<DavSe
       for (const [user, pass] of Object.entries(users)) {
         // -i: password from stdin, never on a command line
         await new Promise<void>((resolve, reject) => {
-          const p = execFile('htpasswd', [...(first ? ['-c'] : []), '-i', file, user], (err) => (err ? reject(err) : resolve()));
+          const p = execFile('htpasswd', [...(first ? ['-c'] : []), '-i', file, user], (err: Error | null) => (err ? reject(err) : resolve()));
           p.stdin?.end(pass);
         });
         first = false;

@@ -43,7 +43,7 @@ export async function startPrometheus(targets: string[], ruleFiles: string[] = [
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   const unreap = reapOnExit(child.pid);
   let log = '';
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => { log = (log + c).slice(-100_000); });
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { log = (log + c).slice(-100_000); });
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
     await terminate(child, 5000);

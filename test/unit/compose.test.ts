@@ -204,8 +204,8 @@ describe('compose.yaml', () => {
 
 describe('Dockerfile', () => {
   test('the version label defaults to package.json version; title, licenses and description match', () => {
-    const args = Object.fromEntries(dockerfile.instructions.filter((i) => i.name === 'ARG')
-      .map((i) => /^(\w+)(?:=(.*))?$/.exec(i.args)!).map((m) => [m[1], m[2] ?? '']));
+    const args: Record<string, string | undefined> = Object.fromEntries(dockerfile.instructions.filter((i) => i.name === 'ARG')
+      .map((i) => /^(\w+)(?:=(.*))?$/.exec(i.args)!).map((m): [string, string] => [m[1] ?? '', m[2] ?? '']));
     assert.equal(args.VERSION, pkg.version, 'ARG VERSION default');
     const labels = dockerfile.instructions.filter((i) => i.name === 'LABEL').map((i) => i.args).join(' ');
     const label = (k: string) => new RegExp(`org\\.opencontainers\\.image\\.${k}="([^"]*)"`).exec(labels)?.[1];

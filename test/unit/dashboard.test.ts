@@ -28,8 +28,8 @@ test('a datasource variable of type prometheus, used by every panel and query', 
   const ds = dash.templating.list.find((v) => v.type === 'datasource');
   assert.equal(ds?.query, 'prometheus');
   for (const p of dash.panels.filter((x) => x.type !== 'row')) {
-    assert.deepEqual(p.datasource, { type: 'prometheus', uid: `\${${ds!.name}}` }, p.title);
-    for (const t of p.targets ?? []) assert.equal(t.datasource.uid, `\${${ds!.name}}`, p.title);
+    assert.deepEqual(p.datasource, { type: 'prometheus', uid: `\${${ds.name}}` }, p.title);
+    for (const t of p.targets ?? []) assert.equal(t.datasource.uid, `\${${ds.name}}`, p.title);
   }
 });
 
@@ -49,7 +49,7 @@ test('every panel has a unit and queries; ranges use $__rate_interval; rows cove
   for (const p of dash.panels.filter((x) => x.type !== 'row')) {
     assert.ok(p.fieldConfig?.defaults.unit, `${p.title} has no unit`);
     assert.ok(p.targets?.length, `${p.title} has no query`);
-    for (const t of p.targets!) assert.doesNotMatch(t.expr, /\[\d+[smhd]\]/, `${p.title}: fixed range in ${t.expr}`);
+    for (const t of p.targets) assert.doesNotMatch(t.expr, /\[\d+[smhd]\]/, `${p.title}: fixed range in ${t.expr}`);
   }
   const rows = dash.panels.filter((p) => p.type === 'row').map((p) => p.title);
   assert.deepEqual(rows, ['Traffic', 'Cache', 'Upstream', 'WebDAV state', 'Process']);
@@ -58,7 +58,7 @@ test('every panel has a unit and queries; ranges use $__rate_interval; rows cove
 test('the provisioning names the dashboard folder and a Prometheus data source', () => {
   const ds = parseYaml(readFileSync(repo('config/grafana/provisioning/datasources/prometheus.yml'), 'utf8')) as { datasources: Array<{ type: string; uid: string; url: string }> };
   assert.equal(ds.datasources[0]?.type, 'prometheus');
-  assert.match(ds.datasources[0]!.url, /^http:\/\/prometheus:9090$/);
+  assert.match(ds.datasources[0].url, /^http:\/\/prometheus:9090$/);
   const prov = parseYaml(readFileSync(repo('config/grafana/provisioning/dashboards/davgate.yml'), 'utf8')) as { providers: Array<{ type: string; options: { path: string } }> };
   assert.equal(prov.providers[0]?.type, 'file');
   assert.equal(prov.providers[0]?.options.path, '/var/lib/grafana/dashboards');

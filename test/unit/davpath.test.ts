@@ -59,7 +59,7 @@ describe('canonicalFromUrlPath', () => {
     for (const p of ['/%', '/a%2', '/%zz', '/%G0', '/%C3', '/%E2%82', '/%FF', '/%C0%AE%C0%AE/x']) {
       const err = (() => { try { canonicalFromUrlPath(p); } catch (e) { return e; } return undefined; })();
       assert.ok(err instanceof BadRequestError, `${p}: ${String(err)}`);
-      assert.equal((err as BadRequestError).code, 'DAVGATE_BAD_REQUEST');
+      assert.equal((err).code, 'DAVGATE_BAD_REQUEST');
     }
   });
 });

@@ -54,7 +54,7 @@ function meaning(el: XmlElement): Meaning {
   const nodes: unknown[] = [];
   for (const n of el.nodes) {
     if (typeof n === 'string') {
-      if (typeof nodes[nodes.length - 1] === 'string') nodes[nodes.length - 1] += n;
+      if (typeof nodes[nodes.length - 1] === 'string') nodes[nodes.length - 1] = (nodes[nodes.length - 1] as string) + n;
       else nodes.push(n);
     } else nodes.push(meaning(n));
   }

@@ -70,7 +70,7 @@ export interface RangeRequest {
   readonly expect: Expect | undefined;
   readonly sink: ReadSink | undefined;
   /** The error for "another version". */
-  changed(): Error;
+  changed: () => Error;
   /** Does a PROPFIND still report the expected version? For the answers a GET cannot settle. */
   stillCurrent(): Promise<boolean>;
   /** The entry at the path now, null when absent. */

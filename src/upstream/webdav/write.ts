@@ -15,11 +15,11 @@ export async function putBody(
   http: DavClient, target: string, ctx: CallContext | undefined, body: Readable, size: number | undefined,
 ): Promise<Dispatcher.ResponseData> {
   const checked = new SizeCheck(size);
-  let bodyErr: unknown;
+  let bodyErr: Error | undefined;
   // An error or a premature close of `body` destroys `checked`, and undici then destroys the
   // upstream request, so the server never completes the PUT. `body` itself is only unpiped on
   // our own failures, never destroyed: the caller still owns the client's request stream.
-  const onError = (e: unknown) => { bodyErr ??= e; checked.destroy(e as Error); };
+  const onError = (e: Error) => { bodyErr ??= e; checked.destroy(e); };
   const onClose = () => { if (!body.readableEnded) checked.destroy(new IncompleteBodyError('request body aborted')); };
   body.once('error', onError);
   body.once('close', onClose);
