@@ -18,8 +18,9 @@ import { metered } from './metered.js';
 //
 // Block lifecycle (a block is (node key, version, index)); `locate` says where one is:
 //   absent     -> a read starts a fetch (single flight: one fetch per block, all askers join)
-//   queued     in flight, waiting for one of `maxInflightFetches` upstream slots
-//   arriving   the upstream read writes into the fetch buffer; readers stream what has arrived
+//   arriving   a fetch is in flight: it waits for one of `maxInflightFetches` upstream slots,
+//              then the upstream writes into its buffer; readers stream what has arrived
+//   settling   the fetch just ended and its single flight has not let go yet: joined
 //   installing fetched whole, held in memory while it is written to the cache disk
 //   memory     small blocks only: verified, in the memory tier (and on disk)
 //   disk       an installed block file; read verified, chunk by chunk
@@ -32,7 +33,7 @@ import { metered } from './metered.js';
 // Order: fetch slot, then fetch buffer, then the install. A block file is pinned while read
 // (eviction skips it); eviction never waits, so no pin ever waits for a fetch slot or the reverse.
 
-export type Where = 'absent' | 'queued' | 'arriving' | 'installing' | 'memory' | 'disk';
+export type Where = 'absent' | 'arriving' | 'settling' | 'installing' | 'memory' | 'disk';
 
 export interface FetcherOptions {
   blockSize: number;
@@ -97,7 +98,7 @@ export class BlockFetcher {
     if (this.#arriving.has(id)) return 'arriving';
     if (this.#memory?.has(id)) return 'memory';
     if (this.#installing.has(id)) return 'installing';
-    if (this.#flight.has(id)) return 'queued';
+    if (this.#flight.has(id)) return 'settling';
     return this.blocks.hasId(id) ? 'disk' : 'absent';
   }
 

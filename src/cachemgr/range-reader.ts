@@ -13,7 +13,7 @@ import type { BlockFetcher } from './fetcher.js';
 // Buffers handed to the sink, by the block's state (see fetcher.ts for the whole lifecycle):
 //   arriving   pieces of the fetch buffer as its bytes arrive; held (blockpool.ts) until the
 //              sink is done with the last piece, so the pool cannot reuse it under the sink
-//   memory, installing, absent/queued (then fetched)
+//   memory, installing, settling, absent (then fetched)
 //              the whole block from getdata, held the same way
 //   disk       a big block is read chunk group by chunk group into a ring of two buffers from
 //              the chunk pool, one per stream: the next group is read while the sink writes
