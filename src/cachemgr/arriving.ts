@@ -55,7 +55,7 @@ export class ArrivingBlock implements ReadSink {
   /** Resolves with the bytes available once more than `pos` are (or all there will be). */
   available(pos: number): Promise<number> {
     if (this.#filled > pos) return Promise.resolve(this.#filled);
-    if (this.#failed !== undefined) return Promise.reject(this.#failed);
+    if (this.#failed !== undefined) return Promise.reject(this.#failed as Error);
     return new Promise((resolve, reject) => this.#waiters.push({ need: pos, resolve, reject }));
   }
 

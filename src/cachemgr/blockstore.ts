@@ -1,17 +1,18 @@
 import { constants as C } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, unlink, lstat, writeFile, readFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, unlink, lstat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32 } from '@node-rs/crc32';
-import { CacheCorruptError, CacheInUseError } from '../errors.js';
+import { CacheCorruptError } from '../errors.js';
+import { BLOCK_NAME, BlockReader, CHUNK, blockFileName, checksumTable, readChecksumTable, writeBlockFile } from './blockfile.js';
+import { LockFile } from './lockfile.js';
+
+export { BlockReader, CHUNK } from './blockfile.js';
 
 // The sandbox (docs/architecture.md, Block store). Layout under one root, created 0700:
 //   <root>/LOCK                              pid of the owning process
 //   <root>/tmp/<random>                      blocks being written
-//   <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc>   installed blocks: data, then a CRC-32 per
-//                                                  512 KiB chunk; <crc> is the CRC-32 of that table
-// CRC-32 (IEEE) rather than CRC-32C: the library checks it at ~15 GB/s against ~7 for CRC-32C,
-// and every hot byte is checked (blocks of caches written with CRC-32C read as damaged once).
+//   <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc>   installed blocks (format: blockfile.ts)
 // `key` and `ver` are hex digests, idx and crc are hex numbers: every cache path is built
 // from hex only, never from a client string. Files are opened with O_NOFOLLOW and
 // directory entries are lstat'ed, so a symlink planted in the root is never followed.
@@ -21,9 +22,6 @@ import { CacheCorruptError, CacheInUseError } from '../errors.js';
 // is pinned; eviction skips pinned blocks.
 
 const HEX = /^[0-9a-f]+$/;
-/** Verification unit: a block is streamed in chunks of this size, each checked on its own. */
-export const CHUNK = 512 * 1024;
-const BLOCK_NAME = /^([0-9a-f]+)-([0-9a-f]+)-([0-9a-f]{8})$/;
 
 export interface BlockMeta {
   readonly key: string;
@@ -61,7 +59,7 @@ export class BlockStore {
   readonly #byKey = new Map<string, Set<string>>();
   #bytes = 0;
   #reserved = 0;
-  #locked = false;
+  readonly #lock: LockFile;
   /** Files found under blocks/ or tmp/ that no block owns; removed at open unless opened read-only. */
   #strays: string[] = [];
 
@@ -71,6 +69,7 @@ export class BlockStore {
     this.#high = Math.floor(opts.maxBytes * opts.highWatermark);
     this.#low = Math.floor(opts.maxBytes * opts.lowWatermark);
     this.#events = opts.events ?? {};
+    this.#lock = new LockFile(join(root, 'LOCK'), root);
   }
 
   get bytes(): number { return this.#bytes; }
@@ -86,7 +85,7 @@ export class BlockStore {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     const st = await lstat(this.root);
     if (!st.isDirectory()) throw new CacheCorruptError(`cache root ${this.root} is not a directory`);
-    await this.#takeLock();
+    await this.#lock.take();
     const tidy = !opts.readOnly;
     if (tidy) await rm(join(this.root, 'tmp'), { recursive: true, force: true });
     else for (const f of await readdir(join(this.root, 'tmp')).catch(() => [])) this.#strays.push(join(this.root, 'tmp', f));
@@ -104,33 +103,12 @@ export class BlockStore {
   }
 
   async close(): Promise<void> {
-    if (this.#locked) {
-      await unlink(join(this.root, 'LOCK')).catch(() => {});
-      this.#locked = false;
-    }
+    await this.#lock.release();
   }
 
   /** The pid of a live process holding the cache directory `root`, if any. */
-  static async owner(root: string): Promise<number | undefined> {
-    const pid = Number((await readFile(join(root, 'LOCK'), 'utf8').catch(() => '')).trim());
-    return pid > 0 && pid !== process.pid && isAlive(pid) ? pid : undefined;
-  }
-
-  async #takeLock(): Promise<void> {
-    const lockPath = join(this.root, 'LOCK');
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        await writeFile(lockPath, String(process.pid), { flag: 'wx', mode: 0o600 });
-        this.#locked = true;
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const pid = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
-        if (pid > 0 && pid !== process.pid && isAlive(pid)) throw new CacheInUseError(this.root);
-        await unlink(lockPath).catch(() => {}); // stale lock of a dead process
-      }
-    }
-    throw new CacheInUseError(this.root);
+  static owner(root: string): Promise<number | undefined> {
+    return LockFile.owner(join(root, 'LOCK'));
   }
 
   async #scan(tidy: boolean): Promise<void> {
@@ -168,7 +146,7 @@ export class BlockStore {
   }
 
   #file(b: BlockMeta): string {
-    return join(this.#dir(b.key), `${b.version}-${b.index.toString(16)}-${b.crc.toString(16).padStart(8, '0')}`);
+    return join(this.#dir(b.key), blockFileName(b.version, b.index, b.crc));
   }
 
   #add(b: BlockMeta): void {
@@ -206,6 +184,11 @@ export class BlockStore {
     return this.#blocks.has(blockId(key, version, index));
   }
 
+  /** `has` for a block id the caller already built (blockId). */
+  hasId(id: string): boolean {
+    return this.#blocks.has(id);
+  }
+
   /**
    * Open an installed block for verified reading (BlockStore.open opens the store itself): the chunk checksums are read and checked
    * against the file name first, then every chunk is checked before it is handed out. A
@@ -220,7 +203,6 @@ export class BlockStore {
     this.#blocks.delete(id);
     this.#blocks.set(id, b);
     b.lastUsed = Date.now();
-    const chunks = Math.ceil(expectedSize / CHUNK);
     let fh;
     try {
       fh = await open(this.#file(b), C.O_RDONLY | C.O_NOFOLLOW);
@@ -231,11 +213,8 @@ export class BlockStore {
     b.pins++;
     let ok = false;
     try {
-      const st = await fh.stat();
-      if (!st.isFile() || st.size !== expectedSize + chunks * 4) return undefined;
-      const table = Buffer.allocUnsafe(chunks * 4);
-      const { bytesRead } = await fh.read(table, 0, table.length, expectedSize);
-      if (bytesRead !== table.length || crc32(table) !== b.crc) return undefined;
+      const table = await readChecksumTable(fh, expectedSize, b.crc);
+      if (!table) return undefined;
       ok = true;
       return new BlockReader(fh, table, expectedSize, () => { b.pins--; }, () => this.#drop(id, true));
     } finally {
@@ -270,8 +249,7 @@ export class BlockStore {
    * real name. File: the data, then one CRC-32 per CHUNK; the name carries the CRC-32 of that table.
    */
   async install(key: string, version: string, index: number, data: Buffer): Promise<void> {
-    const table = Buffer.allocUnsafe(Math.ceil(data.length / CHUNK) * 4);
-    for (let c = 0; c * CHUNK < data.length; c++) table.writeUInt32LE(crc32(data.subarray(c * CHUNK, (c + 1) * CHUNK)), c * 4);
+    const table = checksumTable(data);
     const size = data.length + table.length;
     if (size > this.#high) return; // larger than the whole cache: serve, do not keep
     this.#reserved += size;
@@ -282,19 +260,7 @@ export class BlockStore {
       if (this.#bytes + this.#reserved > this.#maxBytes) return;
       const meta: BlockMeta = { key, version, index, size, crc: crc32(table), pins: 0, lastUsed: Date.now() };
       const tmp = join(this.root, 'tmp', randomBytes(12).toString('hex'));
-      const fh = await open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
-      try {
-        // In chunk-sized writes: one 4 MiB write took ~4x the time of eight 512 KiB ones on the
-        // 2-core VM (the kernel fills a big write's page cache from large, cold folios).
-        for (let off = 0; off < data.length; off += CHUNK) {
-          const piece = data.subarray(off, off + CHUNK);
-          const { bytesWritten } = await fh.write(piece, 0, piece.length, off);
-          if (bytesWritten !== piece.length) throw new Error('short write to the cache disk');
-        }
-        await fh.write(table, 0, table.length, data.length);
-      } finally {
-        await fh.close();
-      }
+      await writeBlockFile(tmp, data, table);
       const dir = this.#dir(key);
       await mkdir(dir, { recursive: true, mode: 0o700 });
       try {
@@ -405,60 +371,5 @@ export class BlockStore {
     for (const p of this.#strays) await rm(p, { recursive: true, force: true });
     this.#strays = [];
     return n;
-  }
-}
-
-/** Verified chunk reads from one open block file (see BlockStore.open). */
-export class BlockReader {
-  readonly chunks: number;
-  #closed = false;
-
-  constructor(
-    private readonly fh: FileHandle,
-    private readonly table: Buffer,
-    private readonly size: number,
-    private readonly release: () => void,
-    private readonly corrupt: () => void,
-  ) {
-    this.chunks = table.length / 4;
-  }
-
-  /**
-   * Chunks c..c+n-1 (fewer at the end of the block) in one read, each checked; undefined (and the
-   * block dropped) when one does not match its checksum. Read into `into` (at least n chunks)
-   * when given, so a stream can reuse its buffers.
-   */
-  async chunk(c: number, into?: Buffer, n = 1): Promise<Buffer | undefined> {
-    const len = Math.min(n * CHUNK, this.size - c * CHUNK);
-    const buf = into ? into.subarray(0, len) : Buffer.allocUnsafe(len);
-    let got = 0;
-    while (got < len) {
-      const { bytesRead } = await this.fh.read(buf, got, len - got, c * CHUNK + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    let ok = got === len;
-    for (let i = 0; ok && i * CHUNK < len; i++) ok = crc32(buf.subarray(i * CHUNK, (i + 1) * CHUNK)) === this.table.readUInt32LE((c + i) * 4);
-    if (!ok) {
-      this.corrupt();
-      return undefined;
-    }
-    return buf;
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.release();
-    await this.fh.close().catch(() => {});
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -1,9 +1,76 @@
 import pLimit from 'p-limit';
-import type { BlockStore } from './blockstore.js';
-import type { CacheManager, Node } from './cachemgr.js';
+import { DavgateError, NotFoundError } from '../errors.js';
+import { blockId, type BlockStore } from './blockstore.js';
+import type { CacheManager } from './cachemgr.js';
+import type { Node } from './nodetable.js';
+import { SHARED, type Identity } from './identity.js';
+import type { NodeRecords } from './nodes.js';
+import type { BlockFetcher } from './fetcher.js';
+import type { BlockSink } from './range-reader.js';
 
-// The work behind `davgate cache stats|warm`: run inside the gateway (over the admin
-// listener) when it is running, or by the CLI on a stopped cache directory.
+// The work behind `davgate cache stats|warm|purge` and admin invalidation: run inside the
+// gateway (over the admin listener) when it is running, or by the CLI on a stopped cache
+// directory. Also the residency of a range, for the request log.
+
+/**
+ * Which of the blocks covering start..end (inclusive) are cached now: all (hit), some
+ * (partial) or none (miss). A block on its way from the upstream is not cached yet.
+ */
+export function residency(fetcher: BlockFetcher, node: Node, start: number, end: number): 'hit' | 'partial' | 'miss' {
+  if (end < start) return 'hit';
+  let cached = 0;
+  const first = Math.floor(start / fetcher.blockSize);
+  const last = Math.floor(end / fetcher.blockSize);
+  for (let i = first; i <= last; i++) {
+    const at = fetcher.locate(node, i, blockId(node.key, node.version, i));
+    if (at === 'memory' || at === 'installing' || at === 'disk') cached++;
+  }
+  return cached === last - first + 1 ? 'hit' : cached === 0 ? 'miss' : 'partial';
+}
+
+/** Admin invalidation: the next access to anything under `prefix` goes upstream. */
+export async function invalidate(nodes: NodeRecords, fetcher: BlockFetcher, prefix: string): Promise<number> {
+  const keys = await nodes.invalidate(prefix);
+  for (const k of keys) fetcher.readAhead.forget(k);
+  return keys.length;
+}
+
+/**
+ * Drop the cached blocks and records of `path` and everything under it (`cache purge PATH`).
+ * A tree is walked upstream, since block directories are named by digests. Returns the
+ * number of nodes whose blocks were dropped.
+ */
+export async function purge(nodes: NodeRecords, fetcher: BlockFetcher, path: string, identity: Identity): Promise<number> {
+  const upstream = nodes.upstream;
+  let dropped = 0;
+  const drop = async (p: string): Promise<void> => {
+    const key = nodes.keyOf(p, identity);
+    if (fetcher.blocks.hasKey(key)) dropped++;
+    await nodes.drop(key);
+  };
+  const walk = async (p: string): Promise<void> => {
+    await drop(p);
+    try {
+      for await (const e of upstream.list(p, identity)) {
+        if (e.kind === 'dir') await walk(e.path);
+        else await drop(e.path);
+      }
+    } catch (err) {
+      if (!(err instanceof NotFoundError) && !(err instanceof DavgateError && err.code === 'DAVGATE_NOT_A_DIRECTORY')) throw err;
+    }
+  };
+  let kind: string | undefined;
+  try {
+    kind = (await upstream.stat(path, identity)).kind;
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+  }
+  if (kind === 'dir') await walk(path);
+  else await drop(path);
+  for (const node of nodes.table.under(path)) await drop(node.path);
+  await invalidate(nodes, fetcher, path);
+  return dropped;
+}
 
 export interface BlockStats {
   dir: string;
@@ -73,12 +140,15 @@ export async function warm(cache: CacheManager, path: string, opts: WarmOptions)
   for await (const f of filesUnder(cache, root)) {
     const job: Promise<void> = limit(async () => {
       let read = 0;
-      try {
-        for await (const buf of cache.readRange(f, 0, f.size - 1)) {
+      const count: BlockSink = {
+        write: async (buf) => {
           read += buf.length;
           progress.doneBytes += buf.length;
           opts.onProgress?.(progress.doneBytes, progress.totalBytes);
-        }
+        },
+      };
+      try {
+        await cache.readRangeInto(f, 0, f.size - 1, SHARED, count);
       } catch (err) {
         // The file's bytes will not come: count them as done so the bar still ends.
         progress.doneBytes += Math.max(0, f.size - read);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type Keyv from 'keyv';
 import { openKeyv } from './kvstore.js';
 import { LRUCache } from 'lru-cache';
-import type { EntryKind } from '../upstream/types.js';
+import type { Entry } from '../upstream/types.js';
 import { isWithin } from '../davpath.js';
 
 // The node table: what the cache knows about each path (AFS: the vcache).
@@ -12,16 +12,13 @@ import { isWithin } from '../davpath.js';
 // but are always revalidated before use: a record's blocks are keyed by its version, so
 // an unchanged upstream object keeps its cached blocks across restarts.
 
-export interface Node {
+/**
+ * An upstream entry as the cache knows it. The name is left out: it is the last segment of
+ * `path`, and records are many (listings remember every child).
+ */
+export interface Node extends Omit<Entry, 'name'> {
   /** Hex digest of (upstream id, identity, path): names the node's block directory. */
   readonly key: string;
-  readonly path: string;
-  readonly kind: EntryKind;
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly birthtimeMs: number;
-  /** The upstream's validator (used for ETag and conditional reads). */
-  readonly validator: string;
   /** Hex digest of the validator: names the node's blocks, so a changed object never matches old blocks. */
   readonly version: string;
   /** When this record was last confirmed upstream (ms since epoch). */

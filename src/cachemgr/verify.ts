@@ -2,7 +2,8 @@ import { constants as C } from 'node:fs';
 import { lstat, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from '@node-rs/crc32';
-import { CHUNK, type BlockMeta, type BlockStore } from './blockstore.js';
+import { CHUNK } from './blockfile.js';
+import type { BlockMeta, BlockStore } from './blockstore.js';
 
 // `cache verify`: every block file read back and checked against its checksums, and the index
 // held in memory compared with the files of the block directory. Read-only unless `repair`.

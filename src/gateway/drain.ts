@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { BlockSink } from '../cachemgr/cachemgr.js';
 
 /** The client closed the connection (not a failure of ours: its request line says "client abort"). */
 export function clientGone(res: ServerResponse): boolean {
@@ -25,7 +26,7 @@ export async function writeChunk(res: ServerResponse, chunk: string | Buffer): P
 
 /**
  * Write and wait until the chunk has left for the socket (its callback): the caller may then
- * reuse the buffer (CacheManager.readRange's ring).
+ * reuse the buffer (the cache's ring of read buffers).
  */
 export function writeFlushed(res: ServerResponse, chunk: Buffer): Promise<void> {
   if (res.destroyed) return Promise.reject(new Error('client went away'));
@@ -38,4 +39,21 @@ export function writeFlushed(res: ServerResponse, chunk: Buffer): Promise<void> 
       else resolve();
     });
   });
+}
+
+/** A sink for the cache's range reads that writes to `res`, each chunk flushed before it is reused. */
+export class ResponseSink implements BlockSink {
+  /** True once the first chunk was written: the status and headers are out. */
+  started = false;
+
+  /** `begin` sends the status and headers; called before the first chunk only. */
+  constructor(private readonly res: ServerResponse, private readonly begin: () => void) {}
+
+  write(chunk: Buffer): Promise<void> {
+    if (!this.started) {
+      this.started = true;
+      this.begin();
+    }
+    return writeFlushed(this.res, chunk);
+  }
 }

@@ -6,7 +6,7 @@ import { NotFoundError, PreconditionFailedError } from '../errors.js';
 import { davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { escapeXml } from './xml.js';
 import { etagOf, evaluateRead } from './conditional.js';
-import { clientGone, writeChunk, writeFlushed } from './drain.js';
+import { ResponseSink, clientGone, writeChunk } from './drain.js';
 
 // GET and HEAD: the hot read path (conditionals and ranges decided in conditional.ts).
 
@@ -59,28 +59,21 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
     return;
   }
   req.davCache = ctx.cache.residency(node, start, end);
-  // Fetch the first block before committing to a status, so a failure is still an error reply.
-  const blocks = ctx.cache.readRange(node, start, end, identityOf(req));
-  const first = await blocks.next();
-  reply.hijack();
   const res = reply.raw;
-  res.writeHead(status, headers);
+  // The status is committed with the first chunk, so a failure to get it is still an error reply.
+  const sink = new ResponseSink(res, () => { reply.hijack(); res.writeHead(status, headers); });
   try {
-    // Each piece is flushed before the next is asked for: readRange reuses its buffers.
-    if (!first.done) await writeFlushed(res, first.value);
-    for await (const buf of blocks) await writeFlushed(res, buf);
+    await ctx.cache.readRangeInto(node, start, end, identityOf(req), sink);
     res.end();
   } catch (err) {
+    if (!sink.started) throw err;
     // Headers are out: the only honest signal left is a broken connection. A client that went
     // away is no fault of ours: the request line says "client abort".
     if (clientGone(res)) req.log.debug({ err }, 'GET ended by the client');
     else req.log.warn({ err }, 'GET aborted mid-body');
     res.destroy();
-  } finally {
-    await blocks.return(undefined);
   }
 }
-
 
 /** A plain HTML index for browsers that GET a collection; streamed like PROPFIND. */
 async function sendListing(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, node: Node): Promise<void> {
@@ -91,7 +84,7 @@ async function sendListing(ctx: GatewayContext, req: FastifyRequest, reply: Fast
   if (req.method === 'HEAD') { res.end(); return; }
   try {
     res.write(`<!doctype html><meta charset="utf-8"><title>${escapeXml(node.path)}</title><h1>${escapeXml(node.path)}</h1><ul>\n`);
-    for await (const child of ctx.cache.list(node.path, identityOf(req))) {
+    for await (const child of ctx.cache.list(node, identityOf(req))) {
       const name = child.path.slice(base.length + 1) + (child.kind === 'dir' ? '/' : '');
       await writeChunk(res, `<li><a href="${escapeXml(encodeHref(base + '/' + name), true)}">${escapeXml(name)}</a></li>\n`);
     }

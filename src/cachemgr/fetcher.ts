@@ -1,0 +1,262 @@
+import pLimit from 'p-limit';
+import { LRUCache } from 'lru-cache';
+import type { Upstream } from '../upstream/types.js';
+import { NotFoundError, PreconditionFailedError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import { blockId, type BlockStore } from './blockstore.js';
+import type { Node } from './nodetable.js';
+import { SingleFlight } from './singleflight.js';
+import type { Identity } from './identity.js';
+import { ReadAhead } from './readahead.js';
+import { ArrivingBlock } from './arriving.js';
+import { BlockBufferPool } from './blockpool.js';
+import { MemoryReclaimer } from './reclaim.js';
+import type { DiskHealth } from './diskhealth.js';
+import { metered } from './metered.js';
+
+// Getting blocks: the memory tier, the block store, or one upstream read shared by every asker.
+//
+// Block lifecycle (a block is (node key, version, index)); `locate` says where one is:
+//   absent     -> a read starts a fetch (single flight: one fetch per block, all askers join)
+//   arriving   a fetch is in flight: it waits for one of `maxInflightFetches` upstream slots,
+//              then the upstream writes into its buffer; readers stream what has arrived
+//   settling   the fetch just ended and its single flight has not let go yet: joined
+//   installing fetched whole, held in memory while it is written to the cache disk
+//   memory     small blocks only: verified, in the memory tier (and on disk)
+//   disk       an installed block file; read verified, chunk by chunk
+//   evicted or damaged: dropped from the index and its file removed, absent again.
+// Buffers: a whole big block is fetched into a pooled buffer (blockpool.ts). The fetch holds it
+// from its slot until the block is installed (or the install failed); a reader holds it while a
+// sink has a piece of it. After the last release it goes back to the pool at the end of that
+// event-loop turn; one an abandoned upstream attempt may still write into is never reused.
+// Small blocks and blocks read from disk are plain buffers, owned by whoever keeps them.
+// Order: fetch slot, then fetch buffer, then the install. A block file is pinned while read
+// (eviction skips it); eviction never waits, so no pin ever waits for a fetch slot or the reverse.
+
+export type Where = 'absent' | 'arriving' | 'settling' | 'installing' | 'memory' | 'disk';
+
+export interface FetcherOptions {
+  blockSize: number;
+  readAheadMaxBlocks: number;
+  maxInflightFetches: number;
+  /** Memory tier for small blocks: total bytes, and the largest block kept there. */
+  memoryBytes: number;
+  memoryMaxBlockBytes: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export class BlockFetcher {
+  readonly upstream: Upstream;
+  readonly blocks: BlockStore;
+  readonly blockSize: number;
+  readonly memoryMaxBlockBytes: number;
+  readonly readAheadMaxBlocks: number;
+  readonly readAhead: ReadAhead;
+  /** Buffers of whole fetched blocks, reused by the next fetches. */
+  readonly buffers: BlockBufferPool;
+  readonly #metrics: Metrics | undefined;
+  readonly #diskHealth: DiskHealth;
+  /** The node changed or vanished upstream during a read: its record must be revalidated. */
+  readonly #onChanged: (key: string) => void;
+  readonly #flight = new SingleFlight<Buffer>();
+  readonly #limit: ReturnType<typeof pLimit>;
+  /** Blocks fetched and being written to the cache disk, by block id (bounded by the fetch limit). */
+  readonly #installing = new Map<string, Buffer>();
+  readonly #installs = new Set<Promise<void>>();
+  /** Blocks being fetched, readable as their bytes arrive (by block id, while the fetch runs). */
+  readonly #arriving = new Map<string, ArrivingBlock>();
+  /** Verified small blocks in memory, by block id; bounded by bytes. */
+  readonly #memory: LRUCache<string, Buffer> | undefined;
+  readonly #reclaimer: MemoryReclaimer;
+
+  constructor(upstream: Upstream, blocks: BlockStore, opts: FetcherOptions, diskHealth: DiskHealth, onChanged: (key: string) => void, metrics?: Metrics) {
+    this.upstream = upstream;
+    this.blocks = blocks;
+    this.blockSize = opts.blockSize;
+    this.memoryMaxBlockBytes = opts.memoryMaxBlockBytes;
+    this.readAheadMaxBlocks = opts.readAheadMaxBlocks;
+    this.readAhead = new ReadAhead(opts.readAheadMaxBlocks);
+    this.buffers = new BlockBufferPool(opts.blockSize, opts.maxInflightFetches);
+    this.#diskHealth = diskHealth;
+    this.#onChanged = onChanged;
+    this.#metrics = metrics;
+    this.#limit = pLimit(opts.maxInflightFetches);
+    this.#memory = opts.memoryBytes > 0 ? new LRUCache<string, Buffer>({ maxSize: opts.memoryBytes, sizeCalculation: (b) => Math.max(1, b.length) }) : undefined;
+    this.#reclaimer = new MemoryReclaimer(8 * opts.blockSize, () => this.#installing.size === 0 && this.#arriving.size === 0,
+      () => this.buffers.trim());
+  }
+
+  get memoryTierBytes(): number { return this.#memory?.calculatedSize ?? 0; }
+
+  /**
+   * Where block `index` of `node` is now (`id`: its blockId). The one answer every path uses;
+   * the order is the preference: bytes already in memory before a disk read, and a fetch in
+   * flight is joined rather than racing it with a read of the disk.
+   */
+  locate(node: Node, index: number, id: string): Where {
+    if (this.#arriving.has(id)) return 'arriving';
+    if (this.#memory?.has(id)) return 'memory';
+    if (this.#installing.has(id)) return 'installing';
+    if (this.#flight.has(id)) return 'settling';
+    return this.blocks.hasId(id) ? 'disk' : 'absent';
+  }
+
+  /** The block being fetched under `id`, readable as it arrives (state 'arriving'). */
+  arriving(id: string): ArrivingBlock | undefined {
+    return this.#arriving.get(id);
+  }
+
+  blockLength(node: Node, index: number): number {
+    return Math.max(0, Math.min(this.blockSize, node.size - index * this.blockSize));
+  }
+
+  /** getdata: one verified block of a node, a buffer the caller owns. */
+  async getdata(node: Node, index: number, identity: Identity): Promise<Buffer> {
+    const buf = await this.getdataPooled(node, index, identity);
+    return this.buffers.owns(buf) ? Buffer.from(buf) : buf; // a pooled buffer is reused later
+  }
+
+  /** getdata's buffer, possibly pooled: the caller holds it in the turn it gets it (blockpool.ts). */
+  async getdataPooled(node: Node, index: number, identity: Identity): Promise<Buffer> {
+    const length = this.blockLength(node, index);
+    if (length === 0) return EMPTY;
+    const id = blockId(node.key, node.version, index);
+    let at = this.locate(node, index, id);
+    if (at === 'disk') {
+      const buf = await this.blocks.read(node.key, node.version, index, length);
+      if (buf) {
+        this.#keepInMemory(id, buf);
+        this.#metrics?.blockLookup('hit');
+        this.#metrics?.bytesServed.inc({ source: 'cache' }, buf.length);
+        return buf;
+      }
+      // Damaged (now dropped), or evicted meanwhile; another read may have fetched it since.
+      at = this.locate(node, index, id);
+    }
+    if (at === 'memory' || at === 'installing') return this.#fromMemory(id, at === 'memory');
+    const { promise, joined } = this.#flight.run(id, () => this.#fetch(node, index, id, length, identity));
+    this.#metrics?.blockLookup(joined ? 'join' : 'miss');
+    const buf = await promise;
+    this.#keepInMemory(id, buf);
+    this.#metrics?.bytesServed.inc({ source: joined ? 'cache' : 'upstream' }, buf.length);
+    return buf;
+  }
+
+  #fromMemory(id: string, tier: boolean): Buffer {
+    const buf = (tier ? this.#memory!.get(id) : this.#installing.get(id))!;
+    this.#metrics?.blockLookup('hit');
+    if (tier) this.#metrics?.memoryHits.inc();
+    this.#metrics?.bytesServed.inc({ source: 'cache' }, buf.length);
+    return buf;
+  }
+
+  /**
+   * A read of `node` is about to need block `index` (and the blocks up to `last` after it):
+   * start fetching it unless it is cached or on its way, and the blocks worth fetching ahead.
+   * The block needed now is asked for first (the fetch queue is first come, first served); the
+   * blocks this request needs anyway are fetched in parallel from the start (up to the read-ahead
+   * maximum); beyond its end, the sequential window decides. True when this call started the
+   * fetch of `index` itself.
+   */
+  demand(node: Node, index: number, last: number, identity: Identity): boolean {
+    const started = this.#startFetch(node, index, identity, 'miss');
+    const ahead = Math.max(this.readAhead.advance(node.key, index), Math.min(last - index, this.readAheadMaxBlocks));
+    const lastOfFile = Math.floor(Math.max(0, node.size - 1) / this.blockSize);
+    for (let j = 1; j <= ahead && index + j <= lastOfFile; j++) this.#startFetch(node, index + j, identity, 'prefetch');
+    return started;
+  }
+
+  #startFetch(node: Node, index: number, identity: Identity, result: 'miss' | 'prefetch'): boolean {
+    const id = blockId(node.key, node.version, index);
+    if (this.locate(node, index, id) !== 'absent') return false;
+    const length = this.blockLength(node, index);
+    if (length === 0) return false;
+    this.#metrics?.blockLookup(result);
+    this.#flight.run(id, () => this.#fetch(node, index, id, length, identity)).promise.catch(() => {});
+    return true;
+  }
+
+  /**
+   * Small blocks (small files, mostly) are also kept in memory, already verified: a fresh
+   * open/read/close per request costs more than the request itself. Keyed like the block
+   * files, by version, so it can never serve an old version.
+   */
+  #keepInMemory(id: string, buf: Buffer): void {
+    if (this.#memory && buf.length <= this.memoryMaxBlockBytes) this.#memory.set(id, buf);
+  }
+
+  /** The upstream read of one block (run once per block by the single flight). */
+  #fetch(node: Node, index: number, id: string, length: number, identity: Identity): Promise<Buffer> {
+    const arriving = new ArrivingBlock(length);
+    this.#arriving.set(id, arriving);
+    return new Promise<Buffer>((resolve, reject) => {
+      // The fetch slot is held until the block is on the cache disk, so blocks held in memory
+      // stay bounded by maxInflightFetches even when the disk is slower than the upstream.
+      this.#limit(async () => {
+        // Whole big blocks only: small ones are kept in the memory tier, never handed back.
+        const pooled = length === this.blockSize && length > this.memoryMaxBlockBytes ? this.buffers.take() : undefined;
+        arriving.buffer = pooled ?? Buffer.allocUnsafe(length);
+        let data: Buffer;
+        try {
+          data = await metered(this.#metrics, 'read',
+            () => this.upstream.read(node.path, { offset: index * this.blockSize, length, expectValidator: node.validator, sink: arriving }, identity));
+          // The object shrank under us: this node version is gone.
+          if (data.length !== length) throw new PreconditionFailedError('upstream object changed during read');
+        } catch (err) {
+          // Changed or gone behind our back: the next getnode must ask the upstream again.
+          if (err instanceof PreconditionFailedError || err instanceof NotFoundError) this.#onChanged(node.key);
+          arriving.fail(err);
+          if (pooled) this.buffers.discard(pooled); // an attempt may still be writing into it
+          reject(err);
+          return;
+        } finally {
+          this.#arriving.delete(id);
+        }
+        if (pooled && arriving.abandoned) this.buffers.discard(pooled);
+        arriving.done(data);
+        this.#metrics?.upstreamBytes.inc(data.length);
+        resolve(data);
+        try {
+          await this.#install(node, index, id, data);
+        } finally {
+          if (pooled) this.buffers.release(pooled);
+        }
+      }).catch(reject); // whatever escaped the above (the block was not served yet, else a no-op)
+    });
+  }
+
+  /**
+   * Served at once; written to the cache disk meanwhile (the disk is optional: a failed
+   * install still served the bytes). Until installed, the block is answered from memory.
+   */
+  #install(node: Node, index: number, id: string, data: Buffer): Promise<void> {
+    if (this.#diskHealth.bypassed) return Promise.resolve();
+    this.#installing.set(id, data);
+    const done = this.blocks.install(node.key, node.version, index, data).then(
+      () => this.#diskHealth.succeeded(),
+      (err: unknown) => this.#diskHealth.failed(err),
+    ).finally(() => {
+      this.#installing.delete(id);
+      this.#installs.delete(done);
+      if (data.length > this.memoryMaxBlockBytes) this.#reclaimer.dropped(data.length);
+    });
+    this.#installs.add(done);
+    return done;
+  }
+
+  /** Drop the blocks of node `key` (all, or all but `keepVersion`'s) and its read-ahead state. */
+  dropBlocks(key: string, keepVersion?: string): Promise<void> {
+    this.readAhead.forget(key);
+    return this.blocks.dropKey(key, keepVersion);
+  }
+
+  /** Resolves once every block being fetched has arrived and been written to the cache disk (or failed to). */
+  async flush(): Promise<void> {
+    // Reads still arriving first (a client may have had its bytes before the read ended).
+    while (this.#arriving.size || this.#installs.size) {
+      await Promise.allSettled([...[...this.#arriving.values()].map((a) => a.settled), ...this.#installs]);
+      await new Promise((r) => setImmediate(r)); // the installs those reads started
+    }
+  }
+}
