@@ -15,7 +15,7 @@ export class ArrivingBlock implements ReadSink {
   /** A read attempt gave up on this buffer while its writes may still land (see ReadSink.abandon). */
   abandoned = false;
   #filled = 0;
-  #failed: unknown;
+  #failed: Error | undefined;
   #waiters: Waiter[] = [];
 
   /** Resolves when the read ended, either way. */
@@ -47,7 +47,7 @@ export class ArrivingBlock implements ReadSink {
   }
 
   fail(err: unknown): void {
-    this.#failed = err;
+    this.#failed = err instanceof Error ? err : new Error(String(err));
     this.#wake();
     this.#settle();
   }
@@ -55,7 +55,7 @@ export class ArrivingBlock implements ReadSink {
   /** Resolves with the bytes available once more than `pos` are (or all there will be). */
   available(pos: number): Promise<number> {
     if (this.#filled > pos) return Promise.resolve(this.#filled);
-    if (this.#failed !== undefined) return Promise.reject(this.#failed as Error);
+    if (this.#failed !== undefined) return Promise.reject(this.#failed);
     return new Promise((resolve, reject) => this.#waiters.push({ need: pos, resolve, reject }));
   }
 
