@@ -3,11 +3,13 @@
 // throw from callbacks, which must not take the test runner down with it.
 import { v2 as webdav } from 'webdav-server';
 
+// Without arguments it does nothing: `node --test dist/test/` loads every file below test/.
 const [root, port] = process.argv.slice(2);
-if (!root || !port) throw new Error('usage: webdav-server-child ROOT PORT');
-const server = new webdav.WebDAVServer({ hostname: '127.0.0.1', port: Number(port) });
-server.setFileSystem('/', new webdav.PhysicalFileSystem(root), (ok) => {
-  if (!ok) throw new Error('webdav-server: cannot mount ' + root);
-  server.start(() => process.stdout.write('listening\n'));
-});
-process.on('SIGTERM', () => server.stop(() => process.exit(0)));
+if (root && port) {
+  const server = new webdav.WebDAVServer({ hostname: '127.0.0.1', port: Number(port) });
+  server.setFileSystem('/', new webdav.PhysicalFileSystem(root), (ok) => {
+    if (!ok) throw new Error('webdav-server: cannot mount ' + root);
+    server.start(() => process.stdout.write('listening\n'));
+  });
+  process.on('SIGTERM', () => server.stop(() => process.exit(0)));
+}
