@@ -20,9 +20,17 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
   };
   // The response node is writing on this socket now, if any; when it ends, node hands the socket
   // to the next pipelined request's response before our listener runs: wait for that one too.
+  let closing = false;
   const afterPending = () => {
     const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (!pending || pending.writableFinished || pending.destroyed) { answer(); return; }
+    // An answer that said "Connection: close" (the client asked for it, or sent a TRACE whose
+    // unannounced body is what fails to parse here) was the last word on this connection.
+    if (pending?.shouldKeepAlive === false) closing = true;
+    if (!pending || pending.writableFinished || pending.destroyed) {
+      if (closing) socket.end();
+      else answer();
+      return;
+    }
     // Its request lost the rest of its body (the client half-closed mid-body): it can never be
     // answered, and waiting for it would hold the connection until the idle timeout.
     if (!pending.req.complete) { socket.destroy(); return; }
