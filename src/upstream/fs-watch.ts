@@ -51,25 +51,46 @@ function gatherer(ms: number, report: (paths: string[]) => void): { add(path: st
   };
 }
 
-/** Where recursive watching is missing: one watcher per directory, new directories added as they appear. */
+/**
+ * One watcher per directory (inotify reports its children's changes by name), new directories
+ * added as they appear and forgotten as they go. A directory found after the start is reported
+ * again once it is watched: what was written into it before then is not missed.
+ */
 function watchEachDirectory(root: string, onName: (relative: string | null) => void, onError: (err: unknown) => void): TreeWatcher {
   const watchers = new Map<string, FSWatcher>();
   let closed = false;
+  const forget = (rel: string) => {
+    for (const [r, w] of watchers) if (r === rel || r.startsWith(rel + sep)) { w.close(); watchers.delete(r); }
+  };
   const add = async (rel: string): Promise<void> => {
     if (closed || watchers.has(rel)) return;
-    const w = watch(join(root, rel), (_event, name) => {
-      const child = name === null ? null : rel ? join(rel, name.toString()) : name.toString();
-      onName(child);
-      if (child !== null) void stat(join(root, child)).then((st) => (st.isDirectory() ? add(child) : undefined), () => undefined).catch(onError);
-    });
-    w.on('error', () => { w.close(); watchers.delete(rel); });
-    watchers.set(rel, w);
-    for (const e of await readdir(join(root, rel), { withFileTypes: true })) {
-      if (e.isDirectory() && !isTemp(e.name)) await add(rel ? join(rel, e.name) : e.name);
+    let w: FSWatcher;
+    try {
+      w = watch(join(root, rel), (event, name) => {
+        if (name === null) { onName(rel || null); return; }
+        const child = join(rel, name.toString());
+        onName(child);
+        // Directories come and go by renames; a write is only a change of its file.
+        if (event === 'rename' && pathOfChange(child) !== undefined) changed(child).catch(onError);
+      });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && rel !== '') return; // gone again already
+      throw err;
     }
+    w.on('error', (err) => { forget(rel); if (rel === '') onError(err); });
+    watchers.set(rel, w);
+    const entries = await readdir(join(root, rel), { withFileTypes: true }).catch(() => []);
+    for (const e of entries) if (e.isDirectory() && !isTemp(e.name)) await add(join(rel, e.name));
+  };
+  const changed = async (child: string): Promise<void> => {
+    const st = await stat(join(root, child)).catch(() => undefined);
+    if (!st?.isDirectory()) { forget(child); return; }
+    if (watchers.has(child)) return;
+    await add(child);
+    onName(child);
   };
   add('').catch(onError);
-  return { close() { closed = true; for (const w of watchers.values()) w.close(); } };
+  return { close() { closed = true; for (const w of watchers.values()) w.close(); watchers.clear(); } };
 }
 
 /** Watch the tree under `root`; `onChange` gets the DAV paths that changed. */
@@ -80,17 +101,22 @@ export function watchTree(root: string, onChange: (paths: string[]) => void, opt
     const path = pathOfChange(relative);
     if (path !== undefined) gather.add(path);
   };
+  // Node 20 emulates recursive watching on Linux with a watcher per file (an inode), a synchronous
+  // walk of the tree and an event for every file at start, and misses the writes to a file once
+  // it was replaced by a rename (how editors and davgate itself save): so only where the system
+  // watches trees itself is it used.
   let inner: TreeWatcher;
   try {
-    const w = watch(root, { recursive: true }, (_event, name) => onName(name === null ? null : name.toString()));
-    w.on('error', (err) => { w.close(); onError(err); });
-    inner = w;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM') {
-      onError(err);
-      return { close: () => gather.close() };
+    if (process.platform !== 'darwin' && process.platform !== 'win32') {
+      inner = watchEachDirectory(root, onName, onError);
+    } else {
+      const w = watch(root, { recursive: true }, (_event, name) => onName(name === null ? null : name.toString()));
+      w.on('error', (err) => { w.close(); onError(err); });
+      inner = w;
     }
-    inner = watchEachDirectory(root, onName, onError);
+  } catch (err) {
+    onError(err);
+    return { close: () => gather.close() };
   }
   return { close() { inner.close(); gather.close(); } };
 }
