@@ -64,9 +64,9 @@ export function parseRecords(body: Buffer | string | undefined): S3Record[] {
 }
 
 /**
- * The ways a notified key can be read. RGW sends it URL-encoded, AWS form-encoded (spaces as
- * "+"), other stores as stored: each reading is invalidated, since a spare one costs one
- * revalidation and a missed one serves stale data for a whole TTL.
+ * The ways a notified key can be read. RGW 16.2 sends it as stored ("a b+c ü.txt"), AWS
+ * form-encoded ("a+b%2Bc+%C3%BC.txt"), others URL-encoded: each reading is invalidated, since a
+ * spare one costs one revalidation and a missed one serves stale data for a whole TTL.
  */
 export function keyReadings(key: string): string[] {
   const out = new Set([key]);
