@@ -6,7 +6,7 @@ import { NotificationReceiver, keyReadings, parseRecords, pathOfKey } from '../.
 import { buildAdminApp } from '../../src/gateway/admin.js';
 import { pathOfChange } from '../../src/upstream/fs-watch.js';
 import { Metrics } from '../../src/metrics.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig, redacted } from '../../src/config.js';
 import { BadRequestError, ConfigError, NotifySecretMismatchError, NotifySecretRequiredError } from '../../src/errors.js';
 import type { CacheManager } from '../../src/cachemgr/cachemgr.js';
 
@@ -128,6 +128,7 @@ describe('configuration and the fs watcher', () => {
     const s3 = loadConfig({ env: { DAVGATE_UPSTREAM_TYPE: 's3', DAVGATE_UPSTREAM_BUCKET: 'b', DAVGATE_UPSTREAM_DELETE_MODE: 'single', DAVGATE_NOTIFY_SECRET: SECRET } });
     assert.equal(s3.upstream.type === 's3' && s3.upstream.deleteMode, 'single');
     assert.equal(s3.notify.secret, SECRET);
+    assert.equal((redacted(s3) as { notify: { secret: string } }).notify.secret, '***', 'masked by config check');
     const batch = loadConfig({ env: { DAVGATE_UPSTREAM_TYPE: 's3', DAVGATE_UPSTREAM_BUCKET: 'b' } }).upstream;
     assert.equal(batch.type === 's3' && batch.deleteMode, 'batch');
     const watched = loadConfig({ env: { DAVGATE_UPSTREAM_WATCH: 'true' } }).upstream;
