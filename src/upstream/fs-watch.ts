@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { canonicalPath } from '../davpath.js';
 import { isTemp } from './fs-temp.js';
@@ -83,7 +83,7 @@ function watchEachDirectory(root: string, onName: (relative: string | null) => v
     for (const e of entries) if (e.isDirectory() && !isTemp(e.name)) await add(join(rel, e.name));
   };
   const changed = async (child: string): Promise<void> => {
-    const st = await stat(join(root, child)).catch(() => undefined);
+    const st = await lstat(join(root, child)).catch(() => undefined); // a symlink is not followed: no loops
     if (!st?.isDirectory()) { forget(child); return; }
     if (watchers.has(child)) return;
     await add(child);
