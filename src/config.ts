@@ -35,6 +35,9 @@ const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, c
   return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60000, h: 3600000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h']);
 });
 
+/** A boolean, also spelt as the environment spells it ("true", "1", ...). */
+const flag = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1');
+
 export const configSchema = z.object({
   upstream: z.discriminatedUnion('type', [
     z.object({
@@ -42,6 +45,8 @@ export const configSchema = z.object({
       root: z.string().min(1).default('./data'),
       /** Temporary files of uploads idle this long are what a crash left: removed at start-up and periodically. */
       tempMaxAge: duration.pipe(z.number().min(1000)).default(3_600_000),
+      /** Watch the tree for changes made behind the gateway's back and invalidate them at once. */
+      watch: flag.default(false),
     }).strict(),
     z.object({
       type: z.literal('s3'),
@@ -59,6 +64,12 @@ export const configSchema = z.object({
       partSize: byteSize.pipe(z.number().int().min(5 * MiB)).default(8 * MiB),
       /** Multipart uploads open longer than this are what a crash left: aborted at start-up and hourly. */
       abortUploadsAfter: duration.pipe(z.number().min(1000)).default(86_400_000),
+      /**
+       * How a collection's keys are deleted: DeleteObjects of 1,000 keys (batch), or one
+       * DeleteObject per key (single), for stores that mishandle the batch call (Ceph RGW 16.2
+       * with bucket notifications crashes on it).
+       */
+      deleteMode: z.enum(['batch', 'single']).default('batch'),
     }).strict(),
     z.object({
       type: z.literal('webdav'),
@@ -69,7 +80,7 @@ export const configSchema = z.object({
       passThroughAuth: z.boolean().default(false),
       quotaBytes: byteSize.optional(),
     }).strict(),
-  ]).default({ type: 'fs', root: './data', tempMaxAge: 3_600_000 }),
+  ]).default({ type: 'fs', root: './data', tempMaxAge: 3_600_000, watch: false }),
   /** Per-operation upstream limits and retries (reads only are retried). */
   upstreamPolicy: z.object({
     timeout: duration.default(30_000),
@@ -108,6 +119,14 @@ export const configSchema = z.object({
     token: z.string().min(16, 'must be at least 16 characters').optional(),
     /** /metrics without the token (a Prometheus that cannot send one); /healthz and /readyz are always open. */
     openMetrics: z.boolean().default(false),
+  }).strict().default({}),
+  /** POST /notify/s3 on the admin listener: S3 bucket notifications invalidate what they name. */
+  notify: z.object({
+    /** The secret every notification must carry (the topic's OpaqueData); without it the endpoint is off. */
+    secret: z.string().min(16, 'must be at least 16 characters').optional(),
+    maxBodyBytes: byteSize.pipe(z.number().int().min(1024)).default(MiB),
+    /** Event ids remembered to drop redeliveries. */
+    dedupeEntries: z.number().int().min(1).default(10_000),
   }).strict().default({}),
   auth: z.object({
     htpasswd: z.string().optional(),
@@ -158,6 +177,9 @@ export const configSchema = z.object({
   if (!c.admin.token && !c.auth.allowAnonymousPublic && !isLoopback(hostOf(c.admin.listen))) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'listen'], message: `${c.admin.listen} is not loopback: set admin.token (DAVGATE_ADMIN_TOKEN), or allow anonymous access explicitly (--allow-anonymous-public)` });
   }
+  if (c.notify.secret && c.upstream.type !== 's3') {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['notify', 'secret'], message: 'bucket notifications need an s3 upstream' });
+  }
   if (!c.auth.htpasswd && !c.auth.allowAnonymousPublic && !isLoopback(hostOf(c.listen))) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen'], message: `${c.listen} is not loopback: set auth.htpasswd, or allow anonymous access explicitly (--allow-anonymous-public)` });
   }
@@ -188,6 +210,9 @@ const ENV_KEYS: Record<string, string[]> = {
   DAVGATE_UPSTREAM_REGION: ['upstream', 'region'],
   DAVGATE_UPSTREAM_USERNAME: ['upstream', 'username'],
   DAVGATE_UPSTREAM_PASSWORD: ['upstream', 'password'],
+  DAVGATE_UPSTREAM_DELETE_MODE: ['upstream', 'deleteMode'],
+  DAVGATE_UPSTREAM_WATCH: ['upstream', 'watch'],
+  DAVGATE_NOTIFY_SECRET: ['notify', 'secret'],
   DAVGATE_CACHE_DIR: ['cache', 'dir'],
   DAVGATE_CACHE_BLOCK_SIZE: ['cache', 'blockSize'],
   DAVGATE_CACHE_MAX_BYTES: ['cache', 'maxBytes'],
@@ -277,7 +302,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   return deepFreeze(c);
 }
 
-const SECRET_KEYS = new Set(['secretAccessKey', 'password', 'token']);
+const SECRET_KEYS = new Set(['secretAccessKey', 'password', 'token', 'secret']);
 
 /** A URL's user:password part, masked. */
 function maskUserinfo(v: string): string {

@@ -226,6 +226,13 @@ export class AdminTokenRequiredError extends UnauthorizedError {
   constructor() { super('admin token required (Authorization: Bearer ...)'); }
   override headers(): Record<string, string> { return { 'www-authenticate': 'Bearer realm="davgate admin"' }; }
 }
+/** A store notification without the shared secret (401) or with another one (403). */
+export class NotifySecretRequiredError extends UnauthorizedError {
+  constructor() { super('notification secret required'); }
+}
+export class NotifySecretMismatchError extends ForbiddenError {
+  constructor() { super('notification secret does not match'); }
+}
 export class TooManyLoginsError extends DavgateError {
   readonly retryAfterSeconds: number;
   constructor(retryAfterSeconds: number) {

@@ -78,6 +78,10 @@ export class Metrics {
   readonly upstreamUp = new Gauge({ name: 'davgate_upstream_up', help: '1 while the upstream answers, 0 while it is considered down', registers: this.#reg });
   readonly breakerOpens = new Counter({ name: 'davgate_upstream_breaker_opens_total', help: 'Times the upstream circuit breaker opened', registers: this.#reg });
   readonly staleServed = new Counter({ name: 'davgate_stale_served_total', help: 'Requests answered from cached data because the upstream could not be reached', registers: this.#reg });
+  readonly notifications = new Counter({
+    name: 'davgate_notifications_total', labelNames: ['result'] as const, registers: this.#reg,
+    help: 'S3 bucket notification records on POST /notify/s3: received = accepted (invalidated) + duplicate (a redelivery) + ignored (another bucket or outside the prefix); rejected counts refused requests (secret, body)',
+  });
   readonly revalidations = new Counter({ name: 'davgate_node_revalidations_total', help: 'Node revalidations by result (same, changed, gone)', labelNames: ['result'] as const, registers: this.#reg });
 
   constructor(opts: { defaultMetrics?: boolean; version?: string } = {}) {
@@ -92,6 +96,7 @@ export class Metrics {
     zero(this.upstreamRequests, ['operation', UPSTREAM_OPERATIONS], ['result', UPSTREAM_RESULTS]);
     zero(this.upstreamDuration, ['operation', UPSTREAM_OPERATIONS], ['result', UPSTREAM_RESULTS]);
     zero(this.upstreamRetries, ['operation', RETRIED]);
+    zero(this.notifications, ['result', ['received', 'accepted', 'duplicate', 'ignored', 'rejected']]);
     zero(this.revalidations, ['result', ['same', 'changed', 'gone']]);
     // Gauges read at scrape time; `value` is an arrow, so it sees this Metrics, while collect's
     // own `this` is the gauge.

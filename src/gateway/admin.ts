@@ -7,6 +7,7 @@ import { verifyBlocks } from '../cachemgr/verify.js';
 import type { Metrics } from '../metrics.js';
 import { canonicalPath } from '../davpath.js';
 import { AdminTokenRequiredError, BadRequestError, DavgateError, statusOf } from '../errors.js';
+import { NOTIFY_PATH, addNotifyRoute, type NotifyRoute } from './notify.js';
 
 // The admin listener: metrics, health, readiness, invalidation and cache maintenance
 // (`davgate cache ...` talks to it while a gateway runs), on their own port and never in
@@ -59,11 +60,14 @@ export interface AdminOptions {
   openMetrics?: boolean;
   /** POST /reload: re-read the TLS certificate and key. */
   reload?: () => Promise<unknown>;
+  /** POST /notify/s3, when a notification secret is configured (else 404). */
+  notify?: NotifyRoute;
 }
 
 /** The bearer token on every route but health (and /metrics when it is open). */
-function addTokenHook(app: FastifyInstance, token: string, openMetrics: boolean): void {
-  const open = new Set(['/healthz', '/readyz', ...(openMetrics ? ['/metrics'] : [])]);
+function addTokenHook(app: FastifyInstance, token: string, openMetrics: boolean, notify: boolean): void {
+  // A store cannot send the bearer token: notifications carry a secret of their own.
+  const open = new Set(['/healthz', '/readyz', ...(openMetrics ? ['/metrics'] : []), ...(notify ? [NOTIFY_PATH] : [])]);
   app.addHook('onRequest', async (req) => {
     if (open.has(req.url.split('?')[0]!) || tokenMatches(req.headers.authorization, token)) return;
     req.raw.resume();
@@ -166,10 +170,11 @@ function addCacheRoutes(app: FastifyInstance, cache: CacheManager, metrics: Metr
 export function buildAdminApp(cache: CacheManager, metrics: Metrics, opts: AdminOptions): FastifyInstance {
   // Scrapes and health checks every few seconds: not worth a log line each.
   const app = Fastify({ logger: { level: opts.logLevel }, logController: new LogController({ disableRequestLogging: true }) });
-  if (opts.token) addTokenHook(app, opts.token, opts.openMetrics ?? false);
+  if (opts.token) addTokenHook(app, opts.token, opts.openMetrics ?? false, opts.notify !== undefined);
   addErrorHandler(app);
   addHealthRoutes(app, cache, metrics);
   addControlRoutes(app, cache, opts.reload);
   addCacheRoutes(app, cache, metrics);
+  if (opts.notify) addNotifyRoute(app, opts.notify, metrics);
   return app;
 }

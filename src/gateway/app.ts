@@ -17,6 +17,8 @@ import { limitConnectionsPerClient } from './connections.js';
 import { readTls, reloadTls } from './tls.js';
 import { ALLOW, METHOD_NAMES, METHODS, checkAccess, isMethod } from './methods.js';
 import { addAccountingHook, addAuthHook, addCorsHook } from './hooks.js';
+import { NotificationReceiver, type NotifyRoute, type StoreChange } from './notify.js';
+import { watchTree, type TreeWatcher } from '../upstream/fs-watch.js';
 
 declare module 'fastify' {
   interface FastifyRequest { davUser?: User; davIdentity?: Identity; davCache?: 'hit' | 'partial' | 'miss' }
@@ -29,6 +31,8 @@ export interface Gateway {
   readonly metrics: Metrics;
   /** Re-read what can change without a restart: the TLS certificate and key. */
   reload(): Promise<{ tls: boolean }>;
+  /** This instance's cache forgets these paths (their records, subtrees and parents' listings). */
+  invalidateLocally: StoreChange;
   close(): Promise<void>;
 }
 
@@ -130,8 +134,34 @@ function addRoutes(app: FastifyInstance, ctx: GatewayContext, sendError: SendErr
   });
 }
 
+/** POST /notify/s3 when a secret is configured for an S3 upstream. */
+function notifyRoute(config: Config, onStoreChange: StoreChange): NotifyRoute | undefined {
+  const { upstream: u, notify: n } = config;
+  if (!n.secret || u.type !== 's3') return undefined;
+  const receiver = new NotificationReceiver({ secret: n.secret, bucket: u.bucket, prefix: u.prefix, dedupeEntries: n.dedupeEntries });
+  return { receiver, maxBodyBytes: n.maxBodyBytes, onStoreChange };
+}
+
+/** The fs upstream's tree watched for changes made behind the gateway's back (upstream.watch). */
+function watchUpstream(config: Config, onStoreChange: StoreChange, log: FastifyInstance['log']): TreeWatcher | undefined {
+  if (config.upstream.type !== 'fs' || !config.upstream.watch) return undefined;
+  return watchTree(config.upstream.root, onStoreChange, {
+    onError: (err) => log.warn({ err }, 'the upstream directory is no longer watched: changes made behind the gateway show after cache.ttl'),
+  });
+}
+
+export interface GatewayOptions {
+  metrics?: Metrics;
+  /**
+   * What a change of the store announced by a notification or the fs watcher does; `local` is
+   * this instance's invalidation (the default does just that). Called as the change arrives:
+   * it must not block.
+   */
+  onStoreChange?: (paths: string[], local: StoreChange) => void;
+}
+
 /** Build the WebDAV app and the admin app over an upstream; listening is the caller's job. */
-export async function buildGateway(config: Config, upstream: Upstream, opts: { metrics?: Metrics } = {}): Promise<Gateway> {
+export async function buildGateway(config: Config, upstream: Upstream, opts: GatewayOptions = {}): Promise<Gateway> {
   const metrics = opts.metrics ?? new Metrics({ version: VERSION });
   // Before the stores open: an unreadable htpasswd file leaves nothing to close.
   const auth = config.auth.htpasswd ? new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers) : undefined;
@@ -153,10 +183,19 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: { m
     webdav.log.info({ tls: Boolean(tls) }, 'reloaded');
     return { tls: Boolean(tls) };
   };
-  const admin = buildAdminApp(cache, metrics, { logLevel: config.logLevel, token: config.admin.token, openMetrics: config.admin.openMetrics, reload });
+  const invalidateLocally: StoreChange = (paths) => {
+    for (const p of paths) cache.invalidate(p).catch((err: unknown) => webdav.log.warn({ err, path: p }, 'invalidation failed'));
+  };
+  const onStoreChange = opts.onStoreChange;
+  const storeChanged: StoreChange = onStoreChange ? (paths) => onStoreChange(paths, invalidateLocally) : invalidateLocally;
+  const admin = buildAdminApp(cache, metrics, {
+    logLevel: config.logLevel, token: config.admin.token, openMetrics: config.admin.openMetrics, reload, notify: notifyRoute(config, storeChanged),
+  });
+  const watcher = watchUpstream(config, storeChanged, webdav.log);
   return {
-    app: webdav, admin, cache, metrics, reload,
+    app: webdav, admin, cache, metrics, reload, invalidateLocally,
     async close() {
+      watcher?.close();
       await webdav.close();
       await admin.close();
       await state.close();

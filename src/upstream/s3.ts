@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import {
-  S3Client, HeadObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, DeleteObjectsCommand,
+  S3Client, HeadObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand,
   DeleteObjectCommand, CopyObjectCommand, CreateMultipartUploadCommand, UploadPartCopyCommand,
   CompleteMultipartUploadCommand, AbortMultipartUploadCommand, ListMultipartUploadsCommand,
   type ListMultipartUploadsCommandOutput, type ListObjectsV2CommandOutput, type _Object,
@@ -17,6 +17,7 @@ import type { CopyOptions, Entry, MoveOptions, Quota, ReadOptions, Upstream, Wri
 import { checkRange, checkSize, checkTransfer, SizeCheck } from './checks.js';
 import { collectBody } from './collect.js';
 import { S3DirectReads } from './s3direct.js';
+import { deleteKeys, type DeleteMode } from './s3delete.js';
 
 // An S3-compatible object store (AWS S3, Ceph RGW, MinIO) as the upstream.
 // Directories are key prefixes with "/" as delimiter; MKCOL writes an empty marker object
@@ -35,6 +36,8 @@ export interface S3UpstreamOptions {
   quotaBytes?: number;
   /** Multipart part size for large PUTs: memory per upload is bounded by partSize × queueSize. */
   partSize?: number;
+  /** How a collection's keys are deleted (s3delete.ts); default batch. */
+  deleteMode?: DeleteMode;
 }
 
 /** How often multipart uploads that a crash left open are looked for (besides at start-up). */
@@ -266,19 +269,11 @@ export class S3Upstream implements Upstream {
       await this.#call(path, () => this.#s3.send(new DeleteObjectCommand({ Bucket: this.#opts.bucket, Key: this.#key(path) })));
       return;
     }
-    let batch: string[] = [];
-    const flush = async () => {
-      if (!batch.length) return;
-      const keys = batch;
-      batch = [];
-      const out = await this.#call(path, () => this.#s3.send(new DeleteObjectsCommand({ Bucket: this.#opts.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } })));
-      if (out.Errors?.length) throw new UpstreamUnavailableError(`object store refused to delete ${out.Errors.length} objects`);
+    const prefix = this.#dirKey(path);
+    const keys = async function* (all: AsyncIterable<_Object>) {
+      for await (const o of all) if (o.Key) yield o.Key;
     };
-    for await (const o of this.#allKeys(this.#dirKey(path))) {
-      if (o.Key) batch.push(o.Key);
-      if (batch.length === 1000) await flush();
-    }
-    await flush();
+    await deleteKeys(this.#s3, this.#opts.bucket, keys(this.#allKeys(prefix)), this.#opts.deleteMode ?? 'batch', (fn) => this.#call(path, fn));
   }
 
   async #copyObject(fromKey: string, toKey: string, size: number, path: string): Promise<void> {

@@ -39,6 +39,8 @@ const CASES: Array<[DavgateError, number, string?]> = [
   [new errors.UnauthorizedError(), 401],
   [new errors.AuthRequiredError(), 401],
   [new errors.AdminTokenRequiredError(), 401],
+  [new errors.NotifySecretRequiredError(), 401],
+  [new errors.NotifySecretMismatchError(), 403],
   [new errors.TooManyLoginsError(30), 429],
   [new errors.UnsupportedError('quota'), 501],
   [new errors.UpstreamUnavailableError('down'), 502],

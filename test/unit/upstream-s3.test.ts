@@ -24,3 +24,31 @@ test('quota exists only with quotaBytes, and answers that figure; never setMtime
     await withQuota.close();
   }
 });
+
+test('deleteKeys: batch sends DeleteObjects of 1,000; single one DeleteObject per key, 16 at most in flight', async () => {
+  const { deleteKeys } = await import('../../src/upstream/s3delete.js');
+  const keys = async function* (n: number) { for (let i = 0; i < n; i++) yield `k${i}`; };
+  const sent: string[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const fake = {
+    send: async (cmd: { constructor: { name: string }; input: { Key?: string; Delete?: { Objects?: unknown[] } } }) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await new Promise((r) => setTimeout(r, 1));
+      inFlight--;
+      if (cmd.input.Key === 'k77') throw new Error('refused');
+      sent.push(`${cmd.constructor.name}:${cmd.input.Key ?? cmd.input.Delete?.Objects?.length}`);
+      return {};
+    },
+  } as unknown as import('@aws-sdk/client-s3').S3Client;
+  const call = <T>(fn: () => Promise<T>) => fn();
+  await deleteKeys(fake, 'b', keys(2500), 'batch', call);
+  assert.deepEqual(sent, ['DeleteObjectsCommand:1000', 'DeleteObjectsCommand:1000', 'DeleteObjectsCommand:500']);
+  sent.length = 0;
+  await deleteKeys(fake, 'b', keys(50), 'single', call);
+  assert.equal(sent.length, 50);
+  assert.ok(sent.every((s) => s.startsWith('DeleteObjectCommand:')));
+  assert.ok(maxInFlight <= 16 && maxInFlight > 1, `in flight at most ${maxInFlight}`);
+  await assert.rejects(deleteKeys(fake, 'b', keys(200), 'single', call), /refused/);
+});
