@@ -17,11 +17,19 @@ export class RedisBus implements InvalidationBus {
   /** Our own messages come back to us; they are recognised by this. */
   readonly #id = randomUUID();
   #connectedOnce = false;
+  #handlers: BusHandlers | undefined;
 
+  /** Before the link starts: its first connection must be seen. */
   constructor(link: RedisLink, metrics?: Metrics) {
     this.#link = link;
     this.#channel = link.prefix + 'invalidate';
     this.#metrics = metrics;
+    link.subscriber.on('ready', () => {
+      // Also the first connection: reads may have been cached before Redis could be reached.
+      if (this.#connectedOnce) this.#metrics?.busMissed.inc();
+      this.#connectedOnce = true;
+      this.#handlers?.missed();
+    });
   }
 
   async publish(paths: readonly string[]): Promise<void> {
@@ -31,14 +39,8 @@ export class RedisBus implements InvalidationBus {
   }
 
   subscribe(handlers: BusHandlers): void {
-    const sub = this.#link.subscriber;
-    sub.on('ready', () => {
-      // Also the first connection: reads may have been cached before Redis could be reached.
-      if (this.#connectedOnce) this.#metrics?.busMissed.inc();
-      this.#connectedOnce = true;
-      handlers.missed();
-    });
-    void sub.subscribe(this.#channel, (raw) => {
+    this.#handlers = handlers;
+    void this.#link.subscriber.subscribe(this.#channel, (raw) => {
       let m: Message;
       try {
         m = JSON.parse(raw) as Message;
