@@ -123,6 +123,23 @@ describe('three gateways sharing one Redis', { skip: !haveRedis() && 'redis-serv
     assert.ok(await metric(gws[1]!.adminUrl, 'davgate_bus_messages_total{direction="received"}') > 0);
   });
 
+  test('MKCOL and a new member on A show in B\'s cached listing at once', async () => {
+    assert.equal((await raw(A, 'MKCOL', '/dir')).status, 201);
+    const list = async () => (await raw(B, 'PROPFIND', '/dir/', { depth: '1' })).text;
+    assert.doesNotMatch(await list(), /new\.txt/); // B caches the listing for 10 minutes
+    assert.equal((await raw(A, 'PUT', '/dir/new.txt', {}, 'n')).status, 201);
+    assert.match(await list(), /\/dir\/new\.txt/);
+  });
+
+  test('admin invalidation on A reaches B', async () => {
+    await raw(A, 'PUT', '/inv.txt', {}, 'cached');
+    assert.equal((await raw(B, 'GET', '/inv.txt')).text, 'cached');
+    await writeFile(join(upstream, 'inv.txt'), 'changed behind the gateways');
+    assert.equal((await raw(B, 'GET', '/inv.txt')).text, 'cached', 'B trusts its record for the TTL');
+    assert.equal((await raw(gws[0]!.adminUrl, 'POST', '/invalidate?path=/inv.txt')).status, 200);
+    assert.equal((await raw(B, 'GET', '/inv.txt')).text, 'changed behind the gateways');
+  });
+
   test('Redis down: LOCK is 503 with Retry-After at once, reads go on; back: all works again', async () => {
     await raw(A, 'PUT', '/kept.txt', {}, 'before');
     assert.equal((await raw(B, 'GET', '/kept.txt')).text, 'before'); // cached by B for 10 minutes
