@@ -164,6 +164,17 @@ export const configSchema = z.object({
     /** AppleDouble ("._name") and .DS_Store files from macOS: store them like any file, or refuse them (403). */
     appleDouble: z.enum(['store', 'refuse']).default('store'),
   }).strict().default({}),
+  /**
+   * Several gateways, one namespace: locks and dead properties live in this Redis, and every
+   * change is announced to the other instances. Without it, each gateway is on its own.
+   */
+  redis: z.object({
+    url: z.string().regex(/^rediss?:\/\//, 'expected redis://HOST:PORT or rediss://...'),
+    /** Prefix of every key and of the channel, so that several namespaces can share one Redis. */
+    keyPrefix: z.string().default('davgate:'),
+    /** A command not answered in this time fails (503): a request never waits on a dead Redis. */
+    commandTimeout: duration.pipe(z.number().min(50)).default(1000),
+  }).strict().optional(),
   /** HTTPS on the WebDAV listener: PEM files, re-read on SIGHUP and `davgate reload`. */
   tls: z.object({
     cert: z.string().min(1),
@@ -225,6 +236,7 @@ const ENV_KEYS: Record<string, string[]> = {
   DAVGATE_LOG_LEVEL: ['logLevel'],
   DAVGATE_TLS_CERT: ['tls', 'cert'],
   DAVGATE_TLS_KEY: ['tls', 'key'],
+  DAVGATE_REDIS_URL: ['redis', 'url'],
 };
 
 function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {

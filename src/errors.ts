@@ -32,6 +32,7 @@ export type ErrorCode =
   | 'DAVGATE_RATE_LIMITED'
   | 'DAVGATE_UPSTREAM_UNAVAILABLE'
   | 'DAVGATE_UPSTREAM_TIMEOUT'
+  | 'DAVGATE_SHARED_STATE_UNAVAILABLE'
   | 'DAVGATE_CACHE_CORRUPT'
   | 'DAVGATE_INSUFFICIENT_STORAGE'
   | 'DAVGATE_CONFIG'
@@ -70,6 +71,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze
   DAVGATE_RATE_LIMITED: 429,
   DAVGATE_UPSTREAM_UNAVAILABLE: 502,
   DAVGATE_UPSTREAM_TIMEOUT: 504,
+  DAVGATE_SHARED_STATE_UNAVAILABLE: 503,
   DAVGATE_CACHE_CORRUPT: 500,
   DAVGATE_INSUFFICIENT_STORAGE: 507,
   DAVGATE_CONFIG: 500,
@@ -252,6 +254,18 @@ export class UpstreamUnavailableError extends DavgateError {
 }
 export class UpstreamTimeoutError extends DavgateError {
   constructor(message: string, options?: { cause?: unknown }) { super('DAVGATE_UPSTREAM_TIMEOUT', message, options); }
+}
+/**
+ * The state shared by several gateways (Redis: locks, dead properties, the invalidation bus)
+ * cannot be reached: what needs it is refused at once, to be retried, never left waiting.
+ */
+export class SharedStateUnavailableError extends DavgateError {
+  readonly retryAfterSeconds: number;
+  constructor(message = 'shared state (Redis) is unavailable: try again shortly', options?: { cause?: unknown; retryAfterSeconds?: number }) {
+    super('DAVGATE_SHARED_STATE_UNAVAILABLE', message, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds ?? 2;
+  }
+  override headers(): Record<string, string> { return { 'retry-after': String(this.retryAfterSeconds) }; }
 }
 export class CacheCorruptError extends DavgateError {
   constructor(message: string) { super('DAVGATE_CACHE_CORRUPT', message); }

@@ -19,7 +19,7 @@ export type BlockLookup = 'hit' | 'miss' | 'join' | 'prefetch';
 export interface MetricSources {
   /** 0 closed, 1 half-open (the next call probes), 2 open. */
   breakerState?(): number;
-  activeLocks?(): number;
+  activeLocks?(): number | undefined | Promise<number | undefined>;
   nodes?(): number;
   memoryTierBytes?(): number;
 }
@@ -84,10 +84,16 @@ export class Metrics {
   });
   readonly revalidations = new Counter({ name: 'davgate_node_revalidations_total', help: 'Node revalidations by result (same, changed, gone)', labelNames: ['result'] as const, registers: this.#reg });
 
+  readonly busMessages = new Counter({ name: 'davgate_bus_messages_total', help: 'Invalidation messages exchanged with the other gateways of the namespace (redis.url): sent or received', labelNames: ['direction'] as const, registers: this.#reg });
+  readonly busMissed = new Counter({ name: 'davgate_bus_missed_total', help: 'Reconnections to the invalidation bus, after which every cached node record was dropped (messages may have been missed)', registers: this.#reg });
+  readonly sharedStateUp = new Gauge({ name: 'davgate_shared_state_up', help: '1 while the shared state (redis.url) is reachable, 0 while not; 1 without redis.url', registers: this.#reg });
+
   constructor(opts: { defaultMetrics?: boolean; version?: string } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.buildInfo.set({ version: opts.version ?? 'unknown', node: process.versions.node }, 1);
     this.upstreamUp.set(1);
+    this.sharedStateUp.set(1);
+    zero(this.busMessages, ['direction', ['sent', 'received']]);
     zero(this.requestDuration, ['method', METHODS], ['status_class', STATUS_CLASSES]);
     zero(this.clientAborts, ['method', METHODS]);
     zero(this.authFailures, ['reason', ['bad_credentials', 'rate_limited']]);
@@ -108,7 +114,7 @@ export class Metrics {
       },
     });
     live('davgate_upstream_breaker_state', 'Upstream circuit breaker: 0 closed, 1 half-open (the next call probes), 2 open', () => this.#sources.breakerState?.() ?? 0);
-    live('davgate_webdav_locks', 'WebDAV locks held now (unexpired)', () => this.#sources.activeLocks?.() ?? 0);
+    live('davgate_webdav_locks', 'WebDAV locks held now (unexpired)', async () => (await this.#sources.activeLocks?.()) ?? 0);
     live('davgate_cache_nodes', 'Node records held in memory', () => this.#sources.nodes?.() ?? 0);
     live('davgate_cache_memory_tier_bytes', 'Bytes of small blocks held in the memory tier', () => this.#sources.memoryTierBytes?.() ?? 0);
     const disk = (name: string, help: string, pick: (s: { bavail: number; blocks: number; bsize: number }) => number) => live(name, help, async () => {

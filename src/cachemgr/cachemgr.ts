@@ -10,10 +10,13 @@ import { BlockFetcher } from './fetcher.js';
 import { RangeReader, type BlockSink } from './range-reader.js';
 import { WriteThrough } from './writer.js';
 import { invalidate, purge, residency } from './maintenance.js';
+import type { InvalidationBus } from './bus.js';
+import { parentOf } from '../davpath.js';
 
 export type { Node } from './nodetable.js';
 export type { BlockSink } from './range-reader.js';
 export { SHARED, type Identity } from './identity.js';
+export type { InvalidationBus, BusHandlers } from './bus.js';
 
 // The cache manager (docs/architecture.md, Contracts): getnode/getdata over a node table and a
 // block store, write-through writes, and namespace operations that keep the cache coherent.
@@ -59,8 +62,9 @@ export class CacheManager {
   readonly #fetcher: BlockFetcher;
   readonly #reader: RangeReader;
   readonly #writer: WriteThrough;
+  readonly #bus: InvalidationBus | undefined;
 
-  private constructor(upstream: Upstream, opts: CacheOptions, blocks: BlockStore, table: NodeTable, metrics?: Metrics, events?: CacheEvents) {
+  private constructor(upstream: Upstream, opts: CacheOptions, blocks: BlockStore, table: NodeTable, metrics?: Metrics, events?: CacheEvents, bus?: InvalidationBus) {
     this.upstream = upstream;
     this.blockSize = opts.blockSize;
     this.#blocks = blocks;
@@ -75,10 +79,19 @@ export class CacheManager {
     this.#fetcher = fetcher;
     this.#nodes = new NodeRecords(upstream, table, opts, (key, keep) => fetcher.dropBlocks(key, keep), metrics);
     this.#reader = new RangeReader(fetcher, metrics);
-    this.#writer = new WriteThrough(this.#nodes, blocks, metrics);
+    this.#bus = bus;
+    this.#writer = new WriteThrough(this.#nodes, blocks, metrics, (paths) => this.announce(paths));
+    bus?.subscribe({
+      changed: (paths) => void this.#changedElsewhere(paths).catch(() => {}),
+      missed: () => void invalidate(this.#nodes, fetcher, '/').catch(() => {}),
+    });
   }
 
-  static async open(upstream: Upstream, opts: CacheOptions, metrics?: Metrics, events?: CacheEvents): Promise<CacheManager> {
+  /**
+   * `bus`: the cache is one of several in front of the upstream; changes made through this
+   * one are announced on it, and those announced by the others are dropped from this one.
+   */
+  static async open(upstream: Upstream, opts: CacheOptions, metrics?: Metrics, events?: CacheEvents, bus?: InvalidationBus): Promise<CacheManager> {
     const blocks = new BlockStore(opts.dir, {
       maxBytes: opts.maxBytes, highWatermark: opts.highWatermark, lowWatermark: opts.lowWatermark,
       events: {
@@ -94,7 +107,7 @@ export class CacheManager {
     await blocks.open();
     try {
       const table = await NodeTable.open(opts.nodeTable, opts.dir);
-      return new CacheManager(upstream, opts, blocks, table, metrics, events);
+      return new CacheManager(upstream, opts, blocks, table, metrics, events, bus);
     } catch (err) {
       await blocks.close();
       throw err;
@@ -171,9 +184,27 @@ export class CacheManager {
     return this.#writer.setMtime(path, mtimeMs, identity);
   }
 
-  /** Admin invalidation: the next access to anything under `prefix` goes upstream. */
-  invalidate(prefix: string): Promise<number> {
-    return invalidate(this.#nodes, this.#fetcher, prefix);
+  /** Admin invalidation: the next access to anything under `prefix` goes upstream, on every gateway. */
+  async invalidate(prefix: string): Promise<number> {
+    const n = await invalidate(this.#nodes, this.#fetcher, prefix);
+    await this.announce([prefix]);
+    return n;
+  }
+
+  /** Tell the other gateways (if any) that `paths` and everything under them changed. */
+  async announce(paths: readonly string[]): Promise<void> {
+    await this.#bus?.publish(paths);
+  }
+
+  /**
+   * Another gateway changed `paths`: their records, absent names and listings are forgotten
+   * here, and the records of their parents (a member changes a directory's mtime).
+   */
+  async #changedElsewhere(paths: readonly string[]): Promise<void> {
+    for (const p of paths) {
+      await invalidate(this.#nodes, this.#fetcher, p);
+      if (p !== '/') this.#nodes.forgetRecordsAt(parentOf(p));
+    }
   }
 
   /** Drop the blocks and records of `path` and everything under it; the nodes dropped. */

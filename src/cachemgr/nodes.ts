@@ -214,6 +214,11 @@ export class NodeRecords {
     await this.table.delete(key);
   }
 
+  /** Forget the records of exactly `path`, for every identity (another gateway changed a member). */
+  forgetRecordsAt(path: string): void {
+    for (const node of this.table.under(path)) if (node.path === path) this.table.forget(node.key);
+  }
+
   /**
    * The next access to anything under `prefix` goes upstream: records, absent names and
    * listings there (and the parent's listing) are forgotten. Returns the forgotten keys.

@@ -17,31 +17,38 @@ export class WriteThrough {
   readonly #nodes: NodeRecords;
   readonly #blocks: BlockStore;
   readonly #metrics: Metrics | undefined;
+  readonly #announce: (paths: readonly string[]) => Promise<void>;
 
-  constructor(nodes: NodeRecords, blocks: BlockStore, metrics?: Metrics) {
+  /** `announce`: tell the other gateways of the namespace (bus.ts); the write waits for it. */
+  constructor(nodes: NodeRecords, blocks: BlockStore, metrics?: Metrics, announce: (paths: readonly string[]) => Promise<void> = async () => {}) {
     this.upstream = nodes.upstream;
     this.#nodes = nodes;
     this.#blocks = blocks;
     this.#metrics = metrics;
+    this.#announce = announce;
   }
 
   /** The upstream commits atomically, then the new node is installed. */
   async write(path: string, body: Readable, size: number | undefined, identity: Identity): Promise<Node> {
     const entry = await metered(this.#metrics, 'write', () => this.upstream.write(path, body, { size }, identity));
     this.#nodes.forgetPath(parentOf(path), identity);
-    return this.#nodes.install(entry, identity);
+    const node = await this.#nodes.install(entry, identity);
+    await this.#announce([path]);
+    return node;
   }
 
   async mkdir(path: string, identity: Identity): Promise<void> {
     await metered(this.#metrics, 'mkdir', () => this.upstream.mkdir(path, identity));
     this.#nodes.forgetPath(path, identity);
     this.#nodes.forgetPath(parentOf(path), identity);
+    await this.#announce([path]);
   }
 
   async remove(path: string, identity: Identity): Promise<void> {
     await metered(this.#metrics, 'remove', () => this.upstream.remove(path, identity));
     await this.#dropTree(path);
     this.#nodes.forgetPath(parentOf(path), identity);
+    await this.#announce([path]);
   }
 
   async move(from: string, to: string, overwrite: boolean, identity: Identity): Promise<void> {
@@ -61,6 +68,7 @@ export class WriteThrough {
     this.#nodes.forgetMissingUnder(to);
     this.#nodes.forgetPath(parentOf(from), identity);
     this.#nodes.forgetPath(parentOf(to), identity);
+    await this.#announce([from, to]);
   }
 
   async copy(from: string, to: string, overwrite: boolean, shallow: boolean, identity: Identity): Promise<void> {
@@ -68,6 +76,7 @@ export class WriteThrough {
     await this.#dropTree(to);
     this.#nodes.forgetMissingUnder(to);
     this.#nodes.forgetPath(parentOf(to), identity);
+    await this.#announce([to]);
   }
 
   async quota(path: string, identity: Identity): Promise<Quota | undefined> {
@@ -80,6 +89,7 @@ export class WriteThrough {
     await metered(this.#metrics, 'setmtime', () => this.upstream.setMtime!(path, mtimeMs, identity));
     this.#nodes.forgetPath(path, identity);
     this.#nodes.forgetParentListing(path, identity); // it shows the mtime
+    await this.#announce([path]);
   }
 
   /** `path` and everything under it is gone (or replaced): records, blocks and listings. */

@@ -30,7 +30,9 @@ export async function serve(o: Record<string, unknown>): Promise<void> {
       else console.error(`davgate: could not abort the uploads a crash left open: ${(err as Error).message}`);
     },
   });
-  gw = await buildGateway(config, upstream, { metrics });
+  // Loaded only with redis.url: a gateway on its own has no use for the Redis client.
+  const cluster = config.redis ? (await import('../cluster/index.js')).openCluster(config.redis, metrics, () => gw?.app.log) : undefined;
+  gw = await buildGateway(config, upstream, { metrics, shared: cluster });
   // One real request before the first client's: the S3 SDK loads its credential chain and
   // connections open on first use (~0.3 s), which would otherwise land on the first reader.
   // A failure here is only logged: the gateway starts anyway and /readyz tells.
@@ -46,6 +48,7 @@ export async function serve(o: Record<string, unknown>): Promise<void> {
     force.unref();
     await unlink(adminFile).catch(() => {});
     await gw.close().catch(() => {});
+    await cluster?.close().catch(() => {});
     process.exit(0);
   };
   // SIGHUP: a renewed certificate (certbot, cert-manager) is used without dropping a connection.

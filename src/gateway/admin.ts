@@ -62,6 +62,8 @@ export interface AdminOptions {
   reload?: () => Promise<unknown>;
   /** POST /notify/s3, when a notification secret is configured (else 404). */
   notify?: NotifyRoute;
+  /** Why a dependency besides the upstream (the shared Redis) keeps the gateway from being ready. */
+  notReady?: () => string | undefined;
 }
 
 /** The bearer token on every route but health (and /metrics when it is open). */
@@ -84,13 +86,18 @@ function addErrorHandler(app: FastifyInstance): void {
   });
 }
 
-function addHealthRoutes(app: FastifyInstance, cache: CacheManager, metrics: Metrics): void {
+function addHealthRoutes(app: FastifyInstance, cache: CacheManager, metrics: Metrics, notReady: AdminOptions['notReady']): void {
   app.get('/metrics', async (_req, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
   app.get('/healthz', async () => 'ok\n');
   app.get('/readyz', async (_req, reply) => {
+    const reason = notReady?.();
+    if (reason) {
+      reply.code(503);
+      return `${reason}\n`;
+    }
     // The breaker's view first: a down upstream is not ready even before the next probe.
     if ((cache.upstream as { healthy?: boolean }).healthy === false) {
       reply.code(503);
@@ -172,7 +179,7 @@ export function buildAdminApp(cache: CacheManager, metrics: Metrics, opts: Admin
   const app = Fastify({ logger: { level: opts.logLevel }, logController: new LogController({ disableRequestLogging: true }) });
   if (opts.token) addTokenHook(app, opts.token, opts.openMetrics ?? false, opts.notify !== undefined);
   addErrorHandler(app);
-  addHealthRoutes(app, cache, metrics);
+  addHealthRoutes(app, cache, metrics, opts.notReady);
   addControlRoutes(app, cache, opts.reload);
   addCacheRoutes(app, cache, metrics);
   if (opts.notify) addNotifyRoute(app, opts.notify, metrics);

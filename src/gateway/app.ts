@@ -7,7 +7,9 @@ import type { Upstream } from '../upstream/types.js';
 import { Metrics } from '../metrics.js';
 import { VERSION } from '../version.js';
 import { BadRequestError, BodyTooLargeError, DavgateError, MethodNotAllowedError } from '../errors.js';
-import { DavState } from './davstate.js';
+import type { DavState } from './davstate.js';
+import { LocalDavState } from './localstate.js';
+import type { InvalidationBus } from '../cachemgr/bus.js';
 import { HtpasswdAuth, type User } from './auth.js';
 import { buildAdminApp } from './admin.js';
 import type { GatewayContext } from './request.js';
@@ -38,16 +40,26 @@ export interface Gateway {
 
 type SendError = (reply: FastifyReply, err: unknown) => void;
 
+/** What several gateways of one namespace share (src/cluster/); absent, a gateway is on its own. */
+export interface SharedState {
+  /** Locks and dead properties. */
+  readonly state: DavState;
+  /** Changes announced to, and by, the other gateways. */
+  readonly bus: InvalidationBus;
+  /** Why the shared state cannot be used now (for /readyz), or undefined. */
+  notReady(): string | undefined;
+}
+
 /** The cache and the protocol state; the cache is closed again when the state cannot be opened. */
-async function openStores(config: Config, upstream: Upstream, metrics: Metrics, log: () => FastifyInstance['log'] | undefined): Promise<{ cache: CacheManager; state: DavState }> {
+async function openStores(config: Config, upstream: Upstream, metrics: Metrics, log: () => FastifyInstance['log'] | undefined, shared?: SharedState): Promise<{ cache: CacheManager; state: DavState }> {
   const cache = await CacheManager.open(upstream, config.cache, metrics, {
     onDiskBypass: (bypassed, err) => {
       if (bypassed) log()?.warn({ err }, `the cache disk fails writes: blocks are served from the upstream without being kept, retried in ${config.cache.diskRetryAfter / 1000} s`);
       else log()?.info('the cache disk takes blocks again');
     },
-  });
+  }, shared?.bus);
   try {
-    return { cache, state: await DavState.open(config.cache.nodeTable, config.cache.dir) };
+    return { cache, state: shared?.state ?? await LocalDavState.open(config.cache.nodeTable, config.cache.dir) };
   } catch (err) {
     await cache.close();
     throw err;
@@ -60,7 +72,7 @@ function observeGauges(ctx: GatewayContext, upstream: Upstream): void {
   metrics.observeCacheDir(config.cache.dir);
   metrics.observe({
     breakerState: () => (upstream as { breakerState?: number }).breakerState ?? 0,
-    activeLocks: () => state.activeLocks(),
+    activeLocks: () => state.activeLocks().catch(() => undefined),
     nodes: () => cache.nodeCount,
     memoryTierBytes: () => cache.memoryTierBytes,
   });
@@ -152,6 +164,8 @@ function watchUpstream(config: Config, onStoreChange: StoreChange, log: FastifyI
 
 export interface GatewayOptions {
   metrics?: Metrics;
+  /** Locks, properties and the invalidation bus shared with other instances (Redis). */
+  shared?: SharedState;
   /**
    * What a change of the store announced by a notification or the fs watcher does; `local` is
    * this instance's invalidation (the default does just that). Called as the change arrives:
@@ -166,7 +180,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: Gat
   // Before the stores open: an unreadable htpasswd file leaves nothing to close.
   const auth = config.auth.htpasswd ? new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers) : undefined;
   let app: FastifyInstance | undefined; // its logger, once it exists
-  const { cache, state } = await openStores(config, upstream, metrics, () => app?.log);
+  const { cache, state } = await openStores(config, upstream, metrics, () => app?.log, opts.shared);
   const ctx: GatewayContext = { config, cache, state, metrics };
   observeGauges(ctx, upstream);
   const sendError: SendError = (reply, err) => sendErrorWith(reply, err, { realm: config.auth.realm });
@@ -190,6 +204,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: Gat
   const storeChanged: StoreChange = onStoreChange ? (paths) => onStoreChange(paths, invalidateLocally) : invalidateLocally;
   const admin = buildAdminApp(cache, metrics, {
     logLevel: config.logLevel, token: config.admin.token, openMetrics: config.admin.openMetrics, reload, notify: notifyRoute(config, storeChanged),
+    notReady: opts.shared?.notReady.bind(opts.shared),
   });
   const watcher = watchUpstream(config, storeChanged, webdav.log);
   return {

@@ -1,15 +1,12 @@
-import { join } from 'node:path';
-import type Keyv from 'keyv';
-import { openKeyv } from '../cachemgr/kvstore.js';
-import { isWithin, parentOf } from '../davpath.js';
+import { isWithin } from '../davpath.js';
 
 // Dead properties and locks: protocol state that the upstream does not hold. This is their one
 // home: PROPPATCH and LOCK write here, PROPFIND (lockdiscovery, dead properties) and every write
 // method (lock checks) read here, and DELETE/COPY/MOVE carry properties along.
 //
-// The working set is in memory (read on every PROPFIND entry, so it must be synchronous);
-// every change is written through to keyv, and the whole set is loaded back at start-up, so
-// with the sqlite store properties and locks survive a restart.
+// Two homes implement it: LocalDavState (localstate.ts: in memory, written through to the
+// cache directory) for one gateway, and a Redis one (src/cluster/) shared by several. Every
+// method may fail with SharedStateUnavailableError when the shared store cannot be reached.
 
 export interface DeadProperty {
   readonly ns: string;
@@ -31,171 +28,74 @@ export interface LockRecord {
   readonly owner: string;
   /** Who took it (the authenticated user, or ""). */
   readonly principal: string;
-  timeoutSeconds: number;
-  expiresAt: number;
+  readonly timeoutSeconds: number;
+  readonly expiresAt: number;
+}
+
+/** What PROPFIND needs of a batch of entries, read in one go and then looked up synchronously. */
+export interface DavStateView {
+  properties(path: string): ReadonlyMap<string, DeadProperty> | undefined;
+  locksCovering(path: string): LockRecord[];
+}
+
+export interface DavState {
+  /** Properties of `paths` and every lock, for a batch of PROPFIND entries. */
+  view(paths: readonly string[]): Promise<DavStateView>;
+  properties(path: string): Promise<ReadonlyMap<string, DeadProperty> | undefined>;
+  /** Replace the whole property set of a resource (PROPPATCH applies all or nothing). */
+  setProperties(path: string, props: ReadonlyMap<string, DeadProperty>): Promise<void>;
+  /** Unexpired locks taken on `path` itself. */
+  locksOn(path: string): Promise<LockRecord[]>;
+  /** Locks that cover `path`: its own, and depth-infinity locks of its ancestors. */
+  locksCovering(path: string): Promise<LockRecord[]>;
+  /** Locks that cover `path` or anything below it (a tree operation must own them all). */
+  locksWithin(path: string): Promise<LockRecord[]>;
+  /** Unexpired locks held now, over all resources (a gauge for the dashboard). */
+  activeLocks(): Promise<number>;
+  /**
+   * Add `lock` unless a lock held now conflicts with it (conflictOf), checked and added in one
+   * step, also against other gateways sharing the state. Returns the conflicting lock, if any.
+   */
+  acquireLock(lock: LockRecord): Promise<LockRecord | undefined>;
+  /** The lock with a new timeout, counted from now; undefined when it expired meanwhile. */
+  refreshLock(lock: LockRecord, timeoutSeconds: number): Promise<LockRecord | undefined>;
+  removeLock(lock: LockRecord): Promise<void>;
+  /** The resource is gone: its properties and the locks on it and below go with it. */
+  delete(path: string): Promise<void>;
+  /** Dead properties follow their resource; locks stay behind (RFC 4918 §9.9.4) and so are dropped. */
+  move(from: string, to: string): Promise<void>;
+  /** A copy gets the dead properties of the source (RFC 4918 §9.8.2), never its locks. */
+  copy(from: string, to: string, shallow: boolean): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** One resource, one key: a name upstream in NFD and its NFC spelling share properties and locks. */
-const nfc = (path: string): string => path.normalize('NFC');
+export const nfc = (path: string): string => path.normalize('NFC');
 
 export function propKey(ns: string, local: string): string {
   return `{${ns}}${local}`;
 }
 
-type Stored = { kind: 'props'; path: string; props: DeadProperty[] } | { kind: 'locks'; path: string; locks: LockRecord[] };
+/** Of `locks`, those covering `path`: taken on it, or depth infinity on an ancestor. */
+export function covering(locks: Iterable<LockRecord>, path: string): LockRecord[] {
+  const out: LockRecord[] = [];
+  for (const l of locks) if (l.root === path || (l.depth === 'infinity' && isWithin(path, l.root))) out.push(l);
+  return out;
+}
 
-export class DavState {
-  readonly #props = new Map<string, Map<string, DeadProperty>>();
-  readonly #locks = new Map<string, LockRecord[]>();
-  readonly #store: Keyv<Stored>;
+/** Of `locks`, those covering `path` or taken anywhere below it. */
+export function within(locks: Iterable<LockRecord>, path: string): LockRecord[] {
+  const out: LockRecord[] = [];
+  for (const l of locks) if (isWithin(l.root, path) || (l.depth === 'infinity' && isWithin(path, l.root))) out.push(l);
+  return out;
+}
 
-  private constructor(store: Keyv<Stored>) {
-    this.#store = store;
-  }
-
-  static async open(kind: 'memory' | 'sqlite', dir: string): Promise<DavState> {
-    const store = await openKeyv<Stored>(kind, join(dir, 'davstate.sqlite'), 'davstate', 'dav');
-    const state = new DavState(store);
-    if (kind === 'sqlite' && store.iterator) {
-      for await (const [, value] of store.iterator(undefined)) {
-        const v = value as Stored | undefined;
-        if (v?.kind === 'props') state.#props.set(v.path, new Map(v.props.map((p) => [propKey(p.ns, p.local), p])));
-        else if (v?.kind === 'locks') state.#locks.set(v.path, v.locks);
-      }
-    }
-    return state;
-  }
-
-  async close(): Promise<void> {
-    await this.#store.disconnect().catch(() => {});
-  }
-
-  async #persistProps(path: string): Promise<void> {
-    const m = this.#props.get(path);
-    if (m && m.size) await this.#store.set('p' + path, { kind: 'props', path, props: [...m.values()] });
-    else { this.#props.delete(path); await this.#store.delete('p' + path); }
-  }
-
-  async #persistLocks(path: string): Promise<void> {
-    const l = this.#locks.get(path);
-    if (l && l.length) await this.#store.set('l' + path, { kind: 'locks', path, locks: l });
-    else { this.#locks.delete(path); await this.#store.delete('l' + path); }
-  }
-
-  // ---- dead properties
-
-  properties(path: string): ReadonlyMap<string, DeadProperty> | undefined {
-    if (this.#props.size === 0) return undefined; // the common case, on every PROPFIND entry
-    return this.#props.get(nfc(path));
-  }
-
-  /** Replace the whole property set of a resource (PROPPATCH applies all or nothing). */
-  async setProperties(path: string, props: Map<string, DeadProperty>): Promise<void> {
-    path = nfc(path);
-    this.#props.set(path, props);
-    await this.#persistProps(path);
-  }
-
-  // ---- locks
-
-  /** Unexpired locks taken on `path` itself. */
-  locksOn(path: string): LockRecord[] {
-    path = nfc(path);
-    const l = this.#locks.get(path);
-    if (!l) return [];
-    const now = Date.now();
-    if (l.some((x) => x.expiresAt <= now)) {
-      const live = l.filter((x) => x.expiresAt > now);
-      this.#locks.set(path, live);
-      void this.#persistLocks(path).catch(() => {});
-      return live;
-    }
-    return l;
-  }
-
-  /** Locks that cover `path`: its own, and depth-infinity locks of its ancestors. */
-  locksCovering(path: string): LockRecord[] {
-    if (this.#locks.size === 0) return [];
-    path = nfc(path);
-    const out = [...this.locksOn(path)];
-    let p = path;
-    while (p !== '/') {
-      p = parentOf(p);
-      for (const lock of this.locksOn(p)) if (lock.depth === 'infinity') out.push(lock);
-    }
-    return out;
-  }
-
-  /** Locks that cover `path` or anything below it (a tree operation must own them all). */
-  locksWithin(path: string): LockRecord[] {
-    path = nfc(path);
-    const out = this.locksCovering(path);
-    for (const p of this.#locks.keys()) if (p !== path && isWithin(p, path)) out.push(...this.locksOn(p));
-    return out;
-  }
-
-  /** Unexpired locks held now, over all resources (a gauge for the dashboard). */
-  activeLocks(): number {
-    const now = Date.now();
-    let n = 0;
-    for (const l of this.#locks.values()) for (const x of l) if (x.expiresAt > now) n++;
-    return n;
-  }
-
-  async addLock(lock: LockRecord): Promise<void> {
-    if (lock.root !== nfc(lock.root)) lock = { ...lock, root: nfc(lock.root) };
-    this.#locks.set(lock.root, [...this.locksOn(lock.root), lock]);
-    await this.#persistLocks(lock.root);
-  }
-
-  async refreshLock(lock: LockRecord, timeoutSeconds: number): Promise<void> {
-    lock.timeoutSeconds = timeoutSeconds;
-    lock.expiresAt = Date.now() + timeoutSeconds * 1000;
-    await this.#persistLocks(lock.root);
-  }
-
-  async removeLock(lock: LockRecord): Promise<void> {
-    this.#locks.set(lock.root, this.locksOn(lock.root).filter((l) => l.token !== lock.token));
-    await this.#persistLocks(lock.root);
-  }
-
-  // ---- namespace changes
-
-  #pathsWithin(m: Map<string, unknown>, path: string, shallow = false): string[] {
-    return [...m.keys()].filter((p) => (shallow ? p === path : isWithin(p, path)));
-  }
-
-  /** The resource is gone: its properties and the locks on it and below go with it. */
-  async delete(path: string): Promise<void> {
-    path = nfc(path);
-    for (const p of this.#pathsWithin(this.#props, path)) { this.#props.delete(p); await this.#persistProps(p); }
-    for (const p of this.#pathsWithin(this.#locks, path)) { this.#locks.delete(p); await this.#persistLocks(p); }
-  }
-
-  /** Dead properties follow their resource; locks stay behind (RFC 4918 §9.9.4) and so are dropped. */
-  async move(from: string, to: string): Promise<void> {
-    from = nfc(from);
-    to = nfc(to);
-    await this.delete(to);
-    for (const p of this.#pathsWithin(this.#props, from)) {
-      const target = to + p.slice(from.length);
-      this.#props.set(target, this.#props.get(p)!);
-      this.#props.delete(p);
-      await this.#persistProps(p);
-      await this.#persistProps(target);
-    }
-    for (const p of this.#pathsWithin(this.#locks, from)) { this.#locks.delete(p); await this.#persistLocks(p); }
-  }
-
-  /** A copy gets the dead properties of the source (RFC 4918 §9.8.2), never its locks. */
-  async copy(from: string, to: string, shallow: boolean): Promise<void> {
-    from = nfc(from);
-    to = nfc(to);
-    await this.delete(to);
-    for (const p of this.#pathsWithin(this.#props, from, shallow)) {
-      const target = to + p.slice(from.length);
-      this.#props.set(target, new Map(this.#props.get(p)));
-      await this.#persistProps(target);
-    }
-  }
+/**
+ * A lock held now that a new `scope` lock of `depth` on `path` conflicts with: any exclusive
+ * lock, and for an exclusive request any lock at all, covering the resource or (depth infinity)
+ * anywhere below it. The Redis script (src/cluster/lua.ts) applies the same rules.
+ */
+export function conflictOf(locks: Iterable<LockRecord>, path: string, scope: LockRecord['scope'], depth: LockRecord['depth']): LockRecord | undefined {
+  const existing = depth === 'infinity' ? within(locks, path) : covering(locks, path);
+  return existing.find((l) => scope === 'exclusive' || l.scope === 'exclusive');
 }

@@ -5,7 +5,7 @@ import { BadRequestError, BadXmlError, LockConflictError, LockTokenMismatchError
 import { encodeHref } from '../davpath.js';
 import { checkIfHeader, checkLocks, davPath, identityOf, parseDepth, newMemberPath, xmlLimits, type GatewayContext } from './request.js';
 import { child, escapeXml, innerXml, readXml } from './xml.js';
-import type { DavState, LockRecord } from './davstate.js';
+import { conflictOf, type DavState, type LockRecord } from './davstate.js';
 import { checkAppleDouble } from './put.js';
 
 // LOCK and UNLOCK (RFC 4918 §9.10, §9.11): exclusive and shared write locks, depth 0 and
@@ -41,9 +41,8 @@ export function activeLockXml(lock: LockRecord): string {
  * lock, and for an exclusive request any lock at all, covering the resource or (depth infinity)
  * anywhere below it.
  */
-export function conflictingLock(state: DavState, path: string, scope: LockRecord['scope'], depth: LockRecord['depth']): LockRecord | undefined {
-  const existing = depth === 'infinity' ? state.locksWithin(path) : state.locksCovering(path);
-  return existing.find((l) => scope === 'exclusive' || l.scope === 'exclusive');
+export async function conflictingLock(state: DavState, path: string, scope: LockRecord['scope'], depth: LockRecord['depth']): Promise<LockRecord | undefined> {
+  return conflictOf(await state.locksWithin(path), path, scope, depth);
 }
 
 function lockResponse(reply: FastifyReply, status: number, lock: LockRecord): void {
@@ -59,10 +58,10 @@ export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply
     // No body: refresh the lock named in the If header, which may be held by an ancestor.
     const tokens = await checkIfHeader(ctx, req, path);
     if (tokens.size === 0) throw new BadRequestError('a LOCK without a body must name the lock to refresh in an If header');
-    const lock = ctx.state.locksCovering(path).find((l) => tokens.has(l.token));
-    if (!lock) throw new PreconditionFailedError('no lock matching the If header covers this resource');
-    await ctx.state.refreshLock(lock, timeout);
-    return lockResponse(reply, 200, lock);
+    const lock = (await ctx.state.locksCovering(path)).find((l) => tokens.has(l.token));
+    const refreshed = lock && await ctx.state.refreshLock(lock, timeout);
+    if (!refreshed) throw new PreconditionFailedError('no lock matching the If header covers this resource');
+    return lockResponse(reply, 200, refreshed);
   }
   if (body.ns !== DAV || body.local !== 'lockinfo') throw new BadXmlError('LOCK body must be a DAV:lockinfo element');
   const scopeEl = child(body, DAV, 'lockscope')?.children[0];
@@ -71,7 +70,8 @@ export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply
   if (!typeEl || typeEl.ns !== DAV || typeEl.local !== 'write') throw new BadXmlError('locktype must be DAV:write');
   const depth = parseDepth(req, 'infinity', ['0', 'infinity']) as '0' | 'infinity';
   const scope = scopeEl.local;
-  if (conflictingLock(ctx.state, path, scope, depth)) throw new LockConflictError();
+  // Checked here too, so that a conflicting LOCK of an unmapped URL creates nothing.
+  if (await conflictingLock(ctx.state, path, scope, depth)) throw new LockConflictError();
   await checkIfHeader(ctx, req, path);
   let status = 200;
   const identity = identityOf(req);
@@ -82,7 +82,7 @@ export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply
     path = await newMemberPath(ctx, path, identity);
     checkAppleDouble(ctx, path);
     // A new member of the parent: a lock on the parent must be owned (RFC 4918 §7.5).
-    checkLocks(ctx, path, await checkIfHeader(ctx, req, path), { membership: true });
+    await checkLocks(ctx, path, await checkIfHeader(ctx, req, path), { membership: true });
     await ctx.cache.write(path, Readable.from([]), 0, identity);
     status = 201;
   }
@@ -91,7 +91,8 @@ export async function handleLock(ctx: GatewayContext, req: FastifyRequest, reply
     token: `urn:uuid:${randomUUID()}`, root: path, scope, depth, owner: ownerEl ? innerXml(ownerEl) : '',
     principal: req.davUser?.name ?? '', timeoutSeconds: timeout, expiresAt: Date.now() + timeout * 1000,
   };
-  await ctx.state.addLock(lock);
+  // Another request (here or on another gateway) may have locked it meanwhile: the store decides.
+  if (await ctx.state.acquireLock(lock)) throw new LockConflictError();
   lockResponse(reply, status, lock);
 }
 
@@ -101,7 +102,7 @@ export async function handleUnlock(ctx: GatewayContext, req: FastifyRequest, rep
   if (typeof raw !== 'string' || !raw.trim()) throw new BadRequestError('UNLOCK needs a Lock-Token header');
   // Accepted with or without the angle brackets: some clients omit them.
   const token = raw.trim().replace(/^<(.*)>$/, '$1').trim();
-  const lock = ctx.state.locksCovering(path).find((l) => l.token === token);
+  const lock = (await ctx.state.locksCovering(path)).find((l) => l.token === token);
   if (!lock) throw new LockTokenMismatchError();
   await ctx.state.removeLock(lock);
   reply.code(204).send();

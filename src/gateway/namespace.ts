@@ -96,8 +96,8 @@ export async function handleCopyMove(ctx: GatewayContext, req: FastifyRequest, r
   if (from === '/' || isWithin(to, from)) throw new ForbiddenError('destination is inside the source');
   // Untagged If lists apply to the Request-URI (the source); the tokens count for both ends.
   const tokens = await checkIfHeader(ctx, req, from);
-  if (move) checkLocks(ctx, from, tokens, { tree: true, membership: true });
-  checkLocks(ctx, to, tokens, { tree: true, membership: true });
+  if (move) await checkLocks(ctx, from, tokens, { tree: true, membership: true });
+  await checkLocks(ctx, to, tokens, { tree: true, membership: true });
   checkAppleDouble(ctx, to);
   const target = await nodeAt(ctx, to, identity);
   // The source itself in another Unicode form: a MOVE respells it, a COPY would double it.

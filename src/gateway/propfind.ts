@@ -6,7 +6,7 @@ import { contentTypeOf } from './get.js';
 import { etagOf } from './conditional.js';
 import { davPath, identityOf, parseDepth, urlHasTrailingSlash, xmlLimits, type GatewayContext } from './request.js';
 import { child, escapeXml, readXml, type XmlElement } from './xml.js';
-import { propKey } from './davstate.js';
+import { propKey, type DavStateView } from './davstate.js';
 import { activeLockXml } from './lock.js';
 import { clientGone, writeChunk } from './drain.js';
 
@@ -46,7 +46,7 @@ const SUPPORTED_LOCK = '<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D
   + '<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>';
 
 /** The value of a live property, or undefined when it does not apply to this node. */
-function liveValue(ctx: GatewayContext, node: Node, name: Live, extras: PropfindExtras): string | undefined {
+function liveValue(state: DavStateView, node: Node, name: Live, extras: PropfindExtras): string | undefined {
   switch (name) {
     case 'quota-available-bytes': return extras.quota ? String(extras.quota.availableBytes) : undefined;
     case 'quota-used-bytes': return extras.quota ? String(extras.quota.usedBytes) : undefined;
@@ -58,21 +58,21 @@ function liveValue(ctx: GatewayContext, node: Node, name: Live, extras: Propfind
     case 'getlastmodified': return new Date(node.mtimeMs).toUTCString();
     case 'resourcetype': return node.kind === 'dir' ? '<D:collection/>' : '';
     case 'supportedlock': return SUPPORTED_LOCK;
-    case 'lockdiscovery': return ctx.state.locksCovering(node.path).map(activeLockXml).join('');
+    case 'lockdiscovery': return state.locksCovering(node.path).map(activeLockXml).join('');
   }
 }
 
 /** One <D:response> for a node, with only the properties asked for. */
-export function responseXml(ctx: GatewayContext, node: Node, req: Request, extras: PropfindExtras = {}): string {
+export function responseXml(state: DavStateView, node: Node, req: Request, extras: PropfindExtras = {}): string {
   const href = encodeHref(node.path) + (node.kind === 'dir' && node.path !== '/' ? '/' : '');
-  const dead = ctx.state.properties(node.path);
+  const dead = state.properties(node.path);
   const found: string[] = [];
   const missing: string[] = [];
   if (req.kind === 'prop') {
     let n = 0;
     for (const p of req.props) {
       const live = p.ns === DAV && ((LIVE as readonly string[]).includes(p.local) || (QUOTA as readonly string[]).includes(p.local));
-      const value = live ? liveValue(ctx, node, p.local as Live, extras) : undefined;
+      const value = live ? liveValue(state, node, p.local as Live, extras) : undefined;
       const deadProp = live ? undefined : dead?.get(propKey(p.ns, p.local));
       const tag = p.ns === DAV ? `D:${p.local}` : p.ns ? `X${n}:${p.local}` : p.local;
       const decl = p.ns === DAV ? '' : p.ns ? ` xmlns:X${n++}="${escapeXml(p.ns, true)}"` : ' xmlns=""';
@@ -83,7 +83,7 @@ export function responseXml(ctx: GatewayContext, node: Node, req: Request, extra
     }
   } else {
     for (const name of LIVE) {
-      const value = liveValue(ctx, node, name, extras);
+      const value = liveValue(state, node, name, extras);
       if (value === undefined) continue;
       found.push(req.kind === 'propname' || value === '' ? `<D:${name}/>` : `<D:${name}>${value}</D:${name}>`);
     }
@@ -122,15 +122,24 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
   // (down, gone) is still a proper 502/504/404, not a cut connection.
   const listing = node.kind === 'dir' && depth !== '0' ? ctx.cache.list(node.path, identity) : undefined;
   const first = await listing?.next();
+  // Entries are answered in batches: the shared state of a batch is read in one round trip.
+  const view = await ctx.state.view([node.path]);
   reply.hijack();
   const res = reply.raw;
   res.writeHead(207, { 'content-type': 'application/xml; charset=utf-8' });
   // Responses are batched into ~64 KiB writes: one write per entry costs more than the XML.
-  let buffered = `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">\n` + responseXml(ctx, node, request, extras);
+  let buffered = `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">\n` + responseXml(view, node, request, extras);
+  const batch: Node[] = [];
   const pending: string[] = [];
-  const add = async (c: Node) => {
-    buffered += responseXml(ctx, c, request, extras);
+  const flush = async () => {
+    const v = await ctx.state.view(batch.map((n) => n.path));
+    for (const c of batch) buffered += responseXml(v, c, request, extras);
+    batch.length = 0;
     if (buffered.length >= 65536) { await writeChunk(res, buffered); buffered = ''; }
+  };
+  const add = async (c: Node) => {
+    batch.push(c);
+    if (batch.length >= 256) await flush();
     if (depth === 'infinity' && c.kind === 'dir') pending.push(c.path);
   };
   try {
@@ -141,6 +150,7 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
     while (pending.length) {
       for await (const c of ctx.cache.list(pending.shift()!, identity)) await add(c);
     }
+    await flush();
     res.end(buffered + '</D:multistatus>\n');
   } catch (err) {
     if (clientGone(res)) req.log.debug({ err }, 'PROPFIND ended by the client');

@@ -51,7 +51,7 @@ export async function handleProppatch(ctx: GatewayContext, req: FastifyRequest, 
   });
   let mtime: number | undefined;
   if (failed.size === 0) {
-    const next = new Map<string, DeadProperty>(ctx.state.properties(path) ?? []);
+    const next = new Map<string, DeadProperty>(await ctx.state.properties(path) ?? []);
     for (const { op, el, lang } of list) {
       const key = propKey(el.ns, el.local);
       if (op === 'remove') next.delete(key);
@@ -63,6 +63,7 @@ export async function handleProppatch(ctx: GatewayContext, req: FastifyRequest, 
       }
     }
     await ctx.state.setProperties(path, next);
+    await ctx.cache.announce([path]);
     if (mtime !== undefined) await ctx.cache.setMtime(path, mtime, identityOf(req)).catch((err) => req.log.warn({ err }, 'setting mtime failed'));
   }
 

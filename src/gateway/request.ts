@@ -96,7 +96,7 @@ export function parseDepth(req: FastifyRequest, absent: Depth, allowed: readonly
 
 /** The state of a resource as the If header sees it: its ETag and the tokens of the locks covering it. */
 async function resourceState(ctx: GatewayContext, req: FastifyRequest, path: string): Promise<ResourceState> {
-  const lockTokens = new Set(ctx.state.locksCovering(path).map((l) => l.token));
+  const lockTokens = new Set((await ctx.state.locksCovering(path)).map((l) => l.token));
   try {
     return { etag: etagOf(await ctx.cache.getnode(path, identityOf(req))), lockTokens };
   } catch (err) {
@@ -127,13 +127,13 @@ export interface WriteScope {
  * the target must have its token submitted, or at least one of the shared locks (else 423).
  */
 export async function checkWritable(ctx: GatewayContext, req: FastifyRequest, path: string, scope: WriteScope = {}): Promise<void> {
-  checkLocks(ctx, path, await checkIfHeader(ctx, req, path), scope);
+  await checkLocks(ctx, path, await checkIfHeader(ctx, req, path), scope);
 }
 
 /** 423 unless the submitted tokens own the locks that apply to changing `path`. */
-export function checkLocks(ctx: GatewayContext, path: string, tokens: ReadonlySet<string>, scope: WriteScope = {}): void {
-  const covering = scope.tree ? ctx.state.locksWithin(path) : ctx.state.locksCovering(path);
-  if (scope.membership && path !== '/') covering.push(...ctx.state.locksOn(parentOf(path)).filter((l) => l.depth === '0'));
+export async function checkLocks(ctx: GatewayContext, path: string, tokens: ReadonlySet<string>, scope: WriteScope = {}): Promise<void> {
+  const covering = scope.tree ? await ctx.state.locksWithin(path) : await ctx.state.locksCovering(path);
+  if (scope.membership && path !== '/') covering.push(...(await ctx.state.locksOn(parentOf(path))).filter((l) => l.depth === '0'));
   if (covering.length === 0) return;
   const exclusive = covering.filter((l) => l.scope === 'exclusive');
   const ok = exclusive.length > 0 ? exclusive.every((l) => tokens.has(l.token)) : covering.some((l) => tokens.has(l.token));

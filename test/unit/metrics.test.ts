@@ -47,7 +47,7 @@ test('requests by status class; gauges read from their sources at scrape time', 
 });
 
 test('only low-cardinality label names', async () => {
-  const allowed = new Set(['method', 'status', 'status_class', 'operation', 'result', 'source', 'reason', 'version', 'node', 'le']);
+  const allowed = new Set(['method', 'status', 'status_class', 'operation', 'result', 'source', 'reason', 'version', 'node', 'le', 'direction']);
   const m = new Metrics({ defaultMetrics: false });
   for (const metric of await m.registry.getMetricsAsJSON()) {
     for (const v of metric.values) for (const k of Object.keys(v.labels)) assert.ok(allowed.has(k), `${metric.name} has label ${k}`);

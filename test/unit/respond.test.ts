@@ -45,6 +45,7 @@ const CASES: Array<[DavgateError, number, string?]> = [
   [new errors.UnsupportedError('quota'), 501],
   [new errors.UpstreamUnavailableError('down'), 502],
   [new errors.UpstreamTimeoutError('slow'), 504],
+  [new errors.SharedStateUnavailableError(), 503],
   [new errors.CacheCorruptError('bad block'), 500],
   [new errors.InsufficientStorageError(), 507],
   [new errors.ConfigError('bad'), 500],
@@ -64,6 +65,12 @@ describe('errorResponse', () => {
         assert.equal(r.body, err.message + '\n', err.name);
       }
     }
+  });
+
+  it('shared state unavailable: 503 with Retry-After', () => {
+    const r = errorResponse(new errors.SharedStateUnavailableError(), opts);
+    assert.equal(r.status, 503);
+    assert.equal(r.headers['retry-after'], '2');
   });
 
   it('every exported error class is covered above', () => {
