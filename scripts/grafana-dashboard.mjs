@@ -71,6 +71,17 @@ const rows = [
     p('Node records in memory', 'short', [[`sum(davgate_cache_nodes{${S}})`, 'nodes']]),
     p('Revalidations', 'ops', [[`sum by (result) (rate(davgate_node_revalidations_total{${S}}[${R}]))`, '{{result}}']]),
   ]],
+  ['Several instances and store notifications', [
+    p('Shared state (Redis) reachable', 'short', [[`min(davgate_shared_state_up{${S}})`, 'up']], {
+      kind: 'stat', w: 4, description: 'Locks, dead properties and the invalidation bus (redis.url). Always 1 without redis.url.',
+      mappings: [{ type: 'value', options: { 0: { text: 'down', color: 'red' }, 1: { text: 'up', color: 'green' } } }],
+    }),
+    p('Invalidation bus messages', 'ops', [[`sum by (direction) (rate(davgate_bus_messages_total{${S}}[${R}]))`, '{{direction}}']],
+      { description: 'Changes announced to the other gateways (sent) and heard from them (received).' }),
+    p('Bus reconnections (node records dropped)', 'short', [[`sum(increase(davgate_bus_missed_total{${S}}[${R}]))`, 'reconnections']], { w: 8 }),
+    p('Store notifications', 'ops', [[`sum by (result) (rate(davgate_notifications_total{${S}}[${R}]))`, '{{result}}']],
+      { description: 'S3 bucket notifications on POST /notify/s3: accepted, duplicate (redelivered), ignored (another bucket), rejected (secret, body).' }),
+  ]],
   ['Process', [
     p('Resident memory', 'bytes', [[`process_resident_memory_bytes{${S}}`, '{{instance}}']]),
     p('Heap', 'bytes', [[`nodejs_heap_size_used_bytes{${S}}`, 'used {{instance}}'], [`nodejs_heap_size_total_bytes{${S}}`, 'total {{instance}}']]),

@@ -45,14 +45,14 @@ test('panels sit on the 24-column grid without overlapping', () => {
   }
 });
 
-test('every panel has a unit and queries; ranges use $__rate_interval; rows cover the five areas', () => {
+test('every panel has a unit and queries; ranges use $__rate_interval; rows cover the six areas', () => {
   for (const p of dash.panels.filter((x) => x.type !== 'row')) {
     assert.ok(p.fieldConfig?.defaults.unit, `${p.title} has no unit`);
     assert.ok(p.targets?.length, `${p.title} has no query`);
     for (const t of p.targets) assert.doesNotMatch(t.expr, /\[\d+[smhd]\]/, `${p.title}: fixed range in ${t.expr}`);
   }
   const rows = dash.panels.filter((p) => p.type === 'row').map((p) => p.title);
-  assert.deepEqual(rows, ['Traffic', 'Cache', 'Upstream', 'WebDAV state', 'Process']);
+  assert.deepEqual(rows, ['Traffic', 'Cache', 'Upstream', 'WebDAV state', 'Several instances and store notifications', 'Process']);
 });
 
 test('the provisioning names the dashboard folder and a Prometheus data source', () => {
