@@ -221,13 +221,15 @@ export class NodeRecords {
 
   /**
    * The next access to anything under `prefix` goes upstream: records, absent names and
-   * listings there (and the parent's listing) are forgotten. Returns the forgotten keys.
+   * listings there are forgotten, and so are the listings and absent names of every directory
+   * above it (a change announced by the store may have created whole directory levels: the
+   * key `new/dir/file` makes `/new` exist). Returns the forgotten keys.
    */
   async invalidate(prefix: string): Promise<string[]> {
     const keys = await this.table.invalidate(prefix);
-    this.forgetMissingUnder(prefix);
-    const parent = parentOf(prefix);
-    this.#listings?.forgetWhere((p) => p === parent || isWithin(p, prefix));
+    const related = (p: string) => isWithin(p, prefix) || isWithin(prefix, p);
+    if (this.#missing) for (const [key, path] of this.#missing.entries()) if (related(path)) this.#missing.delete(key);
+    this.#listings?.forgetWhere(related);
     return keys;
   }
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile, utimes, rm } from 'node:fs/promises';
+import { mkdir, writeFile, utimes, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NodeTable } from '../../src/cachemgr/nodetable.js';
 import { NodeRecords } from '../../src/cachemgr/nodes.js';
@@ -140,5 +140,20 @@ test('install records a written entry; a new version forgets the parent listing'
     assert.equal(upstream.count('list'), 1, 'listed again');
     assert.equal((await nodes.getnode('/d/y', SHARED)).version, node.version);
     assert.equal(upstream.count('stat'), 0, 'installed, fresh: no stat');
+  });
+});
+
+test('invalidating a path the store created forgets the absent names and listings above it', async () => {
+  await records({ 'a.txt': 'x' }, 60_000, async ({ nodes, root }) => {
+    const names = async () => { const out: string[] = []; for await (const n of nodes.list('/', SHARED)) out.push(n.path); return out.sort(); };
+    await assert.rejects(nodes.getnode('/new', SHARED), NotFoundError);
+    assert.deepEqual(await names(), ['/a.txt']);
+    // Created behind the gateway's back, two directory levels at once (an S3 key new/dir/f.txt).
+    await mkdir(join(root, 'new', 'dir'), { recursive: true });
+    await writeFile(join(root, 'new', 'dir', 'f.txt'), 'y');
+    assert.deepEqual(await names(), ['/a.txt'], 'within the TTL the cached listing stands');
+    await nodes.invalidate('/new/dir/f.txt');
+    assert.equal((await nodes.getnode('/new', SHARED)).kind, 'dir', 'the absent name above is forgotten');
+    assert.deepEqual(await names(), ['/a.txt', '/new'], 'so is the listing of the root');
   });
 });
