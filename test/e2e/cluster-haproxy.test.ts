@@ -46,8 +46,14 @@ describe('three gateways behind haproxy', { skip: missing && `${missing} is not 
     for (const n of served) assert.ok(n > 50, `every gateway took its share (${served.join(', ')})`);
   });
 
-  test('kill -9 of one gateway: the others go on serving', { timeout: 60_000 }, async () => {
+  test('kill -9 of one gateway: the others go on serving, and its lock is still enforced', { timeout: 60_000 }, async () => {
     assert.equal((await raw(lb.url, 'PUT', '/k.txt', {}, 'kept')).status, 201);
+    assert.equal((await raw(lb.url, 'PUT', '/locked.txt', {}, 'v1')).status, 201);
+    // Taken on the gateway about to die: the lock lives in Redis, not in that process.
+    const taken = await raw(gws[0]!.url, 'LOCK', '/locked.txt', { 'content-type': 'application/xml', timeout: 'Second-300' },
+      '<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>');
+    assert.equal(taken.status, 200);
+    const token = String(taken.headers['lock-token']);
     let ok = 0;
     const failed: string[] = [];
     let killed = false;
@@ -72,5 +78,9 @@ describe('three gateways behind haproxy', { skip: missing && `${missing} is not 
     const l = await raw(lb.url, 'LOCK', '/k.txt', { 'content-type': 'application/xml', timeout: 'Second-30' },
       '<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>');
     assert.equal(l.status, 200, 'locks through the survivors');
+    // Round robin: consecutive requests land on both survivors.
+    for (let i = 0; i < 4; i++) assert.equal((await raw(lb.url, 'PUT', '/locked.txt', {}, 'v2')).status, 423, `PUT without the token, try ${i}`);
+    assert.equal((await raw(lb.url, 'PUT', '/locked.txt', { if: `(${token})` }, 'v2')).status, 204, 'with the token');
+    assert.equal((await raw(lb.url, 'GET', '/locked.txt')).text, 'v2');
   });
 });
