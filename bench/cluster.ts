@@ -28,7 +28,7 @@ const SETUPS = [
 ] as const;
 type SetupId = (typeof SETUPS)[number]['id'];
 
-interface Run { coldMiBs: number; hotMiBs: number; coldUpstreamMiB: number; hotUpstreamMiB: number }
+interface Run { coldMiBs: number; hotMiBs: number; coldUpstreamMiB: number; hotUpstreamMiB: number; totalUpstreamMiB: number }
 
 async function upstreamBytes(adminUrl: string): Promise<number> {
   const text = await (await fetch(adminUrl + 'metrics')).text();
@@ -67,7 +67,7 @@ async function oneRun(setup: (typeof SETUPS)[number], data: string, names: strin
     const afterCold = await sum();
     const hotMiBs = await pass(lb, names, o);
     const afterHot = await sum();
-    return { coldMiBs, hotMiBs, coldUpstreamMiB: afterCold / MiB, hotUpstreamMiB: (afterHot - afterCold) / MiB };
+    return { coldMiBs, hotMiBs, coldUpstreamMiB: afterCold / MiB, hotUpstreamMiB: (afterHot - afterCold) / MiB, totalUpstreamMiB: afterHot / MiB };
   } finally {
     await lb?.stop();
     for (const g of gws) await g.stop();
@@ -84,6 +84,7 @@ function table(runs: Record<SetupId, Run[]>, o: ClusterOptions): string {
   const rows: Array<[string, keyof Run, string]> = [
     ['cold GET, MiB/s', 'coldMiBs', 'higher'], ['hot GET, MiB/s', 'hotMiBs', 'higher'],
     ['upstream MiB, cold pass', 'coldUpstreamMiB', 'lower'], ['upstream MiB, hot pass', 'hotUpstreamMiB', 'lower'],
+    ['upstream MiB, total', 'totalUpstreamMiB', 'lower'],
   ];
   const med = (id: SetupId, k: keyof Run) => median(runs[id].map((r) => r[k]));
   const ratio = (a: number, b: number) => (b === 0 ? (a === 0 ? '1.00' : '∞') : (a / b).toFixed(2));
