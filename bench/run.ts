@@ -9,9 +9,13 @@
 //                   writes bench/results/scale-<timestamp>.json (with --quick: fewer runs)
 //   --soak          the soak instead (bench/soak.ts): 64 clients of mixed load for 30 minutes over a
 //                   cache smaller than the working set (--soak-minutes N); RSS, heap, fds, p99, errors
+//   --cluster       one davgate vs three behind haproxy (bench/cluster.ts): consistent hashing and
+//                   round robin, cold and hot GET MiB/s, upstream bytes; writes cluster-<timestamp>.json
+//                   (--cluster-files N, --cluster-file-mib N, --cluster-cache-mib N, --clients N)
 //   --runs N, --big-mib N, --entries N, --wrk-seconds N   override the mode's settings
 import { cpus, loadavg } from 'node:os';
 import { markdown, rowsJson, writeResults } from './report.js';
+import { runCluster } from './cluster.js';
 import { runScale } from './scale.js';
 import { runSoak } from './soak.js';
 import { killAllSync, stopAll } from './servers.js';
@@ -47,10 +51,12 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 }
 
 async function main(): Promise<void> {
-  need('wrk', 'wrk');
-  need('rclone', 'rclone');
-  need('curl', 'curl');
-  ensureServerPackages();
+  if (!flag('--cluster')) { // the cluster mode runs davgate, redis-server and haproxy only
+    need('wrk', 'wrk');
+    need('rclone', 'rclone');
+    need('curl', 'curl');
+    ensureServerPackages();
+  }
   const date = new Date().toISOString();
   const env = { ...environment(), cpuBusyBefore: await cpuBusy() };
   if (env.cpuBusyBefore > 0.1) log(`note: ${(env.cpuBusyBefore * 100).toFixed(0)}% of the CPU is busy with other processes before the run`);
@@ -62,6 +68,17 @@ async function main(): Promise<void> {
     console.log(md);
     const file = await writeResults('soak-', { date, mode: 'soak', minutes, environment: env, samples }, { name: 'soak-latest.md', text: md });
     log(`soak results written to ${file}`);
+    return;
+  }
+  if (flag('--cluster')) {
+    const o = { runs: num('--runs', 3), files: num('--cluster-files', 128), fileBytes: num('--cluster-file-mib', 1) * MiB,
+      clients: num('--clients', 16), cacheBytes: num('--cluster-cache-mib', 80) * MiB };
+    const { markdown: table, runs } = await runCluster(o);
+    await stopAll();
+    const md = `davgate cluster benchmark, ${date}, medians of ${o.runs} runs (min–max), loopback, ${cpus().length} cores\n\n${table}\n`;
+    console.log(md);
+    const file = await writeResults('cluster-', { date, mode: 'cluster', options: o, environment: env, loadavgAtEnd: loadavg(), totalSeconds: elapsedSeconds(), runs }, { name: 'cluster-latest.md', text: md });
+    log(`cluster results written to ${file}`);
     return;
   }
   if (flag('--scale')) {

@@ -59,12 +59,13 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-export async function startHaproxy(backends: Backend[]): Promise<Haproxy> {
+/** `configFor` (port → config text) replaces the round-robin config, e.g. with localHaproxyConfig. */
+export async function startHaproxy(backends: Backend[], configFor?: (port: number) => Promise<string> | string): Promise<Haproxy> {
   const dir = await mkdtemp(join(tmpdir(), 'davgate-haproxy-'));
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const file = join(dir, 'haproxy.cfg');
-    await writeFile(file, config(port, backends));
+    await writeFile(file, configFor ? await configFor(port) : config(port, backends));
     const child: ChildProcess = spawn(HAPROXY, ['-db', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.once('exit', reapOnExit(child.pid));
     let out = '';

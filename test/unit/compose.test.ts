@@ -77,8 +77,10 @@ interface Service {
   volumes?: Array<string | { type: string; source: string; target: string }>;
   healthcheck?: { test: string[]; interval?: string; timeout?: string; start_period?: string; retries?: number };
   depends_on?: Record<string, { condition?: string }> | string[];
+  profiles?: string[];
 }
 
+const GATEWAYS = ['gw1', 'gw2', 'gw3'];
 const compose = YAML.parse(read('compose.yaml')) as { services: Record<string, Service>; volumes?: Record<string, unknown> };
 const services = compose.services;
 const dockerfile = finalStage(read('Dockerfile'));
@@ -94,7 +96,8 @@ function adminPort(): number {
 
 describe('compose.yaml', () => {
   test('has the davgate, prometheus and grafana services; davgate is built from this Dockerfile', () => {
-    assert.deepEqual(Object.keys(services).sort(), ['davgate', 'grafana', 'prometheus']);
+    // A plain `docker compose up` starts the services without a profile: exactly these three.
+    assert.deepEqual(Object.keys(services).filter((n) => services[n]!.profiles === undefined).sort(), ['davgate', 'grafana', 'prometheus']);
     assert.ok(services.davgate!.build === '.' || (services.davgate!.build as { context?: string })?.context === '.');
   });
 
@@ -111,9 +114,11 @@ describe('compose.yaml', () => {
     const used = Object.values(services).flatMap((s) => mounts(s).filter((m) => m.type === 'volume').map((m) => m.source));
     for (const v of used) assert.ok(declared.includes(v), `volume ${v} is not declared under volumes:`);
     for (const v of declared) assert.ok(used.includes(v), `volume ${v} is declared but unused`);
-    const targets = mounts(services.davgate!).map((m) => m.target).sort();
     const imageVolumes = JSON.parse(one(dockerfile.instructions, 'VOLUME')) as string[];
-    assert.deepEqual(targets, [...imageVolumes].sort(), 'davgate mounts exactly the image VOLUMEs');
+    for (const name of ['davgate', ...GATEWAYS]) {
+      const targets = mounts(services[name]!).map((m) => m.target).sort();
+      assert.deepEqual(targets, [...imageVolumes].sort(), `${name} mounts exactly the image VOLUMEs`);
+    }
   });
 
   test('the davgate ports are the EXPOSEd ones of the Dockerfile', () => {
@@ -126,6 +131,7 @@ describe('compose.yaml', () => {
 
   test('the davgate healthcheck is the Dockerfile HEALTHCHECK, command and timing', () => {
     const hc = healthcheck(one(dockerfile.instructions, 'HEALTHCHECK'));
+    for (const name of GATEWAYS) assert.deepEqual(services[name]!.healthcheck, services.davgate!.healthcheck, `${name}: healthcheck`);
     const mine = services.davgate!.healthcheck!;
     assert.deepEqual(mine.test, hc.test);
     assert.equal(mine.interval, hc.options.interval);
@@ -199,6 +205,64 @@ describe('compose.yaml', () => {
       assert.match(s.image ?? '', /^[^:@]+(:[\w][\w.-]*|@sha256:[0-9a-f]{64})$/, `${name}: image ${s.image} has no tag`);
       assert.doesNotMatch(s.image!, /:latest$/, `${name}: image ${s.image} is not pinned`);
     }
+  });
+});
+
+describe('compose.yaml, profile cluster', () => {
+  const CLUSTER = ['haproxy', 'redis', ...GATEWAYS];
+
+  test('redis, gw1..gw3 and haproxy exist and are only in the cluster profile', () => {
+    assert.deepEqual(Object.keys(services).filter((n) => services[n]!.profiles !== undefined).sort(), [...CLUSTER].sort());
+    for (const n of CLUSTER) assert.deepEqual(services[n]!.profiles, ['cluster'], `${n}: profiles`);
+    for (const n of GATEWAYS) {
+      assert.ok(services[n]!.build === '.', `${n} is built from this Dockerfile`);
+      assert.equal(services[n]!.image, services.davgate!.image, `${n}: the same image as davgate`);
+    }
+  });
+
+  test('every published port of every service is on loopback only', () => {
+    for (const [name, s] of Object.entries(services)) {
+      for (const p of s.ports ?? []) {
+        const host = typeof p === 'object' && p !== null ? (p as { host_ip?: string }).host_ip
+          : typeof p === 'string' && p.split(':').length === 3 ? p.split(':')[0] : undefined;
+        assert.equal(host, '127.0.0.1', `${name}: port ${JSON.stringify(p)} is not bound to loopback`);
+      }
+    }
+    assert.equal((services.haproxy!.ports ?? []).length, 1, 'haproxy publishes its WebDAV port');
+    for (const n of [...GATEWAYS, 'redis']) assert.equal(services[n]!.ports, undefined, `${n} is reached through the compose network only`);
+  });
+
+  test('every gateway has its own cache volume, the same data volume and the same Redis URL', () => {
+    const at = (n: string, target: string) => mounts(services[n]!).find((m) => m.target === target);
+    const caches = GATEWAYS.map((n) => at(n, '/cache'));
+    for (const [i, c] of caches.entries()) assert.equal(c?.type, 'volume', `${GATEWAYS[i]}: /cache is a named volume`);
+    assert.equal(new Set(caches.map((c) => c?.source)).size, GATEWAYS.length, `cache volumes ${caches.map((c) => c?.source).join(' ')} are not distinct`);
+    assert.ok(!caches.some((c) => c?.source === at('davgate', '/cache')?.source), 'no gateway shares the single davgate\'s cache');
+    const data = new Set(GATEWAYS.map((n) => at(n, '/data')?.source));
+    assert.equal(data.size, 1, 'one shared data volume');
+    const urls = GATEWAYS.map((n) => services[n]!.environment?.DAVGATE_REDIS_URL);
+    assert.equal(new Set(urls).size, 1, `REDIS URLs differ: ${urls.join(' ')}`);
+    const url = new URL(urls[0]!);
+    assert.equal(url.protocol, 'redis:');
+    assert.ok(url.hostname in services, `Redis host ${url.hostname} is not a compose service`);
+    for (const n of GATEWAYS) {
+      const deps = services[n]!.depends_on as Record<string, { condition?: string }> | undefined;
+      assert.equal(deps?.[url.hostname]?.condition, 'service_healthy', `${n} waits for Redis`);
+    }
+  });
+
+  test('haproxy mounts config/haproxy/haproxy.cfg, which names gw1..gw3 with their admin health check', () => {
+    const hp = services.haproxy!;
+    const file = hostPath(hp, '/usr/local/etc/haproxy/haproxy.cfg');
+    assert.equal(file, join(REPO, 'config/haproxy/haproxy.cfg'));
+    assert.ok(existsSync(file), `${file} does not exist`);
+    const cfg = readFileSync(file, 'utf8');
+    const servers = [...cfg.matchAll(/^\s*server\s+(\S+)\s+(\S+)/gm)].map((m) => [m[1], m[2]]);
+    assert.deepEqual(servers, GATEWAYS.map((g) => [g, `${g}:${containerPort(services.davgate!.ports![0])}`]));
+    assert.match(cfg, new RegExp(`^\\s*default-server\\s+check\\s+port\\s+${adminPort()}\\b`, 'm'), 'health checks on the admin port');
+    assert.match(cfg, /^\s*option\s+httpchk\s+GET\s+\/healthz\s*$/m);
+    const bind = /^frontend[\s\S]*?^\s*bind\s+\S*:(\d+)/m.exec(cfg)?.[1];
+    assert.deepEqual((hp.ports ?? []).map(containerPort), [Number(bind)], 'haproxy publishes its frontend port');
   });
 });
 
