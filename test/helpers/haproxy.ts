@@ -4,10 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './dav-servers.js';
+import { canConnect, freePort, sleep } from './dav-servers.js';
 import { reapOnExit } from './reaper.js';
 
 export const HAPROXY = '/usr/sbin/haproxy';
@@ -47,16 +46,6 @@ backend gateways
   option httpchk GET /healthz
 ${servers.join('\n')}
 `;
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /** `configFor` (port → config text) replaces the round-robin config, e.g. with localHaproxyConfig. */

@@ -4,10 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './dav-servers.js';
+import { canConnect, freePort, sleep } from './dav-servers.js';
 import { reapOnExit } from './reaper.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
@@ -26,16 +25,6 @@ export interface RedisServer {
   up(): Promise<void>;
   /** Stop it for good and remove its directory. */
   stop(): Promise<void>;
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
 }
 
 async function launch(port: number, dir: string): Promise<ChildProcess | undefined> {
