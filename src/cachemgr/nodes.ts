@@ -203,8 +203,12 @@ export class NodeRecords {
 
   /** Forget that anything at or under `prefix` was absent (a tree appeared there). */
   forgetMissingUnder(prefix: string): void {
+    this.#forgetMissingWhere((p) => isWithin(p, prefix));
+  }
+
+  #forgetMissingWhere(matches: (path: string) => boolean): void {
     if (!this.#missing) return;
-    for (const [key, path] of this.#missing.entries()) if (isWithin(path, prefix)) this.#missing.delete(key);
+    for (const [key, path] of this.#missing.entries()) if (matches(path)) this.#missing.delete(key);
   }
 
   /** Drop a node's record and all its blocks (it was removed, or replaced by another tree). */
@@ -228,7 +232,7 @@ export class NodeRecords {
   async invalidate(prefix: string): Promise<string[]> {
     const keys = await this.table.invalidate(prefix);
     const related = (p: string) => isWithin(p, prefix) || isWithin(prefix, p);
-    if (this.#missing) for (const [key, path] of this.#missing.entries()) if (related(path)) this.#missing.delete(key);
+    this.#forgetMissingWhere(related);
     this.#listings?.forgetWhere(related);
     return keys;
   }
