@@ -78,7 +78,10 @@ const rows = [
     }),
     p('Invalidation bus messages', 'ops', [[`sum by (direction) (rate(davgate_bus_messages_total{${S}}[${R}]))`, '{{direction}}']],
       { description: 'Changes announced to the other gateways (sent) and heard from them (received).' }),
-    p('Bus reconnections (node records dropped)', 'short', [[`sum(increase(davgate_bus_missed_total{${S}}[${R}]))`, 'reconnections']], { w: 8 }),
+    p('Bus reconnections and unacknowledged changes', 'short', [
+      [`sum(increase(davgate_bus_missed_total{${S}}[${R}]))`, 'reconnections (records dropped)'],
+      [`sum(increase(davgate_bus_ack_timeouts_total{${S}}[${R}]))`, 'not acknowledged in redis.ackTimeout'],
+    ], { w: 8, description: 'A write waits for every other gateway to drop what it changed; a peer that does not answer within redis.ackTimeout delays writes by that much.' }),
     p('Store notifications', 'ops', [[`sum by (result) (rate(davgate_notifications_total{${S}}[${R}]))`, '{{result}}']],
       { description: 'S3 bucket notifications on POST /notify/s3: accepted, duplicate (redelivered), ignored (another bucket), rejected (secret, body).' }),
   ]],

@@ -174,6 +174,8 @@ export const configSchema = z.object({
     keyPrefix: z.string().default('davgate:'),
     /** A command not answered in this time fails (503): a request never waits on a dead Redis. */
     commandTimeout: duration.pipe(z.number().min(50)).default(1000),
+    /** How long a write waits for the other gateways to confirm they dropped what it changed. */
+    ackTimeout: duration.pipe(z.number().min(10)).default(500),
   }).strict().optional(),
   /** HTTPS on the WebDAV listener: PEM files, re-read on SIGHUP and `davgate reload`. */
   tls: z.object({

@@ -85,6 +85,7 @@ export class Metrics {
   readonly revalidations = new Counter({ name: 'davgate_node_revalidations_total', help: 'Node revalidations by result (same, changed, gone)', labelNames: ['result'] as const, registers: this.#reg });
 
   readonly busMessages = new Counter({ name: 'davgate_bus_messages_total', help: 'Invalidation messages exchanged with the other gateways of the namespace (redis.url): sent or received', labelNames: ['direction'] as const, registers: this.#reg });
+  readonly busAckTimeouts = new Counter({ name: 'davgate_bus_ack_timeouts_total', help: 'Invalidation messages some gateway did not acknowledge within redis.ackTimeout; the write was answered anyway', registers: this.#reg });
   readonly busMissed = new Counter({ name: 'davgate_bus_missed_total', help: 'Reconnections to the invalidation bus, after which every cached node record was dropped (messages may have been missed)', registers: this.#reg });
   readonly sharedStateUp = new Gauge({ name: 'davgate_shared_state_up', help: '1 while the shared state (redis.url) is reachable, 0 while not; 1 without redis.url', registers: this.#reg });
 

@@ -82,7 +82,7 @@ export class CacheManager {
     this.#bus = bus;
     this.#writer = new WriteThrough(this.#nodes, blocks, metrics, (paths) => this.announce(paths));
     bus?.subscribe({
-      changed: (paths) => void this.#changedElsewhere(paths).catch(() => {}),
+      changed: (paths) => this.#changedElsewhere(paths).catch(() => {}),
       missed: () => void invalidate(this.#nodes, fetcher, '/').catch(() => {}),
     });
   }

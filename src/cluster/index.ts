@@ -17,7 +17,7 @@ export interface Cluster extends SharedState {
 }
 
 /** Connects in the background: the gateway starts, and serves reads, while Redis is away. */
-export function openCluster(opts: RedisLinkOptions, metrics: Metrics, log: () => ClusterLog | undefined): Cluster {
+export function openCluster(opts: RedisLinkOptions & { ackTimeout?: number }, metrics: Metrics, log: () => ClusterLog | undefined): Cluster {
   metrics.sharedStateUp.set(0);
   const link = new RedisLink(opts, {
     onState: (up, err) => {
@@ -34,7 +34,7 @@ export function openCluster(opts: RedisLinkOptions, metrics: Metrics, log: () =>
     warned = Date.now();
     log()?.warn({ err }, 'PROPFIND answered without dead properties and locks: redis unreachable');
   });
-  const bus = new RedisBus(link, metrics);
+  const bus = new RedisBus(link, metrics, opts.ackTimeout);
   link.start();
   return {
     state, bus,

@@ -4,6 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
+import { createClient } from 'redis';
 import { join } from 'node:path';
 import { freeDir, removeDir, sleep, startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
 import { propertyupdate, propfindBody, raw } from '../helpers/http.js';
@@ -103,7 +104,7 @@ describe('three gateways sharing one Redis', { skip: !haveRedis() && 'redis-serv
     }
     delays.sort((a, b) => a - b);
     console.log(`propagation A PUT -> B GET with new bytes: median ${delays[10]!.toFixed(1)} ms, max ${delays[19]!.toFixed(1)} ms; stale first reads: ${staleAtOnce}/20`);
-    assert.equal(staleAtOnce, 0, 'the announcement reaches B before the writer is answered');
+    assert.equal(staleAtOnce, 0, 'B has dropped the old version before the writer is answered');
   });
 
   test('DELETE and MOVE on A are seen on B at once', async () => {
@@ -138,6 +139,31 @@ describe('three gateways sharing one Redis', { skip: !haveRedis() && 'redis-serv
     assert.equal((await raw(B, 'GET', '/inv.txt')).text, 'cached', 'B trusts its record for the TTL');
     assert.equal((await raw(gws[0]!.adminUrl, 'POST', '/invalidate?path=/inv.txt')).status, 200);
     assert.equal((await raw(B, 'GET', '/inv.txt')).text, 'changed behind the gateways');
+  });
+
+  test('a peer that never acknowledges delays a write by redis.ackTimeout, no more', async () => {
+    // A subscriber that counts as a receiver but never answers: a stuck gateway.
+    const stuck = createClient({ url: redis.url });
+    await stuck.connect();
+    let heard = 0;
+    await stuck.subscribe('davgate:invalidate', () => { heard++; });
+    try {
+      const before = await metric(gws[0]!.adminUrl, 'davgate_bus_ack_timeouts_total');
+      const t0 = performance.now();
+      assert.equal((await raw(A, 'PUT', '/stuck.txt', {}, 'w')).status, 201);
+      const took = performance.now() - t0;
+      console.log(`PUT with one stuck peer: ${took.toFixed(0)} ms (redis.ackTimeout 500 ms)`);
+      assert.equal(heard, 1, 'the stuck peer received the change');
+      assert.ok(took >= 450, `the writer waited for the stuck peer (${took.toFixed(0)} ms)`);
+      assert.equal(await metric(gws[0]!.adminUrl, 'davgate_bus_ack_timeouts_total'), before + 1);
+      assert.equal((await raw(B, 'GET', '/stuck.txt')).text, 'w', 'the live peers were told all the same');
+    } finally {
+      await stuck.unsubscribe();
+      stuck.destroy();
+    }
+    const after = await metric(gws[0]!.adminUrl, 'davgate_bus_ack_timeouts_total');
+    assert.equal((await raw(A, 'PUT', '/stuck.txt', {}, 'w2')).status, 204);
+    assert.equal(await metric(gws[0]!.adminUrl, 'davgate_bus_ack_timeouts_total'), after, 'gone: no more waiting');
   });
 
   test('Redis down: LOCK is 503 with Retry-After at once, reads go on; back: all works again', async () => {

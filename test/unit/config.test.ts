@@ -197,7 +197,7 @@ describe('redis (several gateways, one namespace)', () => {
   test('absent by default; DAVGATE_REDIS_URL sets it with its defaults', () => {
     assert.equal(loadConfig({ env: cleanEnv() }).redis, undefined);
     const c = loadConfig({ env: cleanEnv({ DAVGATE_REDIS_URL: 'redis://10.0.0.5:6379' }) });
-    assert.deepEqual(c.redis, { url: 'redis://10.0.0.5:6379', keyPrefix: 'davgate:', commandTimeout: 1000 });
+    assert.deepEqual(c.redis, { url: 'redis://10.0.0.5:6379', keyPrefix: 'davgate:', commandTimeout: 1000, ackTimeout: 500 });
   });
 
   test('a URL that is not redis:// or rediss:// is refused by its key', () => {
