@@ -41,6 +41,8 @@ export class Metrics {
   readonly #reg = [this.registry];
 
   readonly buildInfo = new Gauge({ name: 'davgate_build_info', help: 'Always 1; the labels carry the davgate and Node.js versions', labelNames: ['version', 'node'] as const, registers: this.#reg });
+  /** Per (method, status): methods are a closed set, statuses are what the gateway answers. */
+  readonly #requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
   readonly requests = new Counter({ name: 'davgate_requests_total', help: 'WebDAV requests by method and status', labelNames: ['method', 'status'] as const, registers: this.#reg });
   readonly requestDuration = new Histogram({
     name: 'davgate_request_duration_seconds', help: 'WebDAV request duration by method and status class (2xx..5xx), until the last byte is sent',
@@ -144,8 +146,16 @@ export class Metrics {
   }
 
   request(method: string, status: number, seconds: number): void {
-    this.requests.inc({ method, status: String(status) });
-    this.requestDuration.observe({ method, status_class: `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx` }, seconds);
+    // Label lookups hash the label set on every call: the children are resolved once per pair.
+    const k = method + ' ' + status;
+    let c = this.#requestChildren.get(k);
+    if (!c) {
+      const statusClass = `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx`;
+      c = { count: this.requests.labels(method, String(status)), duration: this.requestDuration.labels(method, statusClass) };
+      this.#requestChildren.set(k, c);
+    }
+    c.count.inc();
+    c.duration.observe(seconds);
   }
 
   upstreamCall(operation: string, result: string, seconds: number): void {

@@ -139,6 +139,23 @@ export class CacheManager {
    * Write bytes start..end (inclusive) of a node into `sink` (the hot read path): a chunk
    * given to the sink is not reused before the promise of its write resolves.
    */
+  /** getnode's answer when the record is fresh, without a promise; undefined when getnode must run. */
+  peekNode(path: string, identity: Identity = SHARED): Node | undefined {
+    return this.#nodes.peekFresh(path, identity);
+  }
+
+  /**
+   * Bytes start..end (inclusive) when they lie in one block held in the memory tier, else
+   * undefined (then readRangeInto). The buffer is immutable: it may be written out as is.
+   */
+  rangeInMemory(node: Node, start: number, end: number): Buffer | undefined {
+    const index = Math.floor(start / this.blockSize);
+    if (end < start || Math.floor(end / this.blockSize) !== index) return undefined;
+    const buf = this.#fetcher.inMemory(node, index);
+    const from = start - index * this.blockSize;
+    return buf && (from === 0 && end - start + 1 === buf.length ? buf : buf?.subarray(from, end - index * this.blockSize + 1));
+  }
+
   readRangeInto(node: Node, start: number, end: number, identity: Identity, sink: BlockSink): Promise<void> {
     return this.#reader.readInto(node, start, end, identity, sink);
   }

@@ -102,6 +102,15 @@ export class BlockFetcher {
     return this.blocks.hasId(id) ? 'disk' : 'absent';
   }
 
+  /**
+   * Block `index` when it is in the memory tier, counted as a hit; else undefined. Synchronous:
+   * the hot small read needs no promise. The buffer is the tier's own, never pooled or reused.
+   */
+  inMemory(node: Node, index: number): Buffer | undefined {
+    const id = blockId(node.key, node.version, index);
+    return this.#memory?.has(id) ? this.#fromMemory(id, true) : undefined;
+  }
+
   /** The block being fetched under `id`, readable as it arrives (state 'arriving'). */
   arriving(id: string): ArrivingBlock | undefined {
     return this.#arriving.get(id);

@@ -37,6 +37,7 @@ export class NodeRecords {
   /** Paths known to be absent, by node key, for one TTL (none when the TTL is 0). */
   readonly #missing: LRUCache<string, string> | undefined;
   readonly #listings: ListingCache | undefined;
+  readonly #keys = new LRUCache<string, string>({ max: 4096 });
 
   constructor(upstream: Upstream, table: NodeTable, opts: NodeOptions, obsolete: ObsoleteBlocks, metrics?: Metrics) {
     this.upstream = upstream;
@@ -49,7 +50,11 @@ export class NodeRecords {
   }
 
   keyOf(path: string, identity: Identity): string {
-    return nodeKey(this.upstream.id, identity.key, path);
+    // The digest is the costliest step of a hot lookup: remembered for the paths asked most.
+    const memo = identity.key + '\0' + path;
+    let key = this.#keys.get(memo);
+    if (key === undefined) this.#keys.set(memo, key = nodeKey(this.upstream.id, identity.key, path));
+    return key;
   }
 
   /**
@@ -72,6 +77,12 @@ export class NodeRecords {
       }
       throw err;
     }
+  }
+
+  /** The record of `path` (this exact spelling) when it is fresh within the TTL: no await, no upstream. */
+  peekFresh(path: string, identity: Identity): Node | undefined {
+    const cached = this.table.peek(this.keyOf(path, identity));
+    return cached && Date.now() - cached.checkedAt < this.#ttl ? cached : undefined;
   }
 
   async #getnodeExact(path: string, identity: Identity): Promise<Node> {

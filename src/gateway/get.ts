@@ -14,6 +14,15 @@ export function contentTypeOf(path: string): string {
   return mime.lookup(path) || 'application/octet-stream';
 }
 
+const dates = new WeakMap<Node, string>();
+
+/** Last-Modified of a node, formatted once per record (the formatting costs more than the lookup). */
+function lastModified(node: Node): string {
+  let d = dates.get(node);
+  if (d === undefined) dates.set(node, d = httpDate(node.mtimeMs));
+  return d;
+}
+
 function httpDate(ms: number): string {
   return new Date(ms).toUTCString();
 }
@@ -21,7 +30,8 @@ function httpDate(ms: number): string {
 export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const path = davPath(req);
   try {
-    await sendNode(ctx, req, reply, await ctx.cache.getnode(path, identityOf(req)));
+    // A fresh record needs no await: the hot read of a small file is answered in this turn.
+    await sendNode(ctx, req, reply, ctx.cache.peekNode(path, identityOf(req)) ?? await ctx.cache.getnode(path, identityOf(req)));
   } catch (err) {
     // The object changed upstream within the TTL and the blocks needed are not cached:
     // the failed fetch made the node stale, so one more try serves the new version whole.
@@ -37,7 +47,7 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
   const verdict = evaluateRead(req.headers, node);
   const headers: Record<string, string | number> = {
     'etag': etagOf(node),
-    'last-modified': httpDate(node.mtimeMs),
+    'last-modified': lastModified(node),
     'accept-ranges': 'bytes',
   };
   // The upstream is unreachable and this is what the cache last knew (RFC 9111 §5.5 warning).
@@ -58,8 +68,16 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
     reply.code(status).headers(headers).send();
     return;
   }
-  req.davCache = ctx.cache.residency(node, start, end);
   const res = reply.raw;
+  const hot = ctx.cache.rangeInMemory(node, start, end);
+  if (hot) {
+    req.davCache = 'hit';
+    reply.hijack();
+    res.writeHead(status, headers);
+    res.end(hot);
+    return;
+  }
+  req.davCache = ctx.cache.residency(node, start, end);
   // The status is committed with the first chunk, so a failure to get it is still an error reply.
   const sink = new ResponseSink(res, () => { reply.hijack(); res.writeHead(status, headers); });
   try {
