@@ -31,9 +31,32 @@ export interface BlockSink {
   write(chunk: Buffer): Promise<void>;
 }
 
-/** The ring of one stream, taken from the chunk pool at its first block read from disk. */
+/**
+ * The read state of one stream over block files: its ring of two buffers (taken from the chunk
+ * pool at its first block read from disk), which slot the next group read goes to, and the
+ * next block, opened and its first group read while this block's last group is written out,
+ * so the socket never waits for an open at a block boundary.
+ */
 class Ring {
   bufs: Buffer[] | undefined;
+  turn = 0;
+  /** The last block of the range. */
+  constructor(readonly last: number) {}
+  next: { index: number; reader: Promise<BlockReader | undefined>; first: Promise<Buffer | undefined> | undefined } | undefined;
+
+  /** The next slot in turn: reads are issued and consumed in order, two at most in flight. */
+  slot(): Buffer {
+    return this.bufs![this.turn++ % this.bufs!.length]!;
+  }
+
+  /** Closes a next block that was opened and not used; its read must land first. */
+  async dropNext(): Promise<void> {
+    const n = this.next;
+    this.next = undefined;
+    if (!n) return;
+    await n.first?.catch(() => undefined);
+    await (await n.reader.catch(() => undefined))?.close();
+  }
 }
 
 export class RangeReader {
@@ -58,9 +81,9 @@ export class RangeReader {
   async readInto(node: Node, start: number, end: number, identity: Identity, sink: BlockSink): Promise<void> {
     if (end < start) return;
     const f = this.#fetcher;
-    const ring = new Ring();
     const first = Math.floor(start / f.blockSize);
     const last = Math.floor(end / f.blockSize);
+    const ring = new Ring(last);
     try {
       for (let i = first; i <= last; i++) {
         const started = f.demand(node, i, last, identity);
@@ -69,6 +92,7 @@ export class RangeReader {
         await this.#block(node, i, from, to, identity, ring, started, sink);
       }
     } finally {
+      await ring.dropNext();
       if (ring.bufs) {
         this.#streams--;
         for (const b of ring.bufs) this.#chunks.give(b);
@@ -117,6 +141,12 @@ export class RangeReader {
     const f = this.#fetcher;
     const length = f.blockLength(node, index);
     const id = blockId(node.key, node.version, index);
+    const opened = ring.next?.index === index ? ring.next : undefined;
+    if (opened) {
+      ring.next = undefined;
+      const reader = await opened.reader;
+      if (reader) return this.#fromDisk(reader, node, index, from, to, identity, ring, sink, opened.first);
+    }
     const at = f.locate(node, index, id);
     if (at === 'arriving') return this.#fromArriving(f.arriving(id)!, from, to, started, sink);
     // Small blocks go through getdata, which keeps them in the memory tier.
@@ -158,19 +188,21 @@ export class RangeReader {
     return (ring.bufs = [this.#chunks.take(g), this.#chunks.take(g)]);
   }
 
-  async #fromDisk(reader: BlockReader, node: Node, index: number, from: number, to: number, identity: Identity, ring: Ring, sink: BlockSink): Promise<void> {
+  async #fromDisk(reader: BlockReader, node: Node, index: number, from: number, to: number, identity: Identity, ring: Ring, sink: BlockSink, first?: Promise<Buffer | undefined>): Promise<void> {
     this.#metrics?.blockLookup('hit');
     // Read in groups of `g` chunks (one read each, every chunk checked). Double buffering: the
-    // next group is read while this one is written out; the slot written is free again once the
-    // sink's promise resolved, and the group after next goes into it.
+    // next group is read while this one is written out; a slot is read into again only once the
+    // sink's promise for its last group resolved. The last group's turn opens the next block.
     const bufs = this.#ringOf(ring);
     const g = bufs[0]!.length / CHUNK;
     const c0 = Math.floor(from / CHUNK);
     const c1 = Math.floor((to - 1) / CHUNK);
-    const slot = (c: number) => bufs[((c - c0) / g) % bufs.length];
     const pending: Array<Promise<Buffer | undefined>> = [];
-    const readGroup = (c: number) => { if (c <= c1) pending.push(reader.chunk(c, slot(c), Math.min(g, c1 - c + 1))); };
-    readGroup(c0);
+    const readGroup = (c: number) => {
+      if (c <= c1) pending.push(reader.chunk(c, ring.slot(), Math.min(g, c1 - c + 1)));
+      else this.#openNext(node, index + 1, to === this.#fetcher.blockLength(node, index), ring);
+    };
+    pending.push(first ?? reader.chunk(c0, ring.slot(), Math.min(g, c1 - c0 + 1)));
     readGroup(c0 + g);
     try {
       for (let c = c0; c <= c1; c += g) {
@@ -190,6 +222,22 @@ export class RangeReader {
       await Promise.allSettled(pending);
       await reader.close();
     }
+  }
+
+  /**
+   * While the last group of a block is written, open block `index` (when the range goes on
+   * into it and it is a block file) and read its first group into the free slot.
+   */
+  #openNext(node: Node, index: number, rangeGoesOn: boolean, ring: Ring): void {
+    const f = this.#fetcher;
+    if (!rangeGoesOn || ring.next || index > ring.last) return;
+    const length = f.blockLength(node, index);
+    if (length <= f.memoryMaxBlockBytes || f.locate(node, index, blockId(node.key, node.version, index)) !== 'disk') return;
+    const reader = f.blocks.openBlock(node.key, node.version, index, length);
+    const g = ring.bufs![0]!.length / CHUNK;
+    const slot = ring.slot();
+    const first = reader.then((r) => r?.chunk(0, slot, Math.min(g, r.chunks)));
+    ring.next = { index, reader, first };
   }
 
   async #fromGetdata(node: Node, index: number, from: number, to: number, identity: Identity, sink: BlockSink): Promise<void> {

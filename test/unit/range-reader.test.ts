@@ -95,6 +95,34 @@ test('a damaged chunk in a block file: the rest of that block comes from the ups
   }
 });
 
+test('the next block is opened ahead: its damage is caught, and an abort leaves no block pinned', async () => {
+  const data = randomBytes(3 * MiB);
+  const f = await cacheFixture({ 'f.bin': data }, { blockSize: MiB, memoryMaxBlockBytes: 16 * KiB });
+  try {
+    const node = await f.cache.getnode('/f.bin');
+    await f.cache.readRangeInto(node, 0, data.length - 1, SHARED, collector());
+    await f.cache.flush();
+    const dir = join(f.cacheDir, 'blocks', node.key.slice(0, 2), node.key);
+    const second = (await readdir(dir)).find((n) => n.split('-')[1] === '1')!;
+    const bytes = await readFile(join(dir, second));
+    bytes[10] = bytes[10]! ^ 0xff; // the first group of block 1: read while block 0 is written out
+    await writeFile(join(dir, second), bytes);
+    const sink = collector();
+    await f.cache.readRangeInto(node, 0, data.length - 1, SHARED, sink);
+    assert.ok(sink.bytes().equals(data));
+    assert.equal(f.upstream.count('read'), 4, 'the damaged block fetched again, once');
+    await f.cache.flush();
+    // The sink fails on the last piece of block 0, when block 1 is already open.
+    let n = 0;
+    const failing: BlockSink = { write: async (chunk) => { n += chunk.length; if (n >= MiB) throw new Error('client went away'); } };
+    await assert.rejects(f.cache.readRangeInto(node, 0, data.length - 1, SHARED, failing), /client went away/);
+    await f.cache.purge('/f.bin');
+    assert.deepEqual(await readdir(dir).catch(() => []), [], 'every block file dropped: none left pinned');
+  } finally {
+    await f.close();
+  }
+});
+
 test('a failing sink ends the read with its error; the next read is whole', async () => {
   const data = randomBytes(4 * MiB);
   const f = await cacheFixture({ 'f.bin': data }, { blockSize: MiB, memoryMaxBlockBytes: 16 * KiB });
