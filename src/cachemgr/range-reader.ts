@@ -15,10 +15,10 @@ import type { BlockFetcher } from './fetcher.js';
 //              sink is done with the last piece, so the pool cannot reuse it under the sink
 //   memory, installing, settling, absent (then fetched)
 //              the whole block from getdata, held the same way
-//   disk       a big block is read chunk group by chunk group into a ring of two buffers from
-//              the chunk pool, one per stream: the next group is read while the sink writes
-//              this one, and a slot is read into again only once the sink's promise for it
-//              resolved. The ring goes back to the pool when the range ends (or fails), after
+//   disk       a big block is read chunk group by chunk group into a ring of buffers from
+//              the chunk pool (two, or one when many streams run), one ring per stream: the
+//              next group is read while the sink writes this one, and a slot is read into
+//              again only once the sink's promise for it resolved. The ring goes back to the pool when the range ends (or fails), after
 //              every read into it has landed. The block file is pinned meanwhile.
 // So: a chunk is never reused before the promise of the sink's write of it resolved.
 
@@ -32,7 +32,7 @@ export interface BlockSink {
 }
 
 /**
- * The read state of one stream over block files: its ring of two buffers (taken from the chunk
+ * The read state of one stream over block files: its ring of buffers (taken from the chunk
  * pool at its first block read from disk), which slot the next group read goes to, and the
  * next block, opened and its first group read while this block's last group is written out,
  * so the socket never waits for an open at a block boundary.
@@ -183,14 +183,17 @@ export class RangeReader {
   #ringOf(ring: Ring): Buffer[] {
     if (ring.bufs) return ring.bufs;
     // A lone stream reads 2 MiB at a time (fewer reads and wake-ups: ~+20 % throughput), two
-    // or three 1 MiB, more 512 KiB: 16 streams hold ~20 MiB of buffers.
-    const g = ++this.#streams === 1 ? 4 : this.#streams <= 3 ? 2 : 1;
-    return (ring.bufs = [this.#chunks.take(g), this.#chunks.take(g)]);
+    // or three 1 MiB, up to eight 512 KiB, each into two buffers. Beyond eight, one buffer
+    // each: the other streams' writes fill the time a stream waits for its read, and 16
+    // streams hold 8 MiB of buffers instead of 16.
+    const n = ++this.#streams;
+    const g = n === 1 ? 4 : n <= 3 ? 2 : 1;
+    return (ring.bufs = n > 8 ? [this.#chunks.take(g)] : [this.#chunks.take(g), this.#chunks.take(g)]);
   }
 
   async #fromDisk(reader: BlockReader, node: Node, index: number, from: number, to: number, identity: Identity, ring: Ring, sink: BlockSink, first?: Promise<Buffer | undefined>): Promise<void> {
     this.#metrics?.blockLookup('hit');
-    // Read in groups of `g` chunks (one read each, every chunk checked). Double buffering: the
+    // Read in groups of `g` chunks (one read each, every chunk checked). With two buffers, the
     // next group is read while this one is written out; a slot is read into again only once the
     // sink's promise for its last group resolved. The last group's turn opens the next block.
     const bufs = this.#ringOf(ring);
@@ -203,7 +206,7 @@ export class RangeReader {
       else this.#openNext(node, index + 1, to === this.#fetcher.blockLength(node, index), ring);
     };
     pending.push(first ?? reader.chunk(c0, ring.slot(), Math.min(g, c1 - c0 + 1)));
-    readGroup(c0 + g);
+    for (let k = 1; k < bufs.length; k++) readGroup(c0 + k * g);
     try {
       for (let c = c0; c <= c1; c += g) {
         const buf = await pending.shift()!;
@@ -215,7 +218,7 @@ export class RangeReader {
         const b = Math.min(buf.length, to - c * CHUNK);
         this.#metrics?.bytesServed.inc({ source: 'cache' }, b - a);
         await sink.write(a === 0 && b === buf.length ? buf : buf.subarray(a, b));
-        readGroup(c + 2 * g);
+        readGroup(c + bufs.length * g);
       }
     } finally {
       // A read still in flight (the sink failed) must land before its buffer is reused.

@@ -52,7 +52,7 @@ function slowSink(delayMs: number): BlockSink & { bytes(): Buffer; writes: numbe
 
 test('a slow sink is awaited before a buffer of the ring is read into again', async () => {
   // 4 MiB blocks: a lone stream reads 2 MiB groups, the next ones 1 MiB or 512 KiB, so each
-  // block fills each ring slot more than once.
+  // block fills each ring slot more than once; beyond eight streams a ring has one slot.
   const data = randomBytes(8 * MiB);
   const f = await cacheFixture({ 'f.bin': data }, { blockSize: 4 * MiB, memoryMaxBlockBytes: 16 * KiB });
   try {
@@ -61,7 +61,8 @@ test('a slow sink is awaited before a buffer of the ring is read into again', as
     await f.cache.readRangeInto(node, 0, data.length - 1, SHARED, cold);
     assert.ok(cold.bytes().equals(data), 'cold');
     await f.cache.flush();
-    const sinks = [slowSink(2), slowSink(1), slowSink(2), slowSink(1)];
+    // Twelve streams: those beyond the eighth read with one buffer each.
+    const sinks = Array.from({ length: 12 }, (_, i) => slowSink(1 + (i % 2)));
     await Promise.all(sinks.map((s, i) => f.cache.readRangeInto(node, i * 1000, data.length - 1, SHARED, s)));
     sinks.forEach((s, i) => assert.ok(s.bytes().equals(data.subarray(i * 1000)), `hot stream ${i}`));
     assert.ok(sinks.some((s) => s.writes >= 16), 'some streams read 512 KiB groups');
