@@ -70,7 +70,10 @@ export function isWithin(path: string, prefix: string): boolean {
   return prefix === '/' || path === prefix || path.startsWith(prefix + '/');
 }
 
+const UNRESERVED_PATH = /^[A-Za-z0-9\-._~/]*$/;
+
 /** Percent-encode a canonical path for an href (RFC 3986 unreserved kept, upper-case escapes). */
 export function encodeHref(path: string): string {
+  if (UNRESERVED_PATH.test(path)) return path; // most names: nothing to encode
   return path.split('/').map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase())).join('/');
 }

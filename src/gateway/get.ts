@@ -1,31 +1,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import mime from 'mime-types';
 import type { Node } from '../cachemgr/cachemgr.js';
 import { encodeHref } from '../davpath.js';
 import { NotFoundError, PreconditionFailedError } from '../errors.js';
 import { davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { escapeXml } from './xml.js';
-import { etagOf, evaluateRead } from './conditional.js';
+import { evaluateRead } from './conditional.js';
+import { textOf } from './node-text.js';
 import { ResponseSink, clientGone, writeChunk } from './drain.js';
 
 // GET and HEAD: the hot read path (conditionals and ranges decided in conditional.ts).
-
-export function contentTypeOf(path: string): string {
-  return mime.lookup(path) || 'application/octet-stream';
-}
-
-const dates = new WeakMap<Node, string>();
-
-/** Last-Modified of a node, formatted once per record (the formatting costs more than the lookup). */
-function lastModified(node: Node): string {
-  let d = dates.get(node);
-  if (d === undefined) dates.set(node, d = httpDate(node.mtimeMs));
-  return d;
-}
-
-function httpDate(ms: number): string {
-  return new Date(ms).toUTCString();
-}
 
 export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const path = davPath(req);
@@ -41,13 +24,13 @@ export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply:
 }
 
 async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, node: Node): Promise<void> {
-  const path = node.path;
   if (node.kind === 'dir') return sendListing(ctx, req, reply, node);
   if (urlHasTrailingSlash(req)) throw new NotFoundError('collection');
   const verdict = evaluateRead(req.headers, node);
+  const text = textOf(node);
   const headers: Record<string, string | number> = {
-    'etag': etagOf(node),
-    'last-modified': lastModified(node),
+    'etag': text.etag,
+    'last-modified': text.lastModified,
     'accept-ranges': 'bytes',
   };
   // The upstream is unreachable and this is what the cache last knew (RFC 9111 §5.5 warning).
@@ -57,7 +40,7 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
     return;
   }
   const [start, end] = verdict === 'full' ? [0, node.size - 1] : verdict;
-  headers['content-type'] = contentTypeOf(path);
+  headers['content-type'] = text.contentType;
   headers['content-length'] = Math.max(0, end - start + 1);
   let status = 200;
   if (verdict !== 'full') {
@@ -98,7 +81,7 @@ async function sendListing(ctx: GatewayContext, req: FastifyRequest, reply: Fast
   const base = node.path === '/' ? '' : node.path;
   reply.hijack();
   const res = reply.raw;
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'etag': etagOf(node), 'last-modified': httpDate(node.mtimeMs) });
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'etag': textOf(node).etag, 'last-modified': textOf(node).lastModified });
   if (req.method === 'HEAD') { res.end(); return; }
   try {
     res.write(`<!doctype html><meta charset="utf-8"><title>${escapeXml(node.path)}</title><h1>${escapeXml(node.path)}</h1><ul>\n`);

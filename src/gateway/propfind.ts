@@ -1,9 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Node } from '../cachemgr/cachemgr.js';
-import { encodeHref, nameOf } from '../davpath.js';
 import { BadXmlError, FiniteDepthError, NotFoundError } from '../errors.js';
-import { contentTypeOf } from './get.js';
-import { etagOf } from './conditional.js';
+import { textOf } from './node-text.js';
 import { davPath, identityOf, parseDepth, urlHasTrailingSlash, xmlLimits, type GatewayContext } from './request.js';
 import { child, escapeXml, readXml, type XmlElement } from './xml.js';
 import { propKey, type DavStateView } from './davstate.js';
@@ -38,10 +36,6 @@ export function parsePropfindBody(root: XmlElement | undefined): Request {
   throw new BadXmlError('PROPFIND body needs one of allprop, propname, prop');
 }
 
-function iso8601(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 19) + 'Z';
-}
-
 const SUPPORTED_LOCK = '<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>'
   + '<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>';
 
@@ -50,12 +44,12 @@ function liveValue(state: DavStateView, node: Node, name: Live, extras: Propfind
   switch (name) {
     case 'quota-available-bytes': return extras.quota ? String(extras.quota.availableBytes) : undefined;
     case 'quota-used-bytes': return extras.quota ? String(extras.quota.usedBytes) : undefined;
-    case 'creationdate': return iso8601(node.birthtimeMs);
-    case 'displayname': return escapeXml(nameOf(node.path));
+    case 'creationdate': return textOf(node).created;
+    case 'displayname': return textOf(node).displayNameXml;
     case 'getcontentlength': return node.kind === 'file' ? String(node.size) : undefined;
-    case 'getcontenttype': return node.kind === 'file' ? escapeXml(contentTypeOf(node.path)) : undefined;
-    case 'getetag': return escapeXml(etagOf(node));
-    case 'getlastmodified': return new Date(node.mtimeMs).toUTCString();
+    case 'getcontenttype': return node.kind === 'file' ? textOf(node).contentTypeXml : undefined;
+    case 'getetag': return textOf(node).etag; // hex digits in quotes: nothing to escape
+    case 'getlastmodified': return textOf(node).lastModified;
     case 'resourcetype': return node.kind === 'dir' ? '<D:collection/>' : '';
     case 'supportedlock': return SUPPORTED_LOCK;
     case 'lockdiscovery': return state.locksCovering(node.path).map(activeLockXml).join('');
@@ -64,7 +58,7 @@ function liveValue(state: DavStateView, node: Node, name: Live, extras: Propfind
 
 /** One <D:response> for a node, with only the properties asked for. */
 export function responseXml(state: DavStateView, node: Node, req: Request, extras: PropfindExtras = {}): string {
-  const href = encodeHref(node.path) + (node.kind === 'dir' && node.path !== '/' ? '/' : '');
+  const href = textOf(node).href;
   const dead = state.properties(node.path);
   const found: string[] = [];
   const missing: string[] = [];

@@ -1,0 +1,53 @@
+import { LRUCache } from 'lru-cache';
+import mime from 'mime-types';
+import type { Node } from '../cachemgr/cachemgr.js';
+import { encodeHref, nameOf } from '../davpath.js';
+import { escapeXml } from './xml.js';
+import { etagOf } from './conditional.js';
+
+// The text forms of a node's live properties, formatted once per node record: a hot GET
+// answers its headers and a hot PROPFIND its entries from here, since formatting dates and
+// encoding hrefs costs more than the rest of the work. Records are immutable (a change makes
+// a new one), so a cache keyed by the record can never serve an old value. Bounded (about
+// 200 bytes an entry): the records of the directories being listed now, not all of them.
+
+export function contentTypeOf(path: string): string {
+  return mime.lookup(path) || 'application/octet-stream';
+}
+
+function iso8601(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 19) + 'Z';
+}
+
+export interface NodeText {
+  /** Percent-encoded, with the trailing slash of a collection. */
+  readonly href: string;
+  /** HTTP-date (Last-Modified, getlastmodified). */
+  readonly lastModified: string;
+  /** ISO 8601 (creationdate). */
+  readonly created: string;
+  readonly etag: string;
+  readonly contentType: string;
+  /** XML-escaped, for PROPFIND. */
+  readonly displayNameXml: string;
+  readonly contentTypeXml: string;
+}
+
+const texts = new LRUCache<Node, NodeText>({ max: 20_000 });
+
+export function textOf(node: Node): NodeText {
+  let t = texts.get(node);
+  if (t) return t;
+  const contentType = node.kind === 'file' ? contentTypeOf(node.path) : '';
+  t = {
+    href: encodeHref(node.path) + (node.kind === 'dir' && node.path !== '/' ? '/' : ''),
+    lastModified: new Date(node.mtimeMs).toUTCString(),
+    created: iso8601(node.birthtimeMs),
+    etag: etagOf(node),
+    contentType,
+    displayNameXml: escapeXml(nameOf(node.path)),
+    contentTypeXml: escapeXml(contentType),
+  };
+  texts.set(node, t);
+  return t;
+}
