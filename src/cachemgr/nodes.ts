@@ -138,7 +138,8 @@ export class NodeRecords {
 
   /** The same for a listing entry, kept for this run only and synchronous: listings are long. */
   #remember(entry: Entry, identity: Identity): Node {
-    const key = this.keyOf(entry.path, identity);
+    // Not through the memo of keyOf: a listing would push the paths asked for out of it.
+    const key = nodeKey(this.upstream.id, identity.key, entry.path);
     const node = this.#seen(entry, key, this.table.peek(key));
     this.table.remember(node);
     return node;

@@ -1,4 +1,3 @@
-import { LRUCache } from 'lru-cache';
 import mime from 'mime-types';
 import type { Node } from '../cachemgr/cachemgr.js';
 import { encodeHref, nameOf } from '../davpath.js';
@@ -8,8 +7,8 @@ import { etagOf } from './conditional.js';
 // The text forms of a node's live properties, formatted once per node record: a hot GET
 // answers its headers and a hot PROPFIND its entries from here, since formatting dates and
 // encoding hrefs costs more than the rest of the work. Records are immutable (a change makes
-// a new one), so a cache keyed by the record can never serve an old value. Bounded (about
-// 200 bytes an entry): the records of the directories being listed now, not all of them.
+// a new one), so a WeakMap keyed by the record can never serve an old value, and its entries
+// (about 200 bytes each) go with the records, which the node table and listing cache bound.
 
 export function contentTypeOf(path: string): string {
   return mime.lookup(path) || 'application/octet-stream';
@@ -33,7 +32,7 @@ export interface NodeText {
   readonly contentTypeXml: string;
 }
 
-const texts = new LRUCache<Node, NodeText>({ max: 20_000 });
+const texts = new WeakMap<Node, NodeText>();
 
 export function textOf(node: Node): NodeText {
   let t = texts.get(node);

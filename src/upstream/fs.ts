@@ -156,16 +156,28 @@ export class FsUpstream implements Upstream {
       throw fromSystemError(e, path); // ENOTDIR here means NotADirectoryError, not absence
     });
     let batch: string[] = [];
+    // One batch is stat'ed while the one before is consumed: the thread pool and the consumer
+    // (a PROPFIND writing XML) work at the same time. A rejection is seen when it is awaited;
+    // a consumer that stops early leaves at most one batch behind, its failure ignored.
+    let ahead: Promise<Entry[]> | undefined;
+    const startBatch = (names: string[]): Promise<Entry[]> => {
+      const p = this.statBatch(host, path, names);
+      p.catch(() => {});
+      return p;
+    };
     // A consumer that stops early ends this for-await, which closes the Dir.
     for await (const d of dir) {
       if (isTemp(d.name)) continue;
       batch.push(d.name);
       if (batch.length < LIST_BATCH) continue;
-      const entries = await this.statBatch(host, path, batch);
+      const next = startBatch(batch);
       batch = [];
-      yield* entries;
+      if (ahead) yield* await ahead;
+      ahead = next;
     }
-    yield* await this.statBatch(host, path, batch);
+    const last = startBatch(batch);
+    if (ahead) yield* await ahead;
+    yield* await last;
   }
 
   private async statBatch(dirHost: string, dirPath: string, names: string[]): Promise<Entry[]> {
