@@ -51,6 +51,19 @@ export async function putDurable(url: string, file: { path: string; size: number
   return { seconds: (performance.now() - t0) / 1000, responseSeconds: r.seconds };
 }
 
+/**
+ * Write back and drop the page cache (root only), so that a cold run reads its upstream from
+ * disk whichever server it is. False when it could not be dropped.
+ */
+export async function dropPageCache(): Promise<boolean> {
+  if (process.getuid?.() !== 0) return false;
+  return new Promise((resolve) => {
+    const p = spawn('sh', ['-c', 'sync && echo 3 > /proc/sys/vm/drop_caches'], { stdio: 'ignore' });
+    p.on('error', () => resolve(false));
+    p.on('close', (code) => resolve(code === 0));
+  });
+}
+
 export const fileSize = async (path: string): Promise<number | undefined> => (await stat(path).catch(() => undefined))?.size;
 
 /** Same bytes as `source` at 16 places (cheap enough to run after every PUT, outside the timing). */

@@ -3,15 +3,17 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { median } from './util.js';
+import { combine, judge, maxOf, minOf, pairedRatios, type Verdict } from './verdict.js';
 
 export const COLUMNS = ['davgate', 'rclone', 'nginx', 'apache'] as const;
 export type Column = (typeof COLUMNS)[number];
 
 /**
- * davgate's median against the others'. For 'higher' rows davgate must be ≥ factor × other,
+ * davgate against the others (verdict.ts). For 'higher' rows davgate must be ≥ factor × other,
  * for 'lower' rows ≤ factor × other; `max` is an absolute upper bound on davgate's value.
  */
-export interface Target { rclone?: number; nginx?: number; max?: number }
+export interface Target { rclone?: number; nginx?: number; apache?: number; max?: number }
+const PEERS = ['rclone', 'nginx', 'apache'] as const;
 
 export interface Row {
   id: string;
@@ -54,28 +56,27 @@ function targetText(row: Row): string {
   if (!t) return '';
   const op = row.better === 'higher' ? '≥' : '≤';
   const parts: string[] = [];
-  if (t.rclone !== undefined) parts.push(`${op} ${t.rclone}× rclone`);
-  if (t.nginx !== undefined) parts.push(`${op} ${t.nginx}× nginx`);
+  for (const c of PEERS) if (t[c] !== undefined) parts.push(`${op} ${t[c]}× ${c}`);
   if (t.max !== undefined) parts.push(`≤ ${t.max} ${row.unit}`);
   return parts.join(', ');
 }
 
-/** true = PASS, false = MISS, undefined = no target or not measurable. */
-export function verdict(row: Row): boolean | undefined {
+/** Paired ratios of davgate's runs to a peer's (runs are interleaved, so run i meets run i). */
+export const ratiosTo = (row: Row, col: Column): number[] => pairedRatios(row.runs.davgate ?? [], row.runs[col] ?? []);
+
+/** PASS, MISS or inconclusive (verdict.ts); undefined when there is no target or nothing to judge. */
+export function verdict(row: Row): Verdict | undefined {
   const t = row.target;
-  if (!t) return undefined;
-  const d = med(row, 'davgate');
-  if (d === undefined) return undefined;
-  const checks: boolean[] = [];
-  for (const col of ['rclone', 'nginx'] as const) {
+  const d = row.runs.davgate;
+  if (!t || !d?.length) return undefined;
+  const verdicts: Array<Verdict | undefined> = [];
+  for (const col of PEERS) {
     const f = t[col];
     if (f === undefined) continue;
-    const r = ratio(row, col);
-    if (r === undefined) return undefined;
-    checks.push(row.better === 'higher' ? r >= f : r <= f);
+    verdicts.push(judge(ratiosTo(row, col), (r) => (row.better === 'higher' ? r >= f : r <= f)));
   }
-  if (t.max !== undefined) checks.push(d <= t.max);
-  return checks.every(Boolean);
+  if (t.max !== undefined) verdicts.push(judge(d, (v) => v <= t.max!));
+  return combine(verdicts);
 }
 
 function fmt(v: number | undefined): string {
@@ -86,28 +87,36 @@ function fmt(v: number | undefined): string {
   return v.toPrecision(3);
 }
 
+/** "median (min–max)" of a column's runs. */
+function spreadCell(xs: readonly number[]): string {
+  return xs.length > 1 ? `${fmt(median(xs))} (${fmt(minOf(xs))}–${fmt(maxOf(xs))})` : fmt(xs[0]);
+}
+
 export function markdown(rows: Row[]): string {
   const lines = [
-    '| benchmark | unit | davgate | rclone | nginx | apache | davgate/rclone | davgate/nginx | target | result |',
-    '|---|---|--:|--:|--:|--:|--:|--:|---|---|',
+    '| benchmark | unit | davgate | rclone | nginx | apache | davgate/rclone | davgate/nginx | davgate/apache | target | result |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|',
   ];
   for (const r of rows) {
-    const cell = (c: Column) => (r.runs[c]?.length ? fmt(med(r, c)) : r.errors?.[c] ? 'n/a' : '–');
-    const rr = (c: Column) => { const x = ratio(r, c); return x === undefined ? '–' : `${x.toFixed(2)}×`; };
+    const cell = (c: Column) => (r.runs[c]?.length ? spreadCell(r.runs[c]) : r.errors?.[c] ? 'n/a' : '–');
+    // The median of the paired ratios, with their range: the figure the verdict judges.
+    const rr = (c: Column) => { const x = ratiosTo(r, c); return x.length ? `${median(x).toFixed(2)}× (${minOf(x).toFixed(2)}–${maxOf(x).toFixed(2)})` : '–'; };
     const v = verdict(r);
-    lines.push(`| ${r.name} | ${r.unit} | ${COLUMNS.map(cell).join(' | ')} | ${rr('rclone')} | ${rr('nginx')} | ${targetText(r)} | ${v === undefined ? (r.target ? 'n/a' : '') : v ? 'PASS' : 'MISS'} |`);
+    lines.push(`| ${r.name} | ${r.unit} | ${COLUMNS.map(cell).join(' | ')} | ${rr('rclone')} | ${rr('nginx')} | ${rr('apache')} | ${targetText(r)} | ${v ?? (r.target ? 'n/a' : '')} |`);
   }
   return lines.join('\n');
 }
 
-/** Plain JSON of the rows with their medians, ratios and verdicts beside the raw runs. */
+/** Plain JSON of the rows with their medians, spreads, paired ratios and verdicts beside the raw runs. */
 export function rowsJson(rows: Row[]): unknown[] {
   return rows.map((r) => ({
     ...r,
     medians: Object.fromEntries(COLUMNS.filter((c) => r.runs[c]?.length).map((c) => [c, med(r, c)])),
+    spread: Object.fromEntries(COLUMNS.filter((c) => r.runs[c]?.length).map((c) => [c, { min: minOf(r.runs[c]!), max: maxOf(r.runs[c]!) }])),
     ratioToRclone: ratio(r, 'rclone') ?? null,
     ratioToNginx: ratio(r, 'nginx') ?? null,
-    ...(r.target ? { targetText: targetText(r), pass: verdict(r) ?? null } : {}),
+    pairedRatios: Object.fromEntries(PEERS.filter((c) => r.runs[c]?.length).map((c) => [c, ratiosTo(r, c)])),
+    ...(r.target ? { targetText: targetText(r), verdict: verdict(r) ?? null } : {}),
   }));
 }
 

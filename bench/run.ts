@@ -13,12 +13,18 @@
 //                   round robin, cold and hot GET MiB/s, upstream bytes; writes cluster-<timestamp>.json
 //                   (--cluster-files N, --cluster-file-mib N, --cluster-cache-mib N, --clients N)
 //   --runs N, --big-mib N, --entries N, --wrk-seconds N   override the mode's settings
+//   --only ID[,ID]  only the sections of these rows (e.g. get-4k-hot; Ceph starts only for S3)
+//   --cpu-prof      every davgate writes a CPU profile; summaries in bench/results/profiles/<stamp>/
+//   --compare FILE  after the run, davgate's rows against a saved results JSON (WORSE beyond its
+//                   spread); with --against FILE2, compare two saved files and run nothing
 import { cpus, loadavg } from 'node:os';
-import { markdown, rowsJson, writeResults } from './report.js';
+import { markdown, resultsDir, rowsJson, stamp, writeResults } from './report.js';
+import { compareMarkdown, compareRows, loadRows } from './compare.js';
+import { profiledStart, summariseDir } from './profile.js';
 import { runCluster } from './cluster.js';
 import { runScale } from './scale.js';
 import { runSoak } from './soak.js';
-import { killAllSync, stopAll } from './servers.js';
+import { killAllSync, profileDavgate, stopAll } from './servers.js';
 import { runMain, type Settings } from './suite.js';
 import { MiB, cpuBusy, elapsedSeconds, ensureServerPackages, environment, log, need } from './util.js';
 
@@ -32,7 +38,16 @@ function num(name: string, dflt: number): number {
   return v;
 }
 
+const text = (name: string): string | undefined => {
+  const i = argv.indexOf(name);
+  if (i < 0) return undefined;
+  const v = argv[i + 1];
+  if (!v || v.startsWith('--')) throw new Error(`${name} needs a value`);
+  return v;
+};
+
 const quick = flag('--quick');
+const only = text('--only');
 const settings: Settings = {
   quick,
   runs: num('--runs', quick ? 3 : 5),
@@ -40,6 +55,7 @@ const settings: Settings = {
   entries: num('--entries', quick ? 2000 : 10_000),
   wrkSeconds: num('--wrk-seconds', quick ? 2 : 8),
   streams: 16,
+  ...(only ? { only: new Set(only.split(',')) } : {}),
 };
 
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
@@ -51,6 +67,14 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 }
 
 async function main(): Promise<void> {
+  const compare = text('--compare');
+  const against = text('--against');
+  if (compare && against) {
+    console.log(compareMarkdown(compareRows(await loadRows(compare), await loadRows(against)), compare));
+    return;
+  }
+  const profiles = flag('--cpu-prof') ? `${resultsDir()}profiles/${stamp()}/` : undefined;
+  if (profiles) profileDavgate(profiledStart(profiles));
   if (!flag('--cluster')) { // the cluster mode runs davgate, redis-server and haproxy only
     need('wrk', 'wrk');
     need('rclone', 'rclone');
@@ -104,6 +128,11 @@ async function main(): Promise<void> {
   console.log(md);
   const file = await writeResults('', { date, mode: quick ? 'quick' : 'full', settings, environment: env, loadavgAtEnd: load, totalSeconds: total, notes, rows: rowsJson(rows) }, { name: 'latest.md', text: md });
   log(`results written to ${file} and bench/results/latest.md (total ${total.toFixed(0)} s)`);
+  if (compare) console.log('\n' + compareMarkdown(compareRows(await loadRows(compare), await loadRows(file)), compare));
+  if (profiles) {
+    await stopAll(); // the profiles are written as the processes exit
+    console.log('\n' + await summariseDir(profiles));
+  }
 }
 
 main()

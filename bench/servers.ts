@@ -59,14 +59,22 @@ export interface DavgateOptions { name?: string; cache?: string; env?: Record<st
  * (V8's young generation capped at 4 MiB per semi-space, glibc returning freed 4 MiB block
  * buffers; see src/main.ts). No NODE_OPTIONS of the bench's own.
  */
+let profiled: { env: Record<string, string>; nodeArgs: string[] } | undefined;
+/**
+ * From now on, start every davgate as `node <nodeArgs> main.js` with `env` (--cpu-prof: node
+ * refuses it in NODE_OPTIONS, so the bin's shebang settings are passed by hand).
+ */
+export function profileDavgate(p: { env: Record<string, string>; nodeArgs: string[] }): void { profiled = p; }
+
 /** davgate in front of `upstream` (a directory, http://… WebDAV URL or s3://bucket/). */
 export async function startDavgate(upstream: string, opts: DavgateOptions = {}): Promise<Server & { cacheDir: string; adminUrl: string }> {
   const gw = await startGatewayProcess({
     upstream,
     ...(opts.cache !== undefined ? { cache: opts.cache } : {}),
     args: ['--log-level', 'warn', ...(opts.args ?? [])],
-    env: opts.env ?? {},
+    env: { ...profiled?.env, ...(opts.env ?? {}) },
     asBin: true,
+    ...(profiled ? { nodeArgs: profiled.nodeArgs } : {}),
   });
   const s = { name: opts.name ?? 'davgate', url: gw.url, adminUrl: gw.adminUrl, pid: gw.pid, cacheDir: gw.cacheDir, stop: () => gw.stop() };
   return track(s, gw.pid, opts.cache === undefined ? [gw.cacheDir] : []);

@@ -11,7 +11,7 @@ import { S3Client, CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client
 import type { CephCluster } from '../test/helpers/ceph.js';
 import { generate, linkInto } from './dataset.js';
 import { expect, propfindEntries, propfindSeconds } from './http.js';
-import { fileSize, getSeconds, peakRssUnderLoad, putDurable, sameSampled, wrk } from './measure.js';
+import { dropPageCache, fileSize, getSeconds, peakRssUnderLoad, putDurable, sameSampled, wrk } from './measure.js';
 import { addRun, fail, newRow, type Column, type Row } from './report.js';
 import { startApache, startDavgate, startNginx, startRclone, startS3, type DavBaseline, type Server } from './servers.js';
 import { MiB, errMsg, log } from './util.js';
@@ -23,6 +23,8 @@ export interface Settings {
   entries: number;
   wrkSeconds: number;
   streams: number;
+  /** Row ids to run (a section runs when one of its rows is asked for); all when absent. */
+  only?: ReadonlySet<string>;
 }
 
 type Up = 'dir' | 'webdav';
@@ -48,12 +50,14 @@ function copyDirect(from: Row, to: Row): void {
 
 export async function runMain(s: Settings): Promise<{ rows: Row[]; notes: string[] }> {
   const notes: string[] = [];
+  const wants = (...ids: string[]) => !s.only || ids.some((id) => s.only!.has(id));
   const big = `${s.bigSize / MiB} MiB`;
   const isRoot = process.getuid?.() === 0;
 
   // Ceph takes a while to come up: start it now, in the background, while the data is written.
   log('starting Ceph (background), nginx');
-  const ceph: Promise<CephCluster | Error> = startS3().catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  const ceph: Promise<CephCluster | Error> | undefined = wants('get-big-cold-s3')
+    ? startS3().catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))) : undefined;
   const nginx = await startNginx();
   log(`generating the data set in ${nginx.root}: ${big} big.bin, ${s.entries} entries in many/`);
   await generate(nginx.root, s);
@@ -98,127 +102,148 @@ export async function runMain(s: Settings): Promise<{ rows: Row[]; notes: string
   const row = (r: Row): Row => { rows.push(r); return r; };
 
   // ---- S3 first, so Ceph can be stopped before the other measurements ----
-  const s3Row = row(newRow('get-big-cold-s3', `GET ${big} cold, S3 upstream (Ceph RGW)`, 's', 'lower', { rclone: 0.8 }));
-  const cluster = await ceph;
-  if (cluster instanceof Error) {
-    notes.push(`Ceph could not run: ${errMsg(cluster)}`);
-    fail(s3Row, 'davgate', 'no Ceph'); fail(s3Row, 'rclone', 'no Ceph');
-  } else {
-    try {
-      await coldS3(s, s3Row, cluster, source);
-    } catch (e) {
-      notes.push(`S3 cold reads failed: ${errMsg(e)}`);
-      log(`S3: ${errMsg(e)}`);
-      for (const c of ['davgate', 'rclone'] as const) if (!s3Row.errors?.[c]) fail(s3Row, c, errMsg(e));
-    } finally {
-      log('stopping Ceph');
-      await cluster.stop();
+  if (wants('get-big-cold-s3')) {
+    const s3Row = row(newRow('get-big-cold-s3', `GET ${big} cold, S3 upstream (Ceph RGW)`, 's', 'lower', { rclone: 0.8 }));
+    const cluster = (await ceph)!;
+    if (cluster instanceof Error) {
+      notes.push(`Ceph could not run: ${errMsg(cluster)}`);
+      fail(s3Row, 'davgate', 'no Ceph'); fail(s3Row, 'rclone', 'no Ceph');
+    } else {
+      try {
+        await coldS3(s, s3Row, cluster, source);
+      } catch (e) {
+        notes.push(`S3 cold reads failed: ${errMsg(e)}`);
+        log(`S3: ${errMsg(e)}`);
+        for (const c of ['davgate', 'rclone'] as const) if (!s3Row.errors?.[c]) fail(s3Row, c, errMsg(e));
+      } finally {
+        log('stopping Ceph');
+        await cluster.stop();
+      }
     }
   }
 
   // ---- 4 KiB hot GET with wrk, run-major so that drift spreads over every server ----
-  const small = row(newRow('get-4k-hot', `GET 4 KiB hot (wrk -t1 -c16, ${s.wrkSeconds} s), dir upstream`, 'req/s', 'higher', { rclone: 1.2, nginx: 0.3 }));
-  log('GET 4 KiB hot: warm-up');
-  const wrkServers = bySrv('dir');
-  for (const [col, srv] of wrkServers) {
-    try {
-      for (let i = 0; i < 20; i++) await expect(srv.url + 'small.bin', 'GET', [200]);
-      await wrk(srv.url + 'small.bin', 16, 1);
-    } catch (e) { fail(small, col, errMsg(e)); }
-  }
-  for (let i = 0; i < s.runs; i++) {
+  if (wants('get-4k-hot')) {
+    const small = row(newRow('get-4k-hot', `GET 4 KiB hot (wrk -t1 -c16, ${s.wrkSeconds} s), dir upstream`, 'req/s', 'higher', { apache: 1, nginx: 0.4 }));
+    log('GET 4 KiB hot: warm-up');
+    const wrkServers = bySrv('dir');
     for (const [col, srv] of wrkServers) {
-      if (small.errors?.[col]) continue;
-      log(`GET 4 KiB hot: ${col} run ${i + 1}/${s.runs}`);
-      await measureInto(small, col, 1, async () => (await wrk(srv.url + 'small.bin', 16, s.wrkSeconds)).reqPerSec);
+      try {
+        for (let i = 0; i < 20; i++) await expect(srv.url + 'small.bin', 'GET', [200]);
+        await wrk(srv.url + 'small.bin', 16, 1);
+      } catch (e) { fail(small, col, errMsg(e)); }
+    }
+    for (let i = 0; i < s.runs; i++) {
+      for (const [col, srv] of wrkServers) {
+        if (small.errors?.[col]) continue;
+        log(`GET 4 KiB hot: ${col} run ${i + 1}/${s.runs}`);
+        await measureInto(small, col, 1, async () => (await wrk(srv.url + 'small.bin', 16, s.wrkSeconds)).reqPerSec);
+      }
     }
   }
 
-  // ---- big GET and PROPFIND, hot (after a warm-up on the long-lived instances) ----
   const hotGet: Partial<Record<Up, Row>> = {};
   const hotProp: Partial<Record<Up, Row>> = {};
-  for (const up of ['dir', 'webdav'] as const) {
-    const g = hotGet[up] = row(newRow(`get-big-hot-${up}`, `GET ${big} hot, ${UP_LABEL[up]}`, 'MiB/s', 'higher', { rclone: 1 }));
-    const p = hotProp[up] = row(newRow(`propfind-hot-${up}`, `PROPFIND depth 1, ${s.entries} entries, hot, ${UP_LABEL[up]}`, 's', 'lower', { rclone: 0.5 }));
-    for (const [col, srv] of bySrv(up)) {
-      log(`GET ${big} + PROPFIND hot, ${up}: ${col}`);
-      try {
-        await getSeconds(srv.url + 'big.bin', s.bigSize); // warm-up: fills the cache
-        await measureInto(g, col, s.runs, async () => s.bigSize / MiB / await getSeconds(srv.url + 'big.bin', s.bigSize));
-      } catch (e) { fail(g, col, errMsg(e)); }
-      try {
-        await propfindSeconds(srv.url + 'many/');
-        await measureInto(p, col, s.runs, () => propfindSeconds(srv.url + 'many/'));
-      } catch (e) { fail(p, col, errMsg(e)); }
+  let dropped = true;
+  // ---- big GET and PROPFIND, hot (after a warm-up on the long-lived instances) ----
+  if (wants('get-big-hot-dir', 'get-big-hot-webdav', 'propfind-hot-dir', 'propfind-hot-webdav', 'get-big-cold-dir', 'get-big-cold-webdav')) {
+    for (const up of ['dir', 'webdav'] as const) {
+      // The hot WebDAV row is judged against rclone (the direct servers have no upstream there).
+      const g = hotGet[up] = row(newRow(`get-big-hot-${up}`, `GET ${big} hot, ${UP_LABEL[up]}`, 'MiB/s', 'higher', up === 'dir' ? { nginx: 1 } : { rclone: 1.2 }));
+      const p = hotProp[up] = row(newRow(`propfind-hot-${up}`, `PROPFIND depth 1, ${s.entries} entries, hot, ${UP_LABEL[up]}`, 's', 'lower', { nginx: 1.5 }));
+      log(`GET ${big} + PROPFIND hot, ${up}: warm-up`);
+      for (const [col, srv] of bySrv(up)) {
+        try { await getSeconds(srv.url + 'big.bin', s.bigSize); } catch (e) { fail(g, col, errMsg(e)); } // fills the cache
+        try { await propfindSeconds(srv.url + 'many/'); } catch (e) { fail(p, col, errMsg(e)); }
+      }
+      for (let i = 0; i < s.runs; i++) {
+        for (const [col, srv] of bySrv(up)) {
+          log(`GET ${big} + PROPFIND hot, ${up}: ${col} run ${i + 1}/${s.runs}`);
+          if (!g.errors?.[col]) await measureInto(g, col, 1, async () => s.bigSize / MiB / await getSeconds(srv.url + 'big.bin', s.bigSize));
+          if (!p.errors?.[col]) await measureInto(p, col, 1, () => propfindSeconds(srv.url + 'many/'));
+        }
+      }
+      if (up === 'webdav') { copyDirect(hotGet.dir!, g); copyDirect(hotProp.dir!, p); }
     }
-    if (up === 'webdav') { copyDirect(hotGet.dir!, g); copyDirect(hotProp.dir!, p); }
   }
 
   // ---- cold: a fresh process with an empty cache per run; PROPFIND, then GET big.bin ----
-  for (const up of ['dir', 'webdav'] as const) {
-    const g = row(newRow(`get-big-cold-${up}`, `GET ${big} cold, ${UP_LABEL[up]}`, 's', 'lower', { rclone: 0.8 }));
-    const p = row(newRow(`propfind-cold-${up}`, `PROPFIND depth 1, ${s.entries} entries, cold, ${UP_LABEL[up]}`, 's', 'lower', { rclone: 0.5 }));
-    for (let i = 0; i < s.runs; i++) {
-      for (const col of ['davgate', 'rclone'] as const) {
-        if (g.errors?.[col]) continue;
-        log(`cold ${up}: ${col} run ${i + 1}/${s.runs}`);
-        let srv: Server | undefined;
-        try {
-          srv = await startFresh(up, col);
-          addRun(p, col, await propfindSeconds(srv.url + 'many/'));
-          addRun(g, col, await getSeconds(srv.url + 'big.bin', s.bigSize));
-        } catch (e) {
-          fail(g, col, errMsg(e)); fail(p, col, errMsg(e));
-          log(`  cold ${up} / ${col}: FAILED: ${errMsg(e)}`);
-        } finally {
-          await srv?.stop();
+  if (wants('get-big-cold-dir', 'get-big-cold-webdav', 'propfind-cold-dir', 'propfind-cold-webdav')) {
+    for (const up of ['dir', 'webdav'] as const) {
+      const g = row(newRow(`get-big-cold-${up}`, `GET ${big} cold, ${UP_LABEL[up]}`, 's', 'lower', { rclone: 0.8 }));
+      const p = row(newRow(`propfind-cold-${up}`, `PROPFIND depth 1, ${s.entries} entries, cold, ${UP_LABEL[up]}`, 's', 'lower', { rclone: 0.5 }));
+      for (let i = 0; i < s.runs; i++) {
+        for (const col of ['davgate', 'rclone'] as const) {
+          if (g.errors?.[col]) continue;
+          log(`cold ${up}: ${col} run ${i + 1}/${s.runs}`);
+          let srv: Server | undefined;
+          try {
+            dropped = (await dropPageCache()) && dropped; // the upstream's files come from disk for everyone alike
+            srv = await startFresh(up, col);
+            addRun(p, col, await propfindSeconds(srv.url + 'many/'));
+            addRun(g, col, await getSeconds(srv.url + 'big.bin', s.bigSize));
+          } catch (e) {
+            fail(g, col, errMsg(e)); fail(p, col, errMsg(e));
+            log(`  cold ${up} / ${col}: FAILED: ${errMsg(e)}`);
+          } finally {
+            await srv?.stop();
+          }
         }
       }
+      // direct servers: the seconds of their (uncached) GET, from the hot rows' runs
+      for (const c of ['nginx', 'apache'] as const) {
+        const mibps = hotGet.dir!.runs[c];
+        if (mibps) g.runs[c] = mibps.map((v) => s.bigSize / MiB / v);
+      }
+      copyDirect(hotProp.dir!, p);
     }
-    // direct servers: the seconds of their (uncached) GET, from the hot rows' runs
-    for (const c of ['nginx', 'apache'] as const) {
-      const mibps = hotGet.dir!.runs[c];
-      if (mibps) g.runs[c] = mibps.map((v) => s.bigSize / MiB / v);
-    }
-    copyDirect(hotProp.dir!, p);
   }
 
   // ---- PUT until durable upstream ----
-  for (const up of ['dir', 'webdav'] as const) {
-    const r = row(newRow(`put-big-durable-${up}`, `PUT ${big} until durable, ${UP_LABEL[up]}`, 's', 'lower', { rclone: 1 }));
-    const responses: Record<string, number[]> = {};
+  if (wants('put-big-durable-dir', 'put-big-durable-webdav')) {
+    for (const up of ['dir', 'webdav'] as const) {
+      const r = row(newRow(`put-big-durable-${up}`, `PUT ${big} until durable, ${UP_LABEL[up]}`, 's', 'lower', { nginx: 1.5 }));
+      const responses: Record<string, number[]> = {};
+      for (let i = 0; i < s.runs; i++) {
+        for (const [col, srv] of bySrv(up)) {
+          if (r.errors?.[col]) continue;
+          log(`PUT ${big} durable, ${up}: ${col} run ${i + 1}/${s.runs}`);
+          const root = col === 'apache' ? apache!.root : nginx.root;
+          const name = `puts/${col}-${up}-${i}.bin`;
+          await measureInto(r, col, 1, async () => {
+            const res = await putDurable(srv.url + name, source, () => fileSize(join(root, name)));
+            if (!(await sameSampled(join(root, name), source.path, source.size))) throw new Error('uploaded bytes differ from the source');
+            (responses[col] ??= []).push(res.responseSeconds);
+            await unlink(join(root, name)).catch(() => undefined);
+            return res.seconds;
+          });
+        }
+      }
+      r.extra = { responseSeconds: responses };
+      if (up === 'webdav') copyDirect(rows.find((x) => x.id === 'put-big-durable-dir')!, r);
+    }
+    if (wants('get-big-cold-dir', 'get-big-cold-webdav', 'propfind-cold-dir', 'propfind-cold-webdav')) notes.push(dropped ? 'Cold rows: the page cache was dropped before every cold run of every server.'
+      : 'Cold rows: the page cache could not be dropped (not root?): upstream files may come from memory.');
+    notes.push('rclone runs with its defaults besides --vfs-cache-mode full: a PUT is acknowledged from its cache and uploaded after --vfs-write-back (5 s).');
+  }
+
+  // ---- peak RSS while 16 clients stream big.bin (hot) ----
+  if (wants('rss-16-streams')) {
+    const rss = row(newRow('rss-16-streams', `peak RSS, ${s.streams} clients each GET ${big} (hot), dir upstream`, 'MB', 'lower', { max: 100 }));
+    const agg: Record<string, number[]> = {};
     for (let i = 0; i < s.runs; i++) {
-      for (const [col, srv] of bySrv(up)) {
-        if (r.errors?.[col]) continue;
-        log(`PUT ${big} durable, ${up}: ${col} run ${i + 1}/${s.runs}`);
-        const root = col === 'apache' ? apache!.root : nginx.root;
-        const name = `puts/${col}-${up}-${i}.bin`;
-        await measureInto(r, col, 1, async () => {
-          const res = await putDurable(srv.url + name, source, () => fileSize(join(root, name)));
-          if (!(await sameSampled(join(root, name), source.path, source.size))) throw new Error('uploaded bytes differ from the source');
-          (responses[col] ??= []).push(res.responseSeconds);
-          await unlink(join(root, name)).catch(() => undefined);
-          return res.seconds;
+      for (const [col, srv] of bySrv('dir')) {
+        if (rss.errors?.[col]) continue;
+        log(`peak RSS, ${s.streams} streams: ${col} run ${i + 1}/${s.runs}`);
+        await measureInto(rss, col, 1, async () => {
+          const m = await peakRssUnderLoad(srv.pid, srv.url + 'big.bin', s.bigSize, s.streams);
+          (agg[col] ??= []).push(m.aggregateMiBps);
+          return m.peakMB;
         });
       }
     }
-    r.extra = { responseSeconds: responses };
-    if (up === 'webdav') copyDirect(rows.find((x) => x.id === 'put-big-durable-dir')!, r);
+    rss.extra = { aggregateMiBps: agg, note: 'VmRSS summed over the process tree, sampled every 50 ms' };
   }
-  notes.push('rclone runs with its defaults besides --vfs-cache-mode full: a PUT is acknowledged from its cache and uploaded after --vfs-write-back (5 s).');
-
-  // ---- peak RSS while 16 clients stream big.bin (hot) ----
-  const rss = row(newRow('rss-16-streams', `peak RSS, ${s.streams} clients each GET ${big} (hot), dir upstream`, 'MB', 'lower', { max: 120 }));
-  const agg: Record<string, number[]> = {};
-  for (const [col, srv] of bySrv('dir')) {
-    await measureInto(rss, col, s.runs, async (i) => {
-      log(`peak RSS, ${s.streams} streams: ${col} run ${i + 1}/${s.runs}`);
-      const m = await peakRssUnderLoad(srv.pid, srv.url + 'big.bin', s.bigSize, s.streams);
-      (agg[col] ??= []).push(m.aggregateMiBps);
-      return m.peakMB;
-    });
-  }
-  rss.extra = { aggregateMiBps: agg, note: 'VmRSS summed over the process tree, sampled every 50 ms' };
   rows.sort((a, b) => ORDER.indexOf(a.id) - ORDER.indexOf(b.id));
   return { rows, notes };
 }
@@ -254,6 +279,7 @@ async function coldS3(s: Settings, r: Row, cluster: CephCluster, source: { path:
       log(`GET ${s.bigSize / MiB} MiB cold over S3: ${col} run ${i + 1}/${s.runs}`);
       let srv: Server | undefined;
       try {
+        await dropPageCache(); // RGW's objects from disk for both
         srv = col === 'davgate'
           ? await startDavgate(`s3://${bucket}/`, { env: env.davgate, args: ['--s3-endpoint', endpoint, '--s3-region', region] })
           // rclone 1.60's S3 client fails on any AWS_CA_BUNDLE ("unsupported transport"); the

@@ -23,6 +23,8 @@ export interface GatewayProcessOptions {
   args?: string[];
   /** Extra environment variables for the child. */
   env?: Record<string, string>;
+  /** Run `node <nodeArgs> main.js` instead of the bin (its shebang flags are then not applied). */
+  nodeArgs?: string[];
   /** Run the bin itself, as a user does (its shebang sets node's flags), not `node main.js`. */
   asBin?: boolean;
 }
@@ -107,8 +109,9 @@ export async function startGatewayProcess(opts: GatewayProcessOptions = {}): Pro
     for (const d of ownDirs) await removeDir(d);
   };
 
+  const asBin = opts.asBin && !opts.nodeArgs;
   const argv = [
-    ...(opts.asBin ? [] : [MAIN_JS]),
+    ...(asBin ? [] : [...(opts.nodeArgs ?? []), MAIN_JS]),
     'serve',
     '--upstream', upstreamDir,
     '--cache', cacheDir,
@@ -119,7 +122,7 @@ export async function startGatewayProcess(opts: GatewayProcessOptions = {}): Pro
 
   let child: ChildProcess;
   try {
-    child = spawn(opts.asBin ? MAIN_JS : process.execPath, argv, {
+    child = spawn(asBin ? MAIN_JS : process.execPath, argv, {
       env: { ...process.env, ...(opts.env ?? {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
