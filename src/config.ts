@@ -108,6 +108,8 @@ export const configSchema = z.object({
     diskRetryAfter: duration.pipe(z.number().min(100)).default(30_000),
     /** Directory listings kept for the TTL, counted in entries over all directories (0 disables). */
     listingEntries: z.number().int().min(0).default(100_000),
+    /** Node records held in memory (the only ones that can be fresh); ~500 bytes each. */
+    nodeEntries: z.number().int().min(1000).default(100_000),
   }).strict().default({}),
   listen: hostPort.default('127.0.0.1:8080'),
   admin: z.object({

@@ -4,13 +4,16 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32 } from '@node-rs/crc32';
 import { CacheCorruptError } from '../errors.js';
-import { BLOCK_NAME, BlockReader, CHUNK, blockFileName, checksumTable, readChecksumTable, writeBlockFile } from './blockfile.js';
+import { BlockReader, CHUNK, blockFileName, checksumTable, readChecksumTable, writeBlockFile } from './blockfile.js';
 import { LockFile } from './lockfile.js';
+import { INDEX_FILE, loadIndex, removeIndex, saveIndex } from './blockindex.js';
+import { scanBlockFiles, strayShards } from './blockscan.js';
 
 export { BlockReader, CHUNK } from './blockfile.js';
 
 // The sandbox (docs/architecture.md, Block store). Layout under one root, created 0700:
 //   <root>/LOCK                              pid of the owning process
+//   <root>/blocks.index                      the index saved at a clean close (blockindex.ts)
 //   <root>/tmp/<random>                      blocks being written
 //   <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc>   installed blocks (format: blockfile.ts)
 // `key` and `ver` are hex digests, idx and crc are hex numbers: every cache path is built
@@ -21,7 +24,6 @@ export { BlockReader, CHUNK } from './blockfile.js';
 // it is touched synchronously on the event loop, so no lock is needed. A block being read
 // is pinned; eviction skips pinned blocks.
 
-const HEX = /^[0-9a-f]+$/;
 
 export interface BlockMeta {
   readonly key: string;
@@ -62,6 +64,10 @@ export class BlockStore {
   readonly #lock: LockFile;
   /** Files found under blocks/ or tmp/ that no block owns; removed at open unless opened read-only. */
   #strays: string[] = [];
+  #readOnly = false;
+  /** Opened and indexed: from here on, a change makes a saved index stale. */
+  #opened = false;
+  #changedSinceOpen = false;
 
   constructor(root: string, opts: { maxBytes: number; highWatermark: number; lowWatermark: number; events?: BlockStoreEvents }) {
     this.root = root;
@@ -79,9 +85,10 @@ export class BlockStore {
   /**
    * Create the sandbox, take the lock file, rebuild the index from the block files. Read-only
    * (`cache stats`, `cache verify` without --repair) leaves every file as found: what does not
-   * belong is only listed in `strays`.
+   * belong is only listed in `strays`. The index saved at the last clean close replaces the
+   * scan unless `scan` is asked for (`cache verify`: strays are only found by scanning).
    */
-  async open(opts: { readOnly?: boolean } = {}): Promise<void> {
+  async open(opts: { readOnly?: boolean; scan?: boolean } = {}): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     const st = await lstat(this.root);
     if (!st.isDirectory()) throw new CacheCorruptError(`cache root ${this.root} is not a directory`);
@@ -91,7 +98,20 @@ export class BlockStore {
     else for (const f of await readdir(join(this.root, 'tmp')).catch(() => [])) this.#strays.push(join(this.root, 'tmp', f));
     await mkdir(join(this.root, 'tmp'), { recursive: true, mode: 0o700 });
     await mkdir(join(this.root, 'blocks'), { recursive: true, mode: 0o700 });
-    await this.#scan(tidy);
+    this.#readOnly = !tidy;
+    const indexFile = join(this.root, INDEX_FILE);
+    const saved = opts.scan ? undefined : await loadIndex(indexFile);
+    // Consumed before anything changes: a crash from here on leaves no index, so the next
+    // start scans the files.
+    if (tidy) await removeIndex(indexFile);
+    if (saved) {
+      for (const b of saved) this.#add({ ...b, pins: 0 });
+      await strayShards(join(this.root, 'blocks'), (p) => this.#stray(p, tidy));
+      this.#changed();
+    } else {
+      await this.#scan(tidy);
+    }
+    this.#opened = true;
   }
 
   /** Files that belong to no block (see open). */
@@ -102,8 +122,17 @@ export class BlockStore {
     else this.#strays.push(path);
   }
 
+  /** Save the index (read-only: drop a saved one this run made stale), release the lock. */
   async close(): Promise<void> {
-    await this.#lock.release();
+    try {
+      const indexFile = join(this.root, INDEX_FILE);
+      if (!this.#opened) { /* nothing indexed: leave what is there */ }
+      else if (!this.#readOnly) await saveIndex(indexFile, this.#blocks.values());
+      else if (this.#changedSinceOpen) await removeIndex(indexFile);
+    } finally {
+      this.#opened = false;
+      await this.#lock.release();
+    }
   }
 
   /** The pid of a live process holding the cache directory `root`, if any. */
@@ -112,32 +141,8 @@ export class BlockStore {
   }
 
   async #scan(tidy: boolean): Promise<void> {
-    const found: Array<BlockMeta & { mtimeMs: number }> = [];
-    const blocksDir = join(this.root, 'blocks');
-    const scanKey = async (keyName: string, keyDir: string): Promise<void> => {
-      for (const f of await readdir(keyDir, { withFileTypes: true })) {
-        const m = BLOCK_NAME.exec(f.name);
-        const p = join(keyDir, f.name);
-        if (!f.isFile() || !m) { await this.#stray(p, tidy); continue; }
-        const st = await lstat(p);
-        found.push({ key: keyName, version: m[1]!, index: parseInt(m[2]!, 16), crc: parseInt(m[3]!, 16), size: st.size, pins: 0, lastUsed: st.mtimeMs, mtimeMs: st.mtimeMs });
-      }
-    };
-    for (const shard of await readdir(blocksDir, { withFileTypes: true })) {
-      if (!shard.isDirectory() || !HEX.test(shard.name)) { await this.#stray(join(blocksDir, shard.name), tidy); continue; }
-      // The key directories of a shard are scanned side by side: start-up time with a large
-      // cache is mostly waiting on the file system, one entry at a time otherwise.
-      const scans: Array<Promise<void>> = [];
-      for (const keyEnt of await readdir(join(blocksDir, shard.name), { withFileTypes: true })) {
-        const keyDir = join(blocksDir, shard.name, keyEnt.name);
-        if (!keyEnt.isDirectory() || !HEX.test(keyEnt.name)) { await this.#stray(keyDir, tidy); continue; }
-        scans.push(scanKey(keyEnt.name, keyDir));
-      }
-      await Promise.all(scans);
-    }
-    // Oldest first, so the LRU order survives a restart approximately.
-    found.sort((a, b) => a.mtimeMs - b.mtimeMs);
-    for (const b of found) this.#add({ key: b.key, version: b.version, index: b.index, size: b.size, crc: b.crc, pins: 0, lastUsed: b.lastUsed });
+    const stray = (p: string) => this.#stray(p, tidy);
+    for (const b of await scanBlockFiles(join(this.root, 'blocks'), stray)) this.#add({ ...b, pins: 0 });
     this.#changed();
   }
 
@@ -172,6 +177,7 @@ export class BlockStore {
   }
 
   #changed(): void {
+    if (this.#opened) this.#changedSinceOpen = true;
     this.#events.onChange?.(this.#bytes, this.#blocks.size);
   }
 

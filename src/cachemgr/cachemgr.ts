@@ -44,6 +44,8 @@ export interface CacheOptions {
   memoryMaxBlockBytes: number;
   /** Entries of directory listings kept for the TTL (0: every listing goes upstream). */
   listingEntries: number;
+  /** Node records held in memory (default 100k). */
+  nodeEntries?: number;
   /** How long a failing cache disk is bypassed before the next try (default 30 s). */
   diskRetryAfter?: number;
 }
@@ -106,7 +108,7 @@ export class CacheManager {
     });
     await blocks.open();
     try {
-      const table = await NodeTable.open(opts.nodeTable, opts.dir);
+      const table = await NodeTable.open(opts.nodeTable, opts.dir, opts.nodeEntries);
       return new CacheManager(upstream, opts, blocks, table, metrics, events, bus);
     } catch (err) {
       await blocks.close();

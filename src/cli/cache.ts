@@ -99,10 +99,10 @@ function print(o: Record<string, unknown>, json: unknown, human: string): void {
 }
 
 /** Open the stopped cache directly (the lock file keeps a gateway from starting meanwhile). */
-async function withStore<T>(config: Config, readOnly: boolean, fn: (s: BlockStore) => Promise<T>): Promise<T> {
+async function withStore<T>(config: Config, open: { readOnly: boolean; scan?: boolean }, fn: (s: BlockStore) => Promise<T>): Promise<T> {
   const c = config.cache;
   const store = new BlockStore(c.dir, { maxBytes: c.maxBytes, highWatermark: c.highWatermark, lowWatermark: c.lowWatermark });
-  await store.open({ readOnly });
+  await store.open(open);
   try {
     return await fn(store);
   } finally {
@@ -125,7 +125,7 @@ async function stats(o: Record<string, unknown>): Promise<void> {
   const url = await runningGateway(config, o);
   const s: CacheStats = url
     ? await admin(url, 'GET', '/cache/stats') as CacheStats
-    : await withStore(config, true, async (store) => ({ ...blockStats(store), running: false, nodes: null, blockHitRatio: null, byteHitRatio: null }));
+    : await withStore(config, { readOnly: true }, async (store) => ({ ...blockStats(store), running: false, nodes: null, blockHitRatio: null, byteHitRatio: null }));
   print(o, s, [
     `cache       ${s.dir}${s.running ? '  (gateway running)' : '  (no gateway running)'}`,
     `size        ${bytes(s.bytes)} of ${bytes(s.limitBytes)} (${pct(s.fill)})`,
@@ -151,7 +151,7 @@ async function verify(o: Record<string, unknown>): Promise<void> {
   try {
     report = url
       ? ((await admin(url, 'POST', `/cache/verify${repair ? '?repair=1' : ''}`, (l) => { if (typeof l.done === 'number') onProgress(l.done, l.total as number); })) as { report: VerifyReport }).report
-      : await withStore(config, true, (store) => verifyBlocks(store, { repair, onProgress })); // strays listed, then removed by repair
+      : await withStore(config, { readOnly: true, scan: true }, (store) => verifyBlocks(store, { repair, onProgress })); // strays listed, then removed by repair
   } finally {
     bar.stop();
   }
@@ -173,7 +173,7 @@ async function purge(path: string | undefined, o: Record<string, unknown>): Prom
   const url = await runningGateway(config, o);
   let result: { purgedBlocks?: number; purgedNodes?: number };
   if (url) result = await admin(url, 'POST', `/cache/purge${p === undefined ? '' : `?path=${encodeURIComponent(p)}`}`) as typeof result;
-  else if (p === undefined) result = { purgedBlocks: await withStore(config, false, (s) => s.dropAll()) };
+  else if (p === undefined) result = { purgedBlocks: await withStore(config, { readOnly: false }, (s) => s.dropAll()) };
   else result = { purgedNodes: await withCacheManager(config, (c) => c.purge(p)) };
   print(o, { path: p ?? null, ...result }, p === undefined
     ? `purged ${result.purgedBlocks} blocks (the whole cache)`

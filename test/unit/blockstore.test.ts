@@ -138,6 +138,97 @@ test('the index is rebuilt from the block files after a restart; junk is removed
   }
 });
 
+test('a clean close saves the index: the next open reads it instead of scanning, LRU order kept', async () => {
+  const root = join(await mkdtemp(join(tmpdir(), 'davgate-bs-')), 'cache');
+  const opts = { maxBytes: 1 << 20, highWatermark: 0.9, lowWatermark: 0.5 };
+  const a = new BlockStore(root, opts);
+  await a.open();
+  for (let i = 0; i < 5; i++) await a.install(KEY, VER, i, Buffer.alloc(100, i));
+  await a.read(KEY, VER, 0, 100); // now the most recently used
+  const order = a.list().map((b) => b.index);
+  await a.close();
+  assert.ok((await readdir(root)).includes('blocks.index'));
+  // A block file added behind the store's back is not in the index: only a scan would find it.
+  const dir = join(root, 'blocks', KEY2.slice(0, 2), KEY2);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, `${VER}-0-00000000`), 'x');
+  const b = new BlockStore(root, opts);
+  await b.open();
+  try {
+    assert.deepEqual(b.list().map((x) => x.index), order);
+    assert.equal(b.hasKey(KEY2), false, 'loaded from the index, not scanned');
+    assert.equal((await b.read(KEY, VER, 3, 100))?.[0], 3);
+    assert.ok(!(await readdir(root)).includes('blocks.index'), 'consumed at open: a crash now leaves none');
+  } finally {
+    await b.close();
+  }
+  // Without an index (a crash), the files are scanned.
+  await rm(join(root, 'blocks.index'));
+  const c = new BlockStore(root, opts);
+  await c.open();
+  try {
+    assert.equal(c.count, 6, 'the scan finds the file the index did not list');
+    assert.equal(c.hasKey(KEY2), true);
+    assert.equal(await c.read(KEY2, VER, 0, 1), undefined, 'and its checksum still decides whether it is served');
+  } finally {
+    await c.close();
+    await rm(join(root, '..'), { recursive: true, force: true });
+  }
+});
+
+test('a damaged or truncated index is ignored and the files are scanned', async () => {
+  const root = join(await mkdtemp(join(tmpdir(), 'davgate-bs-')), 'cache');
+  const opts = { maxBytes: 1 << 20, highWatermark: 0.9, lowWatermark: 0.5 };
+  const a = new BlockStore(root, opts);
+  await a.open();
+  for (let i = 0; i < 3; i++) await a.install(KEY, VER, i, Buffer.alloc(100, i));
+  await a.close();
+  const good = await readFile(join(root, 'blocks.index'));
+  const damaged = [
+    good.subarray(0, good.length - 5), // cut short
+    Buffer.concat([good, Buffer.from(`${KEY} ${VER} 9 104 1234abcd 0\n`)]), // a line the checksum does not cover
+    Buffer.from(good.toString('latin1').replace(`${KEY} ${VER} 1`, `../../x ${VER} 1`), 'latin1'), // not hex
+  ];
+  try {
+    for (const bad of damaged) {
+      await writeFile(join(root, 'blocks.index'), bad);
+      const s = new BlockStore(root, opts);
+      await s.open();
+      try {
+        assert.deepEqual(s.list().map((b) => b.index).sort(), [0, 1, 2]);
+        assert.equal(s.has(KEY, VER, 9), false);
+      } finally {
+        await s.close();
+      }
+    }
+  } finally {
+    await rm(join(root, '..'), { recursive: true, force: true });
+  }
+});
+
+test('read-only opens leave a saved index in place, and drop it when they changed the store', async () => {
+  const root = join(await mkdtemp(join(tmpdir(), 'davgate-bs-')), 'cache');
+  const opts = { maxBytes: 1 << 20, highWatermark: 0.9, lowWatermark: 0.5 };
+  const a = new BlockStore(root, opts);
+  await a.open();
+  await a.install(KEY, VER, 0, Buffer.alloc(100, 1));
+  await a.close();
+  const saved = await readFile(join(root, 'blocks.index'));
+  const ro = new BlockStore(root, opts);
+  await ro.open({ readOnly: true });
+  await ro.close();
+  assert.deepEqual(await readFile(join(root, 'blocks.index')), saved);
+  const repair = new BlockStore(root, opts);
+  await repair.open({ readOnly: true, scan: true });
+  repair.drop(repair.list()[0]!, true);
+  await repair.close();
+  try {
+    assert.ok(!(await readdir(root)).includes('blocks.index'), 'stale after the drop');
+  } finally {
+    await rm(join(root, '..'), { recursive: true, force: true });
+  }
+});
+
 test('one process per cache directory: a live owner refuses a second store', async () => {
   await withStore({}, async (_s, root) => {
     await writeFile(join(root, 'LOCK'), String(process.ppid)); // a live process other than us
