@@ -138,21 +138,28 @@ export async function getSeconds(url: string, size: number): Promise<number> {
   return r.seconds;
 }
 
+/** Peak RSS (MB, summed over the process tree, sampled every `everyMs`) while `work` runs. */
+export async function peakRssDuring<T>(pid: number, work: () => Promise<T>, everyMs = 50): Promise<{ peakMB: number; result: T }> {
+  let peak = treeRssMB(pid);
+  const timer = setInterval(() => { peak = Math.max(peak, treeRssMB(pid)); }, everyMs);
+  try {
+    const result = await work();
+    return { peakMB: Math.max(peak, treeRssMB(pid)), result };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /**
  * Peak RSS (MB, summed over the process tree, sampled every 50 ms) while `clients` concurrent
  * curl clients each GET `url` (`size` bytes) to the end.
  */
 export async function peakRssUnderLoad(pid: number, url: string, size: number, clients: number): Promise<{ peakMB: number; seconds: number; aggregateMiBps: number }> {
-  let peak = treeRssMB(pid);
-  const timer = setInterval(() => { peak = Math.max(peak, treeRssMB(pid)); }, 50);
   const t0 = performance.now();
-  try {
+  const { peakMB } = await peakRssDuring(pid, async () => {
     const rs = await Promise.all(Array.from({ length: clients }, () => curlGet(url)));
     for (const r of rs) if (r.status !== 200 || r.bytes !== size) throw new Error(`GET ${url}: HTTP ${r.status}, ${r.bytes} bytes`);
-  } finally {
-    clearInterval(timer);
-  }
+  });
   const seconds = (performance.now() - t0) / 1000;
-  peak = Math.max(peak, treeRssMB(pid));
-  return { peakMB: peak, seconds, aggregateMiBps: (clients * size) / MiB / seconds };
+  return { peakMB, seconds, aggregateMiBps: (clients * size) / MiB / seconds };
 }

@@ -1,53 +1,28 @@
 // `--scale`: how each cost grows.
 //   - PROPFIND depth 1 at 1k / 10k / 100k entries, cold (fresh process, empty cache) and hot,
-//     davgate and rclone over the dir upstream, nginx and Apache direct;
-//   - a cache holding 100k blocks: davgate's start-up time until it listens (against an empty
-//     cache) and getnode latency (HEAD of a file: the first one stats upstream, then hot);
+//     davgate and rclone over the dir upstream, nginx and Apache direct, with each server's
+//     peak RSS during the hot PROPFIND (a streamed answer keeps it flat);
+//   - a cache holding 1M blocks (100k with --quick): start-up after a crash and after a clean
+//     stop, getnode over HTTP (scale-cache.ts);
+//   - getnode in process with 1k ... 1M node records (scale-nodes.ts);
+//   - 1,000 idle keep-alive clients: RSS of each server (scale-idle.ts);
 //   - 64 concurrent clients: wrk -t1 -c64 on the 4 KiB file, req/s and latency percentiles.
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { Agent } from 'node:http';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32 } from '@node-rs/crc32';
-import pLimit from 'p-limit';
 import { linkInto, writeManyFiles } from './dataset.js';
-import { expect, propfindEntries, propfindSeconds, send } from './http.js';
-import { wrk, type WrkResult } from './measure.js';
+import { propfindEntries, propfindSeconds } from './http.js';
+import { peakRssDuring, wrk, type WrkResult } from './measure.js';
+import { cacheStartMarkdown, cacheStartScale } from './scale-cache.js';
+import { idleClientsRss, type IdleRow } from './scale-idle.js';
+import { getnodeScale, type GetnodeRow } from './scale-nodes.js';
 import { startApache, startDavgate, startNginx, startRclone, type DavBaseline, type Server } from './servers.js';
-import { errMsg, log, median, percentile } from './util.js';
+import { errMsg, log, median } from './util.js';
 
 const SIZES = [1_000, 10_000, 100_000];
-const BLOCKS = 100_000;
-const BLOCKS_PER_KEY = 10;
-const BLOCK_BYTES = 1024;
-
-const hex = (bytes: number): string => randomBytes(bytes).toString('hex');
-
-/** A cache dir with `count` valid block files: <root>/blocks/<k0k1>/<key>/<ver>-<idx>-<crc32>. */
-async function fillCache(root: string, count: number): Promise<void> {
-  const limit = pLimit(64);
-  const jobs: Array<Promise<void>> = [];
-  for (let k = 0; k * BLOCKS_PER_KEY < count; k++) {
-    const key = hex(20);
-    const version = hex(8);
-    const dir = join(root, 'blocks', key.slice(0, 2), key);
-    jobs.push(limit(async () => {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      for (let i = 0; i < BLOCKS_PER_KEY && k * BLOCKS_PER_KEY + i < count; i++) {
-        const data = randomBytes(BLOCK_BYTES);
-        await writeFile(join(dir, `${version}-${i.toString(16)}-${crc32(data).toString(16).padStart(8, '0')}`), data, { mode: 0o600 });
-      }
-    }));
-  }
-  await Promise.all(jobs);
-}
+const IDLE_CLIENTS = 1000;
 
 const summary = (xs: number[]) => ({ runs: xs, median: median(xs) });
-
-async function blockCount(adminUrl: string): Promise<number> {
-  const text = await (await fetch(adminUrl + 'metrics')).text();
-  return Number(/^davgate_cache_blocks (\d+)/m.exec(text)?.[1] ?? NaN);
-}
 
 export async function runScale(o: { runs: number; quick: boolean }): Promise<Record<string, unknown> & { markdown: string }> {
   const nginx = await startNginx();
@@ -75,52 +50,49 @@ export async function runScale(o: { runs: number; quick: boolean }): Promise<Rec
       }
     }
     const hot: Record<string, number[]> = {};
+    const peakRss: Record<string, number[]> = {};
     for (const [col, srv] of hotServers) {
       log(`scale: PROPFIND ${n} hot: ${col}`);
       const entries = await propfindEntries(srv.url + `d${n}/`);
       if (entries !== n + 1) throw new Error(`${col}: PROPFIND d${n}/ lists ${entries - 1} entries, expected ${n}`);
-      for (let i = 0; i < o.runs; i++) (hot[col] ??= []).push(await propfindSeconds(srv.url + `d${n}/`));
+      for (let i = 0; i < o.runs; i++) {
+        const { peakMB, result } = await peakRssDuring(srv.pid, () => propfindSeconds(srv.url + `d${n}/`), 10);
+        (hot[col] ??= []).push(result);
+        (peakRss[col] ??= []).push(peakMB);
+      }
     }
     const med = (xs: number[] | undefined) => (xs ? median(xs) : NaN);
     propfind.push({
       entries: n,
       coldSeconds: Object.fromEntries(Object.entries(cold).map(([k, v]) => [k, summary(v)])),
       hotSeconds: Object.fromEntries(Object.entries(hot).map(([k, v]) => [k, summary(v)])),
+      hotPeakRssMB: Object.fromEntries(Object.entries(peakRss).map(([k, v]) => [k, summary(v)])),
       hotMicrosPerEntry: Object.fromEntries(Object.entries(hot).map(([k, v]) => [k, (med(v) / n) * 1e6])),
     });
   }
 
-  // ---- start-up and getnode latency with 100k cached blocks ----
-  const cacheDir = join(nginx.root, '..', 'cache100k');
-  log(`scale: writing ${BLOCKS} block files into ${cacheDir}`);
-  await fillCache(cacheDir, BLOCKS);
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const cacheRuns: Record<string, { startSeconds: number[]; firstHeadMs: number[]; hotHeadP50Ms: number[]; hotHeadP99Ms: number[]; blocks: number[] }> = {};
-  for (let i = 0; i < o.runs; i++) {
-    for (const which of ['empty', '100k'] as const) {
-      log(`scale: davgate start-up with ${which} cache, run ${i + 1}/${o.runs}`);
-      const t0 = performance.now();
-      const srv = await startDavgate(nginx.root, which === '100k' ? { cache: cacheDir } : {});
-      const startSeconds = (performance.now() - t0) / 1000;
-      try {
-        const r = (cacheRuns[which] ??= { startSeconds: [], firstHeadMs: [], hotHeadP50Ms: [], hotHeadP99Ms: [], blocks: [] });
-        r.startSeconds.push(startSeconds);
-        r.blocks.push(await blockCount(srv.adminUrl));
-        r.firstHeadMs.push((await expect(srv.url + 'small.bin', 'HEAD', [200])).seconds * 1000);
-        const lat: number[] = [];
-        for (let k = 0; k < 500; k++) lat.push((await send(srv.url + 'small.bin', 'HEAD', {}, undefined, agent)).seconds * 1000);
-        r.hotHeadP50Ms.push(percentile(lat, 50));
-        r.hotHeadP99Ms.push(percentile(lat, 99));
-      } finally {
-        await srv.stop();
-      }
+  // ---- a large cache: start-up, getnode over HTTP ----
+  const blocks = o.quick ? 100_000 : 1_000_000;
+  const cacheStart = await cacheStartScale(nginx.root, join(nginx.root, '..'), blocks, o.runs);
+
+  // ---- getnode in process, 1k ... 1M records ----
+  const getnode = await getnodeScale(o.quick ? [1_000, 10_000, 100_000] : [1_000, 10_000, 100_000, 1_000_000], o.quick ? 1 : 3);
+
+  // ---- idle keep-alive clients ----
+  const idle: Record<string, IdleRow | string> = {};
+  const cfg = join(nginx.root, '..', 'idle.yaml');
+  await writeFile(cfg, `webdav:\n  maxConnectionsPerClient: ${IDLE_CLIENTS * 2}\n`);
+  const idleServers: Array<[string, () => Promise<Server>]> = [
+    ['davgate', () => startDavgate(nginx.root, { args: ['-c', cfg] })], ['rclone', () => startRclone(nginx.root)],
+    ['nginx', async () => nginx], ...(apache ? [['apache', async () => apache] as [string, () => Promise<Server>]] : []),
+  ];
+  for (const [col, start] of idleServers) {
+    log(`scale: ${IDLE_CLIENTS} idle keep-alive clients: ${col}`);
+    const srv = await start();
+    try { idle[col] = await idleClientsRss(srv.pid, srv.url, IDLE_CLIENTS); } catch (e) { idle[col] = errMsg(e); } finally {
+      if (srv !== nginx && srv !== apache) await srv.stop();
     }
   }
-  agent.destroy();
-  const cache = Object.fromEntries(Object.entries(cacheRuns).map(([k, v]) => [k, {
-    blocks: median(v.blocks), startSeconds: summary(v.startSeconds), firstHeadMs: summary(v.firstHeadMs),
-    hotHeadP50Ms: summary(v.hotHeadP50Ms), hotHeadP99Ms: summary(v.hotHeadP99Ms),
-  }]));
 
   // ---- 64 concurrent clients ----
   const seconds = o.quick ? 2 : 8;
@@ -139,20 +111,39 @@ export async function runScale(o: { runs: number; quick: boolean }): Promise<Rec
     c.medianP50Ms = median(c.runs.map((r) => r.latencyMs?.p50 ?? NaN));
     c.medianP99Ms = median(c.runs.map((r) => r.latencyMs?.p99 ?? NaN));
   }
-  const result = { runs: o.runs, propfind, cacheWith100kBlocks: { blockBytes: BLOCK_BYTES, blocksPerKey: BLOCKS_PER_KEY, ...cache }, concurrency64: { wrk: `wrk -t1 -c64 -d${seconds}s --latency`, ...concurrency } };
+  const result: ScaleResult = {
+    runs: o.runs, propfind, cacheStart: { blocks, ...cacheStart }, getnode,
+    idleClients: { clients: IDLE_CLIENTS, ...idle }, concurrency64: { wrk: `wrk -t1 -c64 -d${seconds}s --latency`, ...concurrency },
+  };
   return { ...result, markdown: scaleMarkdown(result) };
 }
 
-function scaleMarkdown(r: { propfind: unknown[]; cacheWith100kBlocks: Record<string, unknown>; concurrency64: Record<string, unknown> }): string {
-  const f = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v.toPrecision(3)) : 'n/a');
-  const lines = ['| PROPFIND entries | davgate cold s | rclone cold s | davgate hot s | rclone hot s | nginx s | apache s |', '|--:|--:|--:|--:|--:|--:|--:|'];
-  for (const p of r.propfind as Array<{ entries: number; coldSeconds: Record<string, { median: number }>; hotSeconds: Record<string, { median: number }> }>) {
-    lines.push(`| ${p.entries} | ${f(p.coldSeconds.davgate?.median)} | ${f(p.coldSeconds.rclone?.median)} | ${f(p.hotSeconds.davgate?.median)} | ${f(p.hotSeconds.rclone?.median)} | ${f(p.hotSeconds.nginx?.median)} | ${f(p.hotSeconds.apache?.median)} |`);
+interface ScaleResult {
+  runs: number;
+  propfind: unknown[];
+  cacheStart: { blocks: number } & Record<string, unknown>;
+  getnode: GetnodeRow[];
+  idleClients: Record<string, unknown>;
+  concurrency64: Record<string, unknown>;
+}
+
+const f = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)) : 'n/a');
+
+function scaleMarkdown(r: ScaleResult): string {
+  const cols = ['davgate', 'rclone', 'nginx', 'apache'];
+  const lines = ['| PROPFIND entries | davgate cold s | rclone cold s | davgate hot s | rclone hot s | nginx s | apache s | peak RSS MB, hot: davgate / rclone / nginx / apache |', '|--:|--:|--:|--:|--:|--:|--:|---|'];
+  for (const p of r.propfind as Array<{ entries: number; coldSeconds: Record<string, { median: number }>; hotSeconds: Record<string, { median: number }>; hotPeakRssMB: Record<string, { median: number }> }>) {
+    const rss = cols.map((c) => f(p.hotPeakRssMB[c]?.median)).join(' / ');
+    lines.push(`| ${p.entries} | ${f(p.coldSeconds.davgate?.median)} | ${f(p.coldSeconds.rclone?.median)} | ${f(p.hotSeconds.davgate?.median)} | ${f(p.hotSeconds.rclone?.median)} | ${f(p.hotSeconds.nginx?.median)} | ${f(p.hotSeconds.apache?.median)} | ${rss} |`);
   }
-  lines.push('', '| davgate cache | blocks | start-up s | first HEAD ms | hot HEAD p50 ms | hot HEAD p99 ms |', '|---|--:|--:|--:|--:|--:|');
-  for (const which of ['empty', '100k']) {
-    const c = r.cacheWith100kBlocks[which] as { blocks: number; startSeconds: { median: number }; firstHeadMs: { median: number }; hotHeadP50Ms: { median: number }; hotHeadP99Ms: { median: number } } | undefined;
-    if (c) lines.push(`| ${which} | ${c.blocks} | ${f(c.startSeconds.median)} | ${f(c.firstHeadMs.median)} | ${f(c.hotHeadP50Ms.median)} | ${f(c.hotHeadP99Ms.median)} |`);
+  lines.push('', ...cacheStartMarkdown(r.cacheStart.blocks, r.cacheStart as unknown as Record<string, { medians: Record<string, number> }>, f));
+  lines.push('', '| getnode in process, records held | listing them, s | p50 µs | p99 µs | mean µs | heap per record, bytes |', '|--:|--:|--:|--:|--:|--:|');
+  for (const g of r.getnode) lines.push(`| ${g.nodes} | ${f(g.listSeconds)} | ${f(g.p50Micros)} | ${f(g.p99Micros)} | ${f(g.meanMicros)} | ${f(g.heapBytesPerNode)} |`);
+  lines.push('', `| ${String(r.idleClients.clients)} idle keep-alive clients | RSS before MB | RSS with them MB | KiB per connection | still open |`, '|---|--:|--:|--:|--:|');
+  for (const c of cols) {
+    const v = r.idleClients[c];
+    if (typeof v === 'string') lines.push(`| ${c} | n/a: ${v} | | | |`);
+    else if (v) { const i = v as IdleRow; lines.push(`| ${c} | ${f(i.rssBeforeMB)} | ${f(i.rssIdleMB)} | ${f(i.kibPerConnection)} | ${i.stillOpen} |`); }
   }
   lines.push('', '| 64 clients, 4 KiB GET hot | req/s | p50 ms | p99 ms |', '|---|--:|--:|--:|');
   for (const [k, v] of Object.entries(r.concurrency64)) {

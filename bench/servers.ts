@@ -52,7 +52,7 @@ export function killAllSync(): void {
   live.clear();
 }
 
-export interface DavgateOptions { name?: string; cache?: string; env?: Record<string, string>; args?: string[] }
+export interface DavgateOptions { name?: string; cache?: string; env?: Record<string, string>; args?: string[]; startTimeoutMs?: number }
 
 /**
  * davgate is started as a user starts it: the bin, whose shebang sets its memory settings
@@ -74,6 +74,7 @@ export async function startDavgate(upstream: string, opts: DavgateOptions = {}):
     args: ['--log-level', 'warn', ...(opts.args ?? [])],
     env: { ...profiled?.env, ...(opts.env ?? {}) },
     asBin: true,
+    ...(opts.startTimeoutMs !== undefined ? { startTimeoutMs: opts.startTimeoutMs } : {}),
     ...(profiled ? { nodeArgs: profiled.nodeArgs } : {}),
   });
   const s = { name: opts.name ?? 'davgate', url: gw.url, adminUrl: gw.adminUrl, pid: gw.pid, cacheDir: gw.cacheDir, stop: () => gw.stop() };

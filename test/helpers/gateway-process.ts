@@ -27,6 +27,8 @@ export interface GatewayProcessOptions {
   nodeArgs?: string[];
   /** Run the bin itself, as a user does (its shebang sets node's flags), not `node main.js`. */
   asBin?: boolean;
+  /** How long to wait for the listening lines (default 15 s; a scan of a huge cache takes longer). */
+  startTimeoutMs?: number;
 }
 
 export interface GatewayProcess {
@@ -151,7 +153,8 @@ export async function startGatewayProcess(opts: GatewayProcessOptions = {}): Pro
           `command: ${process.execPath} ${argv.join(' ')}\n` +
           `--- stdout ---\n${out}\n--- stderr ---\n${err}`,
       );
-    const timer = setTimeout(() => reject(describe(`no listening lines within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+    const wait = opts.startTimeoutMs ?? START_TIMEOUT_MS;
+    const timer = setTimeout(() => reject(describe(`no listening lines within ${wait} ms`)), wait);
     child.stdout?.on('data', (c: string) => {
       out = appendCapped(out, c);
       url ??= SERVING_RE.exec(out)?.[1];
