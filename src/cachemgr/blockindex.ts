@@ -29,9 +29,24 @@ export interface IndexedBlock {
   lastUsed: number;
 }
 
-/** Write the index of `blocks` (in LRU order) to `path`, atomically (tmp file, rename). */
-export async function saveIndex(path: string, blocks: Iterable<IndexedBlock>): Promise<void> {
+/**
+ * Write the index of `blocks` (in LRU order) to `path`, atomically (tmp file, rename).
+ * False when it could not be written (cache directory gone, disk full): the index only saves
+ * a scan, so the next start scans instead and nothing is lost.
+ */
+export async function saveIndex(path: string, blocks: Iterable<IndexedBlock>): Promise<boolean> {
   const tmp = path + '.tmp';
+  try {
+    await writeIndex(tmp, blocks);
+    await rename(tmp, path);
+    return true;
+  } catch {
+    await unlink(tmp).catch(() => undefined);
+    return false;
+  }
+}
+
+async function writeIndex(tmp: string, blocks: Iterable<IndexedBlock>): Promise<void> {
   const fh = await open(tmp, 'w', 0o600);
   try {
     let pos = HEADER_BYTES;
@@ -56,7 +71,6 @@ export async function saveIndex(path: string, blocks: Iterable<IndexedBlock>): P
   } finally {
     await fh.close();
   }
-  await rename(tmp, path);
 }
 
 function header(count: number, crc: number): string {

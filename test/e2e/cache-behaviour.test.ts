@@ -205,13 +205,17 @@ describe('coherence and eviction', () => {
 
   test('a restarted gateway with the sqlite node table reuses its blocks without downloading again', async (t) => {
     const dirs = { upstreamDir: await mkdtemp(join(tmpdir(), 'davgate-up-')), cacheDir: await mkdtemp(join(tmpdir(), 'davgate-cache-')) };
-    t.after(() => Promise.all([rm(dirs.upstreamDir, { recursive: true, force: true }), rm(dirs.cacheDir, { recursive: true, force: true })]));
+    let second: Awaited<ReturnType<typeof startGateway>> | undefined;
+    // One hook: the gateway saves its block index at close, so it closes before the directories go.
+    t.after(async () => {
+      await second?.close();
+      await Promise.all([rm(dirs.upstreamDir, { recursive: true, force: true }), rm(dirs.cacheDir, { recursive: true, force: true })]);
+    });
     const first = await startGateway({ cache: { nodeTable: 'sqlite' } }, dirs);
     const h = await writeBigFile(join(first.upstreamDir, 'keep.bin'), 9 * MiB);
     assert.equal((await getHash(first.url + 'keep.bin')).hash, h);
     await first.gateway.close();
-    const second = await startGateway({ cache: { nodeTable: 'sqlite' } }, dirs);
-    t.after(() => second.close());
+    second = await startGateway({ cache: { nodeTable: 'sqlite' } }, dirs);
     const again = await getHash(second.url + 'keep.bin');
     assert.equal(again.hash, h);
     assert.equal(second.upstream.count('read'), 0);

@@ -206,6 +206,26 @@ test('a damaged or truncated index is ignored and the files are scanned', async 
   }
 });
 
+test('a close whose index cannot be written still closes and releases the directory', async () => {
+  const top = await mkdtemp(join(tmpdir(), 'davgate-bs-'));
+  const root = join(top, 'cache');
+  const opts = { maxBytes: 1 << 20, highWatermark: 0.9, lowWatermark: 0.5 };
+  const a = new BlockStore(root, opts);
+  await a.open();
+  await a.install(KEY, VER, 0, Buffer.alloc(10, 1));
+  await rm(top, { recursive: true, force: true }); // the cache directory went away under us
+  await a.close();
+  assert.equal(await BlockStore.owner(root), undefined);
+  const b = new BlockStore(root, opts);
+  await b.open();
+  try {
+    assert.equal(b.count, 0);
+  } finally {
+    await b.close();
+    await rm(top, { recursive: true, force: true });
+  }
+});
+
 test('read-only opens leave a saved index in place, and drop it when they changed the store', async () => {
   const root = join(await mkdtemp(join(tmpdir(), 'davgate-bs-')), 'cache');
   const opts = { maxBytes: 1 << 20, highWatermark: 0.9, lowWatermark: 0.5 };
