@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
-import type { Server as HttpsServer } from 'node:https';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
+import { createServer as createHttpServer, type IncomingMessage, type ServerOptions as HttpServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import type { Config } from '../config.js';
 import { CacheManager, type Identity } from '../cachemgr/cachemgr.js';
 import type { Upstream } from '../upstream/types.js';
@@ -12,7 +12,8 @@ import { LocalDavState } from './localstate.js';
 import type { InvalidationBus } from '../cachemgr/bus.js';
 import { HtpasswdAuth, type User } from './auth.js';
 import { buildAdminApp } from './admin.js';
-import type { GatewayContext } from './request.js';
+import { requestIdOf, type GatewayContext } from './request.js';
+import { hotReadHandler, type FrontHandler } from './hot-read.js';
 import { sendError as sendErrorWith } from './respond.js';
 import { answerClientError } from './client-error.js';
 import { limitConnectionsPerClient } from './connections.js';
@@ -79,16 +80,16 @@ function observeGauges(ctx: GatewayContext, upstream: Upstream): void {
 }
 
 /** The fastify instance of the WebDAV listener, before any hook or route. */
-function createWebdavApp(config: Config, metrics: Metrics): FastifyInstance {
+function createWebdavApp(config: Config, metrics: Metrics, front: { handler?: FrontHandler }): FastifyInstance {
   const w = config.webdav;
   const app = Fastify({
+    serverFactory: (handler, opts) => createServer((req, res) => {
+      if (!front.handler?.(req, res)) handler(req, res);
+    }, opts),
     logger: { level: config.logLevel },
     // One line per request, written when it ends (hooks.ts), instead of two.
     logController: new LogController({ disableRequestLogging: true }),
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && /^[\w.:-]{1,64}$/.test(given) ? given : randomUUID();
-    },
+    genReqId: (req) => requestIdOf(req.headers),
     exposeHeadRoutes: false,
     clientErrorHandler: answerClientError,
     routerOptions: { maxParamLength: 65_536 },
@@ -109,6 +110,18 @@ function createWebdavApp(config: Config, metrics: Metrics): FastifyInstance {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
   return app;
+}
+
+/**
+ * The listener fastify would create from these options (http or https, the same timeouts),
+ * with `listener` in front of its handler.
+ */
+function createServer(listener: (req: IncomingMessage, res: ServerResponse) => void, opts: FastifyServerOptions & { http?: HttpServerOptions; https?: HttpsServerOptions | null }) {
+  const server = opts.https ? createHttpsServer(opts.https, listener) : createHttpServer(opts.http ?? {}, listener);
+  server.keepAliveTimeout = opts.keepAliveTimeout!;
+  server.requestTimeout = opts.requestTimeout!;
+  server.setTimeout(opts.connectionTimeout);
+  return server;
 }
 
 /** Every method of the table on every URL; anything else is 405 with the table's Allow. */
@@ -184,12 +197,14 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: Gat
   const ctx: GatewayContext = { config, cache, state, metrics };
   observeGauges(ctx, upstream);
   const sendError: SendError = (reply, err) => sendErrorWith(reply, err, { realm: config.auth.realm });
-  const webdav = createWebdavApp(config, metrics);
+  const front: { handler?: FrontHandler } = {};
+  const webdav = createWebdavApp(config, metrics, front);
   app = webdav;
   addAccountingHook(webdav, config, metrics, sendError);
   addCorsHook(webdav, config.webdav.corsOrigins);
   addAuthHook(webdav, config, metrics, auth, sendError);
   addRoutes(webdav, ctx, sendError);
+  front.handler = hotReadHandler(ctx, webdav.log);
 
   const tls = config.tls;
   const reload = async (): Promise<{ tls: boolean }> => {

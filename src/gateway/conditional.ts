@@ -24,8 +24,11 @@ function seconds(ms: number): number {
   return Math.floor(ms / 1000);
 }
 
+/** What a read answers: 304, the whole file, or one byte range (inclusive). */
+export type ReadVerdict = 'not-modified' | 'full' | [number, number];
+
 /** What a GET/HEAD answers: 'full', one [start, end] range, or 'not-modified'. Throws for 412 and 416. */
-export function evaluateRead(h: IncomingHttpHeaders, node: Node): 'not-modified' | 'full' | [number, number] {
+export function evaluateRead(h: IncomingHttpHeaders, node: Node): ReadVerdict {
   const etag = etagOf(node);
   if (h['if-match'] && !etagMatches(h['if-match'], etag, false)) throw new PreconditionFailedError();
   if (!h['if-match'] && h['if-unmodified-since']) {

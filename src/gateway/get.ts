@@ -4,7 +4,7 @@ import { encodeHref } from '../davpath.js';
 import { NotFoundError, PreconditionFailedError } from '../errors.js';
 import { davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { escapeXml } from './xml.js';
-import { evaluateRead } from './conditional.js';
+import { evaluateRead, type ReadVerdict } from './conditional.js';
 import { textOf } from './node-text.js';
 import { ResponseSink, clientGone, writeChunk } from './drain.js';
 
@@ -23,10 +23,10 @@ export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply:
   }
 }
 
-async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, node: Node): Promise<void> {
-  if (node.kind === 'dir') return sendListing(ctx, req, reply, node);
-  if (urlHasTrailingSlash(req)) throw new NotFoundError('collection');
-  const verdict = evaluateRead(req.headers, node);
+/** Status and headers of a read of `node` decided as `verdict`, and the bytes it sends. */
+export interface ReadHead { status: number; headers: Record<string, string | number>; start: number; end: number }
+
+export function readHead(node: Node, verdict: ReadVerdict): ReadHead {
   const text = textOf(node);
   const headers: Record<string, string | number> = {
     'etag': text.etag,
@@ -35,19 +35,20 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
   };
   // The upstream is unreachable and this is what the cache last knew (RFC 9111 §5.5 warning).
   if (node.stale) Object.assign(headers, { 'x-davgate-stale': '1', 'warning': '110 - "Response is Stale"' });
-  if (verdict === 'not-modified') {
-    reply.code(304).headers(headers).send();
-    return;
-  }
+  if (verdict === 'not-modified') return { status: 304, headers, start: 0, end: -1 };
   const [start, end] = verdict === 'full' ? [0, node.size - 1] : verdict;
   headers['content-type'] = text.contentType;
   headers['content-length'] = Math.max(0, end - start + 1);
-  let status = 200;
-  if (verdict !== 'full') {
-    status = 206;
-    headers['content-range'] = `bytes ${start}-${end}/${node.size}`;
-  }
-  if (req.method === 'HEAD' || node.size === 0) {
+  if (verdict === 'full') return { status: 200, headers, start, end };
+  headers['content-range'] = `bytes ${start}-${end}/${node.size}`;
+  return { status: 206, headers, start, end };
+}
+
+async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, node: Node): Promise<void> {
+  if (node.kind === 'dir') return sendListing(ctx, req, reply, node);
+  if (urlHasTrailingSlash(req)) throw new NotFoundError('collection');
+  const { status, headers, start, end } = readHead(node, evaluateRead(req.headers, node));
+  if (status === 304 || req.method === 'HEAD' || node.size === 0) {
     reply.code(status).headers(headers).send();
     return;
   }

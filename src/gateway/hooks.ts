@@ -5,7 +5,7 @@ import { AuthRequiredError, TooManyLoginsError } from '../errors.js';
 import type { HtpasswdAuth } from './auth.js';
 import { FailedLogins, basicUserName } from './auth-limit.js';
 import { checkRequestLimits } from './limits.js';
-import { isMethod } from './methods.js';
+import { accountRequest } from './accounting.js';
 import { identityFor } from './request.js';
 
 // The onRequest hooks of the WebDAV app, in the order they run: accounting and bounds, CORS,
@@ -17,29 +17,11 @@ type SendError = (reply: FastifyReply, err: unknown) => void;
 export function addAccountingHook(app: FastifyInstance, config: Config, metrics: Metrics, sendError: SendError): void {
   app.addHook('onRequest', (req, reply, done) => {
     req.davIdentity = identityFor(config, req.headers.authorization);
-    const start = process.hrtime.bigint();
-    const method = isMethod(req.method) ? req.method : 'OTHER';
-    const socket = req.raw.socket;
-    const written = socket.bytesWritten;
-    metrics.inFlight.inc();
     // Also on hijacked replies (GET, PROPFIND stream on the raw response).
     reply.raw.setHeader('x-request-id', req.id);
-    reply.raw.once('close', () => {
-      metrics.inFlight.dec();
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      const status = reply.raw.statusCode;
-      const aborted = !reply.raw.writableFinished;
-      metrics.request(method, status, seconds);
-      if (aborted) metrics.clientAborts.inc({ method });
-      if (status === 500) metrics.internalErrors.inc();
-      // A client going away is its own choice, not a gateway or upstream failure: info.
-      req.log.info({
-        method: req.method, url: req.raw.url?.slice(0, 2048), status, bytes: socket.bytesWritten - written,
-        durationMs: Math.round(seconds * 1e4) / 10, cache: req.davCache, user: req.davUser?.name,
-      }, aborted ? 'client abort' : 'request');
-    });
+    accountRequest(metrics, req.log, req.raw, reply.raw, () => ({ cache: req.davCache, user: req.davUser?.name }));
     try {
-      checkRequestLimits(req, config);
+      checkRequestLimits(req.raw, config);
     } catch (err) {
       req.raw.resume();
       sendError(reply, err);

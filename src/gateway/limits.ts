@@ -1,5 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import type { FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config.js';
 import { BodyTooLargeError, HeadersTooLargeError, UriTooLongError } from '../errors.js';
 
@@ -7,16 +7,16 @@ import { BodyTooLargeError, HeadersTooLargeError, UriTooLongError } from '../err
 // not grow with what a client chooses to send (a path of 7k segments once cost seconds, spent
 // segment by segment in lock and parent lookups).
 
-export function checkRequestLimits(req: FastifyRequest, config: Config): void {
+export function checkRequestLimits(req: IncomingMessage, config: Config): void {
   const w = config.webdav;
-  const url = req.raw.url ?? '/';
+  const url = req.url ?? '/';
   if (url.length > w.maxUrlBytes) throw new UriTooLongError(`request target over ${w.maxUrlBytes} bytes`);
   let segments = 0;
   for (let i = url.indexOf('/'); i !== -1; i = url.indexOf('/', i + 1)) {
     if (++segments > w.maxPathSegments) throw new UriTooLongError(`path of more than ${w.maxPathSegments} segments`);
   }
   // Node answers 431 itself beyond 16 KiB of headers; their number is ours to bound.
-  if (req.raw.rawHeaders.length / 2 > w.maxHeaders) throw new HeadersTooLargeError(`more than ${w.maxHeaders} header fields`);
+  if (req.rawHeaders.length / 2 > w.maxHeaders) throw new HeadersTooLargeError(`more than ${w.maxHeaders} header fields`);
 }
 
 /**

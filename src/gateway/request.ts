@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { SHARED, type CacheManager, type Identity } from '../cachemgr/cachemgr.js';
@@ -40,9 +41,9 @@ export function identityFor(config: Config, authorization: string | undefined): 
   return { key: createHash('sha256').update(authorization).digest('hex'), authorization };
 }
 
-/** The still-encoded path of the request target, also in absolute form (RFC 9112 §3.2.2). */
-function rawPathOf(req: FastifyRequest): string {
-  let url = req.raw.url ?? '/';
+/** The still-encoded path of the request target `url`, also in absolute form (RFC 9112 §3.2.2). */
+function rawPathOf(target: string | undefined): string {
+  let url = target ?? '/';
   const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(url);
   if (abs) url = url.slice(abs[0].length) || '/';
   // A raw "#" is not a fragment delimiter in a request target: it stays part of the name, so
@@ -58,7 +59,12 @@ function rawPathOf(req: FastifyRequest): string {
  * stays one resource, and a new name is stored as written, so the client finds it again.
  */
 export function davPath(req: FastifyRequest): string {
-  return canonicalFromUrlPath(rawPathOf(req));
+  return davPathOfTarget(req.raw.url);
+}
+
+/** davPath of a raw request target (for requests answered before fastify sees them). */
+export function davPathOfTarget(target: string | undefined): string {
+  return canonicalFromUrlPath(rawPathOf(target));
 }
 
 /**
@@ -80,7 +86,17 @@ export async function newMemberPath(ctx: GatewayContext, path: string, identity:
 
 /** True when the URL names a collection (ends with "/"). */
 export function urlHasTrailingSlash(req: FastifyRequest): boolean {
-  return rawPathOf(req).endsWith('/');
+  return targetHasTrailingSlash(req.raw.url);
+}
+
+export function targetHasTrailingSlash(target: string | undefined): boolean {
+  return rawPathOf(target).endsWith('/');
+}
+
+/** The client's X-Request-Id when it is a sane token, else a new one. */
+export function requestIdOf(headers: IncomingHttpHeaders): string {
+  const given = headers['x-request-id'];
+  return typeof given === 'string' && /^[\w.:-]{1,64}$/.test(given) ? given : randomUUID();
 }
 
 export type Depth = '0' | '1' | 'infinity';
