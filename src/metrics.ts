@@ -34,6 +34,30 @@ function zero<T extends string>(c: Counter<T> | Histogram<T>, ...dims: Array<rea
   }
 }
 
+/**
+ * Increments of a labelled counter kept as plain numbers and added to prom-client's counter when
+ * it is collected (at scrape): a hot request pays one Map lookup, not prom-client's label
+ * checks and hashing. `labelsOf` turns a key into its labels, once per key.
+ */
+class Tally<T extends string> {
+  readonly #pending = new Map<string, { labels: Partial<Record<T, string>>; n: number }>();
+  constructor(private readonly labelsOf: (key: string) => Partial<Record<T, string>>) {}
+
+  add(key: string, n = 1): void {
+    const p = this.#pending.get(key);
+    if (p) p.n += n;
+    else this.#pending.set(key, { labels: this.labelsOf(key), n });
+  }
+
+  flushInto(counter: Counter<T>): void {
+    for (const p of this.#pending.values()) {
+      if (p.n === 0) continue;
+      counter.inc(p.labels, p.n);
+      p.n = 0;
+    }
+  }
+}
+
 export class Metrics {
   readonly registry = new Registry();
   #sources: MetricSources = {};
@@ -42,8 +66,12 @@ export class Metrics {
 
   readonly buildInfo = new Gauge({ name: 'davgate_build_info', help: 'Always 1; the labels carry the davgate and Node.js versions', labelNames: ['version', 'node'] as const, registers: this.#reg });
   /** Per (method, status): methods are a closed set, statuses are what the gateway answers. */
-  readonly #requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
-  readonly requests = new Counter({ name: 'davgate_requests_total', help: 'WebDAV requests by method and status', labelNames: ['method', 'status'] as const, registers: this.#reg });
+  readonly #durations = new Map<string, { observe(v: number): void }>();
+  readonly #requestTally = new Tally<'method' | 'status'>((k) => ({ method: k.slice(0, k.indexOf(' ')), status: k.slice(k.indexOf(' ') + 1) }));
+  readonly requests: Counter<'method' | 'status'> = new Counter({
+    name: 'davgate_requests_total', help: 'WebDAV requests by method and status', labelNames: ['method', 'status'] as const, registers: this.#reg,
+    collect: (): void => this.#requestTally.flushInto(this.requests),
+  });
   readonly requestDuration = new Histogram({
     name: 'davgate_request_duration_seconds', help: 'WebDAV request duration by method and status class (2xx..5xx), until the last byte is sent',
     labelNames: ['method', 'status_class'] as const, buckets: LATENCY_BUCKETS, registers: this.#reg,
@@ -55,11 +83,19 @@ export class Metrics {
   readonly authFailures = new Counter({ name: 'davgate_auth_failures_total', help: 'Refused logins: bad_credentials (a wrong name or password), rate_limited (429 after too many)', labelNames: ['reason'] as const, registers: this.#reg });
   readonly internalErrors = new Counter({ name: 'davgate_internal_errors_total', help: 'Requests answered 500 because of an unexpected error (a bug: see the log for its stack)', registers: this.#reg });
 
-  readonly blockRequests = new Counter({ name: 'davgate_cache_block_requests_total', help: 'Block lookups: hit (in memory or on the cache disk) or miss (fetched, or joined a fetch in flight)', labelNames: ['result'] as const, registers: this.#reg });
+  readonly #lookupTally = new Tally<'result'>((result) => ({ result }));
+  readonly blockRequests: Counter<'result'> = new Counter({
+    name: 'davgate_cache_block_requests_total', help: 'Block lookups: hit (in memory or on the cache disk) or miss (fetched, or joined a fetch in flight)', labelNames: ['result'] as const, registers: this.#reg,
+    collect: (): void => this.#lookupTally.flushInto(this.blockRequests),
+  });
   readonly blockJoins = new Counter({ name: 'davgate_cache_singleflight_joins_total', help: 'Block misses that joined an upstream fetch already in flight instead of starting one', registers: this.#reg });
   readonly readAhead = new Counter({ name: 'davgate_cache_readahead_blocks_total', help: 'Blocks fetched ahead of the reader (sequential read-ahead)', registers: this.#reg });
   readonly memoryHits = new Counter({ name: 'davgate_cache_memory_hits_total', help: 'Block hits answered from the memory tier', registers: this.#reg });
-  readonly bytesServed = new Counter({ name: 'davgate_served_bytes_total', help: 'Bytes of file content read for clients by source (cache or upstream)', labelNames: ['source'] as const, registers: this.#reg });
+  readonly #servedTally = new Tally<'source'>((source) => ({ source }));
+  readonly bytesServed: Counter<'source'> = new Counter({
+    name: 'davgate_served_bytes_total', help: 'Bytes of file content read for clients by source (cache or upstream)', labelNames: ['source'] as const, registers: this.#reg,
+    collect: (): void => this.#servedTally.flushInto(this.bytesServed),
+  });
   readonly cacheBytes = new Gauge({ name: 'davgate_cache_bytes', help: 'Bytes of block files in the cache', registers: this.#reg });
   readonly cacheBlockCount = new Gauge({ name: 'davgate_cache_blocks', help: 'Block files in the cache', registers: this.#reg });
   readonly cacheLimit = new Gauge({ name: 'davgate_cache_limit_bytes', help: 'Configured cache size limit (cache.maxBytes)', registers: this.#reg });
@@ -141,21 +177,26 @@ export class Metrics {
 
   blockLookup(result: BlockLookup): void {
     if (result === 'prefetch') { this.readAhead.inc(); return; }
-    this.blockRequests.inc({ result: result === 'hit' ? 'hit' : 'miss' });
+    this.#lookupTally.add(result === 'hit' ? 'hit' : 'miss');
     if (result === 'join') this.blockJoins.inc();
   }
 
   request(method: string, status: number, seconds: number): void {
-    // Label lookups hash the label set on every call: the children are resolved once per pair.
-    const k = method + ' ' + status;
-    let c = this.#requestChildren.get(k);
-    if (!c) {
-      const statusClass = `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx`;
-      c = { count: this.requests.labels(method, String(status)), duration: this.requestDuration.labels(method, statusClass) };
-      this.#requestChildren.set(k, c);
+    this.#requestTally.add(method + ' ' + status);
+    // Label lookups hash the label set on every call: the child is resolved once per pair.
+    const statusClass = Math.min(5, Math.max(1, Math.floor(status / 100)));
+    const k = method + ' ' + statusClass;
+    let d = this.#durations.get(k);
+    if (!d) {
+      d = this.requestDuration.labels(method, `${statusClass}xx`);
+      this.#durations.set(k, d);
     }
-    c.count.inc();
-    c.duration.observe(seconds);
+    d.observe(seconds);
+  }
+
+  /** Bytes of file content read for a client, from the cache or the upstream. */
+  served(source: 'cache' | 'upstream', bytes: number): void {
+    this.#servedTally.add(source, bytes);
   }
 
   upstreamCall(operation: string, result: string, seconds: number): void {

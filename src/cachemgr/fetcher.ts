@@ -137,7 +137,7 @@ export class BlockFetcher {
       if (buf) {
         this.#keepInMemory(id, buf);
         this.#metrics?.blockLookup('hit');
-        this.#metrics?.bytesServed.inc({ source: 'cache' }, buf.length);
+        this.#metrics?.served('cache', buf.length);
         return buf;
       }
       // Damaged (now dropped), or evicted meanwhile; another read may have fetched it since.
@@ -148,7 +148,7 @@ export class BlockFetcher {
     this.#metrics?.blockLookup(joined ? 'join' : 'miss');
     const buf = await promise;
     this.#keepInMemory(id, buf);
-    this.#metrics?.bytesServed.inc({ source: joined ? 'cache' : 'upstream' }, buf.length);
+    this.#metrics?.served(joined ? 'cache' : 'upstream', buf.length);
     return buf;
   }
 
@@ -156,7 +156,7 @@ export class BlockFetcher {
     const buf = (tier ? this.#memory!.get(id) : this.#installing.get(id))!;
     this.#metrics?.blockLookup('hit');
     if (tier) this.#metrics?.memoryHits.inc();
-    this.#metrics?.bytesServed.inc({ source: 'cache' }, buf.length);
+    this.#metrics?.served('cache', buf.length);
     return buf;
   }
 

@@ -171,7 +171,7 @@ export class RangeReader {
           if (held) pool.release(held);
           held = buf;
         }
-        this.#metrics?.bytesServed.inc({ source: 'upstream' }, end - pos);
+        this.#metrics?.served('upstream', end - pos);
         await sink.write(buf.subarray(pos, end));
         pos = end;
       }
@@ -216,7 +216,7 @@ export class RangeReader {
         }
         const a = c === c0 ? from - c * CHUNK : 0;
         const b = Math.min(buf.length, to - c * CHUNK);
-        this.#metrics?.bytesServed.inc({ source: 'cache' }, b - a);
+        this.#metrics?.served('cache', b - a);
         await sink.write(a === 0 && b === buf.length ? buf : buf.subarray(a, b));
         readGroup(c + bufs.length * g);
       }
