@@ -81,8 +81,8 @@ function header(count: number, crc: number): string {
  * The blocks listed in the index at `path`, or undefined when there is none or it is not
  * whole (wrong header, count or checksum, a malformed line): the caller scans instead.
  */
-export async function loadIndex(path: string): Promise<IndexedBlock[] | undefined> {
-  const out: IndexedBlock[] = [];
+export async function loadIndex(path: string): Promise<LoadedBlock[] | undefined> {
+  const out: LoadedBlock[] = [];
   let head = '';
   let rest = '';
   let crc = 0;
@@ -112,13 +112,19 @@ export async function loadIndex(path: string): Promise<IndexedBlock[] | undefine
   return rest === '' && head === header(out.length, crc) ? out : undefined;
 }
 
-function parseLine(line: string): IndexedBlock | undefined {
+/**
+ * A block as the store holds it, unpinned: the same fields in the same order as the store's
+ * own records, so a million of them are kept as they are, with one object shape, not copied.
+ */
+export interface LoadedBlock extends IndexedBlock { pins: number }
+
+function parseLine(line: string): LoadedBlock | undefined {
   const f = line.split(' ');
   if (f.length !== 6) return undefined;
   const [key, version, index, size, crc, lastUsed] = f as [string, string, string, string, string, string];
   // Block paths are built from these: hex only, as the store's own names.
   if (key.length < 2 || !HEX.test(key) || !HEX.test(version) || !HEX.test(index) || !HEX.test(crc) || crc.length > 8) return undefined;
-  const b = { key, version, index: parseInt(index, 16), size: Number(size), crc: parseInt(crc, 16), lastUsed: Number(lastUsed) };
+  const b = { key, version, index: parseInt(index, 16), size: Number(size), crc: parseInt(crc, 16), pins: 0, lastUsed: Number(lastUsed) };
   return Number.isSafeInteger(b.size) && b.size >= 0 && Number.isFinite(b.lastUsed) ? b : undefined;
 }
 

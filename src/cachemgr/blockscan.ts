@@ -1,7 +1,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BLOCK_NAME } from './blockfile.js';
-import type { IndexedBlock } from './blockindex.js';
+import type { LoadedBlock } from './blockindex.js';
 
 // Rebuilding the block index from the files, when no index was saved (the last run did not
 // close cleanly): every block file under blocks/<k0k1>/<key>/ is listed and stat'ed (its size).
@@ -17,15 +17,15 @@ export async function strayShards(blocksDir: string, stray: (path: string) => Pr
 }
 
 /** Every block file, least recently written first (the LRU order survives a crash approximately). */
-export async function scanBlockFiles(blocksDir: string, stray: (path: string) => Promise<void>): Promise<IndexedBlock[]> {
-  const found: IndexedBlock[] = [];
+export async function scanBlockFiles(blocksDir: string, stray: (path: string) => Promise<void>): Promise<LoadedBlock[]> {
+  const found: LoadedBlock[] = [];
   const scanKey = async (keyName: string, keyDir: string): Promise<void> => {
     for (const f of await readdir(keyDir, { withFileTypes: true })) {
       const m = BLOCK_NAME.exec(f.name);
       const p = join(keyDir, f.name);
       if (!f.isFile() || !m) { await stray(p); continue; }
       const st = await lstat(p);
-      found.push({ key: keyName, version: m[1]!, index: parseInt(m[2]!, 16), crc: parseInt(m[3]!, 16), size: st.size, lastUsed: st.mtimeMs });
+      found.push({ key: keyName, version: m[1]!, index: parseInt(m[2]!, 16), size: st.size, crc: parseInt(m[3]!, 16), pins: 0, lastUsed: st.mtimeMs });
     }
   };
   for (const shard of await readdir(blocksDir, { withFileTypes: true })) {

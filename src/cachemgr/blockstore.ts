@@ -105,7 +105,7 @@ export class BlockStore {
     // start scans the files.
     if (tidy) await removeIndex(indexFile);
     if (saved) {
-      for (const b of saved) this.#add({ ...b, pins: 0 });
+      for (const b of saved) this.#add(b);
       await strayShards(join(this.root, 'blocks'), (p) => this.#stray(p, tidy));
       this.#changed();
     } else {
@@ -142,7 +142,7 @@ export class BlockStore {
 
   async #scan(tidy: boolean): Promise<void> {
     const stray = (p: string) => this.#stray(p, tidy);
-    for (const b of await scanBlockFiles(join(this.root, 'blocks'), stray)) this.#add({ ...b, pins: 0 });
+    for (const b of await scanBlockFiles(join(this.root, 'blocks'), stray)) this.#add(b);
     this.#changed();
   }
 
