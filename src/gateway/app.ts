@@ -10,7 +10,7 @@ import { BadRequestError, BodyTooLargeError, DavgateError, MethodNotAllowedError
 import type { DavState } from './davstate.js';
 import { LocalDavState } from './localstate.js';
 import type { InvalidationBus } from '../cachemgr/bus.js';
-import { HtpasswdAuth, type User } from './auth.js';
+import type { User } from './auth.js';
 import { buildAdminApp } from './admin.js';
 import { requestIdOf, type GatewayContext } from './request.js';
 import { hotReadHandler, type FrontHandler } from './hot-read.js';
@@ -19,7 +19,7 @@ import { answerClientError } from './client-error.js';
 import { limitConnectionsPerClient } from './connections.js';
 import { readTls, reloadTls } from './tls.js';
 import { ALLOW, METHOD_NAMES, METHODS, checkAccess, isMethod } from './methods.js';
-import { addAccountingHook, addAuthHook, addCorsHook } from './hooks.js';
+import { addAccountingHook, addAuthHook, addCorsHook, loginFor } from './hooks.js';
 import { NotificationReceiver, type NotifyRoute, type StoreChange } from './notify.js';
 import { watchTree, type TreeWatcher } from '../upstream/fs-watch.js';
 
@@ -191,7 +191,7 @@ export interface GatewayOptions {
 export async function buildGateway(config: Config, upstream: Upstream, opts: GatewayOptions = {}): Promise<Gateway> {
   const metrics = opts.metrics ?? new Metrics({ version: VERSION });
   // Before the stores open: an unreadable htpasswd file leaves nothing to close.
-  const auth = config.auth.htpasswd ? new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers) : undefined;
+  const login = loginFor(config);
   let app: FastifyInstance | undefined; // its logger, once it exists
   const { cache, state } = await openStores(config, upstream, metrics, () => app?.log, opts.shared);
   const ctx: GatewayContext = { config, cache, state, metrics };
@@ -202,9 +202,9 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: Gat
   app = webdav;
   addAccountingHook(webdav, config, metrics, sendError);
   addCorsHook(webdav, config.webdav.corsOrigins);
-  addAuthHook(webdav, config, metrics, auth, sendError);
+  addAuthHook(webdav, metrics, login, sendError);
   addRoutes(webdav, ctx, sendError);
-  front.handler = hotReadHandler(ctx, webdav.log);
+  front.handler = hotReadHandler(ctx, webdav.log, login);
 
   const tls = config.tls;
   const reload = async (): Promise<{ tls: boolean }> => {

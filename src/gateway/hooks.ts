@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { AuthRequiredError, TooManyLoginsError } from '../errors.js';
-import type { HtpasswdAuth } from './auth.js';
+import { HtpasswdAuth } from './auth.js';
 import { FailedLogins, basicUserName } from './auth-limit.js';
 import { checkRequestLimits } from './limits.js';
 import { accountRequest } from './accounting.js';
@@ -49,10 +49,18 @@ export function addCorsHook(app: FastifyInstance, corsOrigins: readonly string[]
   });
 }
 
+/** The htpasswd users and the failed logins counted against them, shared by the hook and hot-read.ts. */
+export interface Login { readonly auth: HtpasswdAuth; readonly failures: FailedLogins }
+
+export function loginFor(config: Config): Login | undefined {
+  if (!config.auth.htpasswd) return undefined;
+  return { auth: new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers), failures: new FailedLogins(config.auth.maxFailures, config.auth.failureWindow) };
+}
+
 /** HTTP Basic against auth.htpasswd, with failed logins rate-limited per address and per user. */
-export function addAuthHook(app: FastifyInstance, config: Config, metrics: Metrics, auth: HtpasswdAuth | undefined, sendError: SendError): void {
-  if (!auth) return;
-  const failures = new FailedLogins(config.auth.maxFailures, config.auth.failureWindow);
+export function addAuthHook(app: FastifyInstance, metrics: Metrics, login: Login | undefined, sendError: SendError): void {
+  if (!login) return;
+  const { auth, failures } = login;
   app.addHook('onRequest', async (req, reply) => {
     // Windows gives up on a 401 to OPTIONS: answer it without credentials.
     if (req.method === 'OPTIONS') return;

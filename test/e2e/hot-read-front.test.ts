@@ -5,7 +5,9 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { writeFile, mkdir } from 'node:fs/promises';
+import { writeFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import bcrypt from 'bcryptjs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -13,6 +15,7 @@ import { startGateway, type TestGateway } from '../helpers/inproc.js';
 import { sleep, startGatewayProcess } from '../helpers/gateway-process.js';
 import { hotReadHandler, type FrontHandler } from '../../src/gateway/hot-read.js';
 import type { GatewayContext } from '../../src/gateway/request.js';
+import { loginFor } from '../../src/gateway/hooks.js';
 import type { Config } from '../../src/config.js';
 
 interface Answer { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
@@ -125,9 +128,37 @@ describe('hot reads answered in front of the routes', () => {
     }
   });
 
-  test('no front with Basic auth; a CORS request goes to the routes', async () => {
-    const withAuth: Config = { ...gw.config, auth: { ...gw.config.auth, htpasswd: '/nonexistent.htpasswd' } };
-    assert.equal(hotReadHandler({ ...ctx, config: withAuth }, gw.gateway.app.log), undefined);
+  test('with Basic auth only recently verified, not rate-limited credentials are answered in front', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'davgate-front-auth-'));
+    try {
+      await writeFile(join(dir, 'users'), `ann:${bcrypt.hashSync('right-pw', 4)}\nbob:${bcrypt.hashSync('bob-pw', 4)}\n`);
+      const withAuth: Config = { ...gw.config, auth: { ...gw.config.auth, htpasswd: join(dir, 'users') } };
+      assert.equal(hotReadHandler({ ...ctx, config: withAuth }, gw.gateway.app.log), undefined, 'auth configured: no front without its logins');
+      const login = loginFor(withAuth)!;
+      const { url, server } = await frontOnly(hotReadHandler({ ...ctx, config: withAuth }, gw.gateway.app.log, login)!);
+      const basic = (u: string, pw: string) => ({ authorization: 'Basic ' + Buffer.from(`${u}:${pw}`).toString('base64') });
+      try {
+        assert.equal((await send(url + 'small.txt')).status, 599, 'no credentials: the routes answer 401');
+        assert.equal((await send(url + 'small.txt', { headers: basic('ann', 'right-pw') })).status, 599, 'not verified yet: bcrypt is the routes\' job');
+        assert.ok(await login.auth.check(basic('ann', 'right-pw').authorization));
+        assert.ok(await login.auth.check(basic('bob', 'bob-pw').authorization));
+        const ok = await send(url + 'small.txt', { headers: basic('ann', 'right-pw') });
+        assert.equal(ok.status, 200);
+        assert.ok(ok.body.equals(small));
+        assert.equal((await send(url + 'small.txt', { headers: basic('ann', 'wrong-pw') })).status, 599);
+        // Failed logins block the user: the front refuses it too, even with verified credentials.
+        for (let i = 0; i < gw.config.auth.maxFailures; i++) login.failures.failed(['user bob']);
+        assert.equal((await send(url + 'small.txt', { headers: basic('bob', 'bob-pw') })).status, 599);
+        assert.equal((await send(url + 'small.txt', { headers: basic('ann', 'right-pw') })).status, 200, 'another user is not');
+      } finally {
+        server.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a CORS request goes to the routes', async () => {
     const withCors: Config = { ...gw.config, webdav: { ...gw.config.webdav, corsOrigins: ['https://app.example'] } };
     const { url, server } = await frontOnly(hotReadHandler({ ...ctx, config: withCors }, gw.gateway.app.log)!);
     try {
