@@ -1,7 +1,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BLOCK_NAME } from './blockfile.js';
-import type { LoadedBlock } from './blockindex.js';
+import type { BlockMeta } from './blockstore.js';
 
 // Rebuilding the block index from the files, when no index was saved (the last run did not
 // close cleanly): every block file under blocks/<k0k1>/<key>/ is listed and stat'ed (its size).
@@ -17,8 +17,8 @@ export async function strayShards(blocksDir: string, stray: (path: string) => Pr
 }
 
 /** Every block file, least recently written first (the LRU order survives a crash approximately). */
-export async function scanBlockFiles(blocksDir: string, stray: (path: string) => Promise<void>): Promise<LoadedBlock[]> {
-  const found: LoadedBlock[] = [];
+export async function scanBlockFiles(blocksDir: string, stray: (path: string) => Promise<void>): Promise<BlockMeta[]> {
+  const found: BlockMeta[] = [];
   const scanKey = async (keyName: string, keyDir: string): Promise<void> => {
     for (const f of await readdir(keyDir, { withFileTypes: true })) {
       const m = BLOCK_NAME.exec(f.name);
