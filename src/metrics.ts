@@ -183,7 +183,8 @@ export class Metrics {
 
   request(method: string, status: number, seconds: number): void {
     this.#requestTally.add(method + ' ' + status);
-    // Label lookups hash the label set on every call: the child is resolved once per pair.
+    // One label child per (method, status class), made once; prom-client still hashes its
+    // labels on each observe (there is no way to add to a histogram's buckets at scrape).
     const statusClass = Math.min(5, Math.max(1, Math.floor(status / 100)));
     const k = method + ' ' + statusClass;
     let d = this.#durations.get(k);

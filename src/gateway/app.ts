@@ -10,7 +10,7 @@ import { BadRequestError, BodyTooLargeError, DavgateError, MethodNotAllowedError
 import type { DavState } from './davstate.js';
 import { LocalDavState } from './localstate.js';
 import type { InvalidationBus } from '../cachemgr/bus.js';
-import type { User } from './auth.js';
+import { loginFor, type User } from './auth.js';
 import { buildAdminApp } from './admin.js';
 import { requestIdOf, type GatewayContext } from './request.js';
 import { hotReadHandler, type FrontHandler } from './hot-read.js';
@@ -19,7 +19,7 @@ import { answerClientError } from './client-error.js';
 import { limitConnectionsPerClient } from './connections.js';
 import { readTls, reloadTls } from './tls.js';
 import { ALLOW, METHOD_NAMES, METHODS, checkAccess, isMethod } from './methods.js';
-import { addAccountingHook, addAuthHook, addCorsHook, loginFor } from './hooks.js';
+import { addAccountingHook, addAuthHook, addCorsHook } from './hooks.js';
 import { NotificationReceiver, type NotifyRoute, type StoreChange } from './notify.js';
 import { watchTree, type TreeWatcher } from '../upstream/fs-watch.js';
 

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
+import type { Config } from '../config.js';
 import { ConfigError } from '../errors.js';
+import { FailedLogins } from './auth-limit.js';
 
 // HTTP Basic authentication against an htpasswd file of bcrypt hashes ($2a$/$2b$/$2y$).
 // bcrypt is slow on purpose (~50 ms), so a successful check is remembered for a minute
@@ -65,4 +67,12 @@ export class HtpasswdAuth {
     this.#verified.set(digest, user);
     return user;
   }
+}
+
+/** The htpasswd users and the failed logins counted against them, shared by the auth hook and hot-read.ts. */
+export interface Login { readonly auth: HtpasswdAuth; readonly failures: FailedLogins }
+
+export function loginFor(config: Config): Login | undefined {
+  if (!config.auth.htpasswd) return undefined;
+  return { auth: new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers), failures: new FailedLogins(config.auth.maxFailures, config.auth.failureWindow) };
 }

@@ -2,8 +2,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { AuthRequiredError, TooManyLoginsError } from '../errors.js';
-import { HtpasswdAuth } from './auth.js';
-import { FailedLogins, basicUserName } from './auth-limit.js';
+import type { Login } from './auth.js';
+import { basicUserName } from './auth-limit.js';
 import { checkRequestLimits } from './limits.js';
 import { accountRequest } from './accounting.js';
 import { identityFor } from './request.js';
@@ -47,14 +47,6 @@ export function addCorsHook(app: FastifyInstance, corsOrigins: readonly string[]
     }
     done();
   });
-}
-
-/** The htpasswd users and the failed logins counted against them, shared by the hook and hot-read.ts. */
-export interface Login { readonly auth: HtpasswdAuth; readonly failures: FailedLogins }
-
-export function loginFor(config: Config): Login | undefined {
-  if (!config.auth.htpasswd) return undefined;
-  return { auth: new HtpasswdAuth(config.auth.htpasswd, config.auth.readOnlyUsers), failures: new FailedLogins(config.auth.maxFailures, config.auth.failureWindow) };
 }
 
 /** HTTP Basic against auth.htpasswd, with failed logins rate-limited per address and per user. */

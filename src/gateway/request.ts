@@ -42,7 +42,7 @@ export function identityFor(config: Config, authorization: string | undefined): 
 }
 
 /** The still-encoded path of the request target `url`, also in absolute form (RFC 9112 §3.2.2). */
-function rawPathOf(target: string | undefined): string {
+export function rawPathOf(target: string | undefined): string {
   let url = target ?? '/';
   const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(url);
   if (abs) url = url.slice(abs[0].length) || '/';
@@ -59,12 +59,7 @@ function rawPathOf(target: string | undefined): string {
  * stays one resource, and a new name is stored as written, so the client finds it again.
  */
 export function davPath(req: FastifyRequest): string {
-  return davPathOfTarget(req.raw.url);
-}
-
-/** davPath of a raw request target (for requests answered before fastify sees them). */
-export function davPathOfTarget(target: string | undefined): string {
-  return canonicalFromUrlPath(rawPathOf(target));
+  return canonicalFromUrlPath(rawPathOf(req.raw.url));
 }
 
 /**
@@ -86,11 +81,7 @@ export async function newMemberPath(ctx: GatewayContext, path: string, identity:
 
 /** True when the URL names a collection (ends with "/"). */
 export function urlHasTrailingSlash(req: FastifyRequest): boolean {
-  return targetHasTrailingSlash(req.raw.url);
-}
-
-export function targetHasTrailingSlash(target: string | undefined): boolean {
-  return rawPathOf(target).endsWith('/');
+  return rawPathOf(req.raw.url).endsWith('/');
 }
 
 /** The client's X-Request-Id when it is a sane token, else a new one. */

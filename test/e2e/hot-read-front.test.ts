@@ -15,7 +15,7 @@ import { startGateway, type TestGateway } from '../helpers/inproc.js';
 import { sleep, startGatewayProcess } from '../helpers/gateway-process.js';
 import { hotReadHandler, type FrontHandler } from '../../src/gateway/hot-read.js';
 import type { GatewayContext } from '../../src/gateway/request.js';
-import { loginFor } from '../../src/gateway/hooks.js';
+import { loginFor } from '../../src/gateway/auth.js';
 import type { Config } from '../../src/config.js';
 
 interface Answer { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
