@@ -14,9 +14,25 @@ export function contentTypeOf(path: string): string {
   return mime.lookup(path) || 'application/octet-stream';
 }
 
-function iso8601(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 19) + 'Z';
+/**
+ * Both date forms have a resolution of one second, and the files of a directory often share
+ * theirs (copied or unpacked together): the last second formatted is kept.
+ */
+class SecondsText {
+  #second = NaN;
+  #text = '';
+  constructor(readonly format: (d: Date) => string) {}
+  of(ms: number): string {
+    const second = Math.floor(ms / 1000);
+    if (second !== this.#second) {
+      this.#text = this.format(new Date(second * 1000));
+      this.#second = second;
+    }
+    return this.#text;
+  }
 }
+const httpDate = new SecondsText((d) => d.toUTCString());
+const iso8601 = new SecondsText((d) => d.toISOString().slice(0, 19) + 'Z');
 
 export interface NodeText {
   /** Percent-encoded, with the trailing slash of a collection. */
@@ -40,8 +56,8 @@ export function textOf(node: Node): NodeText {
   const contentType = node.kind === 'file' ? contentTypeOf(node.path) : '';
   t = {
     href: encodeHref(node.path) + (node.kind === 'dir' && node.path !== '/' ? '/' : ''),
-    lastModified: new Date(node.mtimeMs).toUTCString(),
-    created: iso8601(node.birthtimeMs),
+    lastModified: httpDate.of(node.mtimeMs),
+    created: iso8601.of(node.birthtimeMs),
     etag: etagOf(node),
     contentType,
     displayNameXml: escapeXml(nameOf(node.path)),

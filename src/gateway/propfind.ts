@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Node } from '../cachemgr/cachemgr.js';
 import { BadXmlError, FiniteDepthError, NotFoundError } from '../errors.js';
-import { textOf } from './node-text.js';
+import { textOf, type NodeText } from './node-text.js';
 import { davPath, identityOf, parseDepth, urlHasTrailingSlash, xmlLimits, type GatewayContext } from './request.js';
 import { child, escapeXml, readXml, type XmlElement } from './xml.js';
 import { propKey, type DavStateView } from './davstate.js';
@@ -40,16 +40,16 @@ const SUPPORTED_LOCK = '<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D
   + '<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>';
 
 /** The value of a live property, or undefined when it does not apply to this node. */
-function liveValue(state: DavStateView, node: Node, name: Live, extras: PropfindExtras): string | undefined {
+function liveValue(state: DavStateView, node: Node, t: NodeText, name: Live, extras: PropfindExtras): string | undefined {
   switch (name) {
     case 'quota-available-bytes': return extras.quota ? String(extras.quota.availableBytes) : undefined;
     case 'quota-used-bytes': return extras.quota ? String(extras.quota.usedBytes) : undefined;
-    case 'creationdate': return textOf(node).created;
-    case 'displayname': return textOf(node).displayNameXml;
+    case 'creationdate': return t.created;
+    case 'displayname': return t.displayNameXml;
     case 'getcontentlength': return node.kind === 'file' ? String(node.size) : undefined;
-    case 'getcontenttype': return node.kind === 'file' ? textOf(node).contentTypeXml : undefined;
-    case 'getetag': return textOf(node).etag; // hex digits in quotes: nothing to escape
-    case 'getlastmodified': return textOf(node).lastModified;
+    case 'getcontenttype': return node.kind === 'file' ? t.contentTypeXml : undefined;
+    case 'getetag': return t.etag; // hex digits in quotes: nothing to escape
+    case 'getlastmodified': return t.lastModified;
     case 'resourcetype': return node.kind === 'dir' ? '<D:collection/>' : '';
     case 'supportedlock': return SUPPORTED_LOCK;
     case 'lockdiscovery': return state.locksCovering(node.path).map(activeLockXml).join('');
@@ -58,40 +58,41 @@ function liveValue(state: DavStateView, node: Node, name: Live, extras: Propfind
 
 /** One <D:response> for a node, with only the properties asked for. */
 export function responseXml(state: DavStateView, node: Node, req: Request, extras: PropfindExtras = {}): string {
-  const href = textOf(node).href;
+  // Built by concatenation (no arrays to join): a listing makes one per entry.
+  const t = textOf(node);
   const dead = state.properties(node.path);
-  const found: string[] = [];
-  const missing: string[] = [];
+  let found = '';
+  let missing = '';
   if (req.kind === 'prop') {
     let n = 0;
     for (const p of req.props) {
       const live = p.ns === DAV && ((LIVE as readonly string[]).includes(p.local) || (QUOTA as readonly string[]).includes(p.local));
-      const value = live ? liveValue(state, node, p.local as Live, extras) : undefined;
+      const value = live ? liveValue(state, node, t, p.local as Live, extras) : undefined;
       const deadProp = live ? undefined : dead?.get(propKey(p.ns, p.local));
       const tag = p.ns === DAV ? `D:${p.local}` : p.ns ? `X${n}:${p.local}` : p.local;
       const decl = p.ns === DAV ? '' : p.ns ? ` xmlns:X${n++}="${escapeXml(p.ns, true)}"` : ' xmlns=""';
       const content = value ?? deadProp?.xml;
       const attrs = decl + (deadProp?.lang ? ` xml:lang="${escapeXml(deadProp.lang, true)}"` : '');
-      if (content === undefined) missing.push(`<${tag}${decl}/>`);
-      else found.push(content === '' ? `<${tag}${attrs}/>` : `<${tag}${attrs}>${content}</${tag}>`);
+      if (content === undefined) missing += `<${tag}${decl}/>`;
+      else found += content === '' ? `<${tag}${attrs}/>` : `<${tag}${attrs}>${content}</${tag}>`;
     }
   } else {
     for (const name of LIVE) {
-      const value = liveValue(state, node, name, extras);
+      const value = liveValue(state, node, t, name, extras);
       if (value === undefined) continue;
-      found.push(req.kind === 'propname' || value === '' ? `<D:${name}/>` : `<D:${name}>${value}</D:${name}>`);
+      found += req.kind === 'propname' || value === '' ? `<D:${name}/>` : `<D:${name}>${value}</D:${name}>`;
     }
     let n = 0;
     for (const p of dead?.values() ?? []) {
       const tag = p.ns === DAV ? `D:${p.local}` : p.ns ? `Y${n}:${p.local}` : p.local;
       const decl = (p.ns === DAV ? '' : p.ns ? ` xmlns:Y${n++}="${escapeXml(p.ns, true)}"` : ' xmlns=""')
         + (p.lang && req.kind !== 'propname' ? ` xml:lang="${escapeXml(p.lang, true)}"` : '');
-      found.push(req.kind === 'propname' || p.xml === '' ? `<${tag}${decl}/>` : `<${tag}${decl}>${p.xml}</${tag}>`);
+      found += req.kind === 'propname' || p.xml === '' ? `<${tag}${decl}/>` : `<${tag}${decl}>${p.xml}</${tag}>`;
     }
   }
-  let out = `<D:response><D:href>${href}</D:href>`;
-  if (found.length) out += `<D:propstat><D:prop>${found.join('')}</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>`;
-  if (missing.length) out += `<D:propstat><D:prop>${missing.join('')}</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>`;
+  let out = `<D:response><D:href>${t.href}</D:href>`;
+  if (found) out += `<D:propstat><D:prop>${found}</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>`;
+  if (missing) out += `<D:propstat><D:prop>${missing}</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>`;
   return out + '</D:response>\n';
 }
 

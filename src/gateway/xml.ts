@@ -108,7 +108,12 @@ export function child(el: XmlElement, ns: string, local: string): XmlElement | u
 
 const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
 /** Escape for text content and attribute values alike. Quotes are left alone in text (ETags are quoted). */
+const TEXT_SPECIAL = /[&<>]/;
+const ATTR_SPECIAL = /[&<>"']/;
+
 export function escapeXml(s: string, attribute = false): string {
+  // Most names need nothing: testing first skips the replace and its callback.
+  if (!(attribute ? ATTR_SPECIAL : TEXT_SPECIAL).test(s)) return s;
   return s.replace(attribute ? /[&<>"']/g : /[&<>]/g, (c) => ESC[c]!);
 }
 
