@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import { LRUCache } from 'lru-cache';
-import type { Upstream } from '../upstream/types.js';
+import type { ReadSink, Upstream } from '../upstream/types.js';
 import { NotFoundError, PreconditionFailedError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { blockId, type BlockStore } from './blockstore.js';
@@ -46,6 +46,13 @@ export interface FetcherOptions {
 
 const EMPTY = Buffer.alloc(0);
 
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((a, b) => { resolve = a; reject = b; });
+  return { promise, resolve, reject };
+}
+
 export class BlockFetcher {
   readonly upstream: Upstream;
   readonly blocks: BlockStore;
@@ -69,6 +76,8 @@ export class BlockFetcher {
   /** Verified small blocks in memory, by block id; bounded by bytes. */
   readonly #memory: LRUCache<string, Buffer> | undefined;
   readonly #reclaimer: MemoryReclaimer;
+  /** Consecutive blocks fetched in one upstream read (the upstream's preferredReadBytes). */
+  readonly #spanBlocks: number;
 
   constructor(upstream: Upstream, blocks: BlockStore, opts: FetcherOptions, diskHealth: DiskHealth, onChanged: (key: string) => void, metrics?: Metrics) {
     this.upstream = upstream;
@@ -82,6 +91,7 @@ export class BlockFetcher {
     this.#onChanged = onChanged;
     this.#metrics = metrics;
     this.#limit = pLimit(opts.maxInflightFetches);
+    this.#spanBlocks = Math.max(1, Math.floor((upstream.preferredReadBytes ?? 0) / opts.blockSize));
     this.#memory = opts.memoryBytes > 0 ? new LRUCache<string, Buffer>({ maxSize: opts.memoryBytes, sizeCalculation: (b) => Math.max(1, b.length) }) : undefined;
     this.#reclaimer = new MemoryReclaimer(8 * opts.blockSize, () => this.#installing.size === 0 && this.#arriving.size === 0,
       () => this.buffers.trim());
@@ -144,7 +154,7 @@ export class BlockFetcher {
       at = this.locate(node, index, id);
     }
     if (at === 'memory' || at === 'installing') return this.#fromMemory(id, at === 'memory');
-    const { promise, joined } = this.#flight.run(id, () => this.#fetch(node, index, id, length, identity));
+    const { promise, joined } = this.#flight.run(id, () => this.#fetch(node, index, [id], [length], identity)[0]!);
     this.#metrics?.blockLookup(joined ? 'join' : 'miss');
     const buf = await promise;
     this.#keepInMemory(id, buf);
@@ -169,10 +179,12 @@ export class BlockFetcher {
    * fetch of `index` itself.
    */
   demand(node: Node, index: number, last: number, identity: Identity): boolean {
-    const started = this.#startFetch(node, index, identity, 'miss');
     const ahead = Math.max(this.readAhead.advance(node.key, index), Math.min(last - index, this.readAheadMaxBlocks));
     const lastOfFile = Math.floor(Math.max(0, node.size - 1) / this.blockSize);
-    for (let j = 1; j <= ahead && index + j <= lastOfFile; j++) this.#startFetch(node, index + j, identity, 'prefetch');
+    const end = Math.min(index + ahead, lastOfFile);
+    if (this.#spanBlocks > 1) return this.#startSpans(node, index, end, end < lastOfFile, identity);
+    const started = this.#startFetch(node, index, identity, 'miss');
+    for (let j = index + 1; j <= end; j++) this.#startFetch(node, j, identity, 'prefetch');
     return started;
   }
 
@@ -182,8 +194,56 @@ export class BlockFetcher {
     const length = this.blockLength(node, index);
     if (length === 0) return false;
     this.#metrics?.blockLookup(result);
-    this.#flight.run(id, () => this.#fetch(node, index, id, length, identity)).promise.catch(() => {});
+    this.#flight.run(id, () => this.#fetch(node, index, [id], [length], identity)[0]!).promise.catch(() => {});
     return true;
+  }
+
+  /**
+   * demand() for an upstream that prefers big reads: the absent whole blocks of index..end go
+   * in runs of up to #spanBlocks, one upstream read each (the block needed now first in its
+   * run, so its bytes come first). A shorter run at the end of the window waits until the
+   * window has grown over a whole run (`deferTail`), unless it holds the block needed now:
+   * else every step of a sequential read would fetch one block alone at the window's edge.
+   */
+  #startSpans(node: Node, index: number, end: number, deferTail: boolean, identity: Identity): boolean {
+    let started = false;
+    let run: number[] = [];
+    const flush = (deferrable: boolean) => {
+      const demanded = run[0] === index;
+      if (run.length && !(deferrable && !demanded && run.length < this.#spanBlocks)) this.#startRun(node, run[0]!, run.length, demanded, identity);
+      started ||= demanded;
+      run = [];
+    };
+    for (let i = index; i <= end; i++) {
+      const length = this.blockLength(node, i);
+      if (length === this.blockSize && length > this.memoryMaxBlockBytes && this.locate(node, i, blockId(node.key, node.version, i)) === 'absent') {
+        run.push(i);
+        if (run.length === this.#spanBlocks) flush(false);
+        continue;
+      }
+      flush(false);
+      // Cached or on its way already, or a short or small block: fetched alone.
+      if (this.#startFetch(node, i, identity, i === index ? 'miss' : 'prefetch') && i === index) started = true;
+    }
+    flush(deferTail);
+    return started;
+  }
+
+  /** Starts the fetch of `count` absent blocks from `first` as one upstream read. */
+  #startRun(node: Node, first: number, count: number, demanded: boolean, identity: Identity): void {
+    const ids: string[] = [];
+    const lengths: number[] = [];
+    for (let j = 0; j < count; j++) {
+      ids.push(blockId(node.key, node.version, first + j));
+      lengths.push(this.blockLength(node, first + j));
+      this.#metrics?.blockLookup(j === 0 && demanded ? 'miss' : 'prefetch');
+    }
+    // Each block has its own single flight; the first to run starts the one read of them all.
+    let blocks: Array<Promise<Buffer>> | undefined;
+    for (let j = 0; j < count; j++) {
+      const fetchOne = () => (blocks ??= this.#fetch(node, first, ids, lengths, identity))[j]!;
+      this.#flight.run(ids[j]!, fetchOne).promise.catch(() => {}); // its readers see the error
+    }
   }
 
   /**
@@ -195,44 +255,56 @@ export class BlockFetcher {
     if (this.#memory && buf.length <= this.memoryMaxBlockBytes) this.#memory.set(id, buf);
   }
 
-  /** The upstream read of one block (run once per block by the single flight). */
-  #fetch(node: Node, index: number, id: string, length: number, identity: Identity): Promise<Buffer> {
-    const arriving = new ArrivingBlock(length);
-    this.#arriving.set(id, arriving);
-    return new Promise<Buffer>((resolve, reject) => {
-      // The fetch slot is held until the block is on the cache disk, so blocks held in memory
-      // stay bounded by maxInflightFetches even when the disk is slower than the upstream.
-      this.#limit(async () => {
-        // Whole big blocks only: small ones are kept in the memory tier, never handed back.
-        const pooled = length === this.blockSize && length > this.memoryMaxBlockBytes ? this.buffers.take() : undefined;
-        arriving.buffer = pooled ?? Buffer.allocUnsafe(length);
-        let data: Buffer;
-        try {
-          data = await metered(this.#metrics, 'read',
-            () => this.upstream.read(node.path, { offset: index * this.blockSize, length, expectValidator: node.validator, sink: arriving }, identity));
-          // The object shrank under us: this node version is gone.
-          if (data.length !== length) throw new PreconditionFailedError('upstream object changed during read');
-        } catch (err) {
-          // Changed or gone behind our back: the next getnode must ask the upstream again.
-          if (err instanceof PreconditionFailedError || err instanceof NotFoundError) this.#onChanged(node.key);
-          arriving.fail(err);
-          if (pooled) this.buffers.discard(pooled); // an attempt may still be writing into it
-          reject(err);
-          return;
-        } finally {
-          this.#arriving.delete(id);
-        }
-        if (pooled && arriving.abandoned) this.buffers.discard(pooled);
-        arriving.done(data);
-        this.#metrics?.upstreamBytes.inc(data.length);
-        resolve(data);
-        try {
-          await this.#install(node, index, id, data);
-        } finally {
-          if (pooled) this.buffers.release(pooled);
-        }
-      }).catch(reject); // whatever escaped the above (the block was not served yet, else a no-op)
-    });
+  /**
+   * The upstream read of consecutive blocks from `first` (`ids`, `lengths`: one or a span of
+   * whole blocks), run once per block by the single flights; one promise per block.
+   */
+  #fetch(node: Node, first: number, ids: readonly string[], lengths: readonly number[], identity: Identity): Array<Promise<Buffer>> {
+    const total = lengths.reduce((a, b) => a + b, 0);
+    const arriving = lengths.map((n) => new ArrivingBlock(n));
+    ids.forEach((id, j) => this.#arriving.set(id, arriving[j]!));
+    const results = ids.map(() => deferred<Buffer>());
+    const fail = (err: unknown) => results.forEach((r) => r.reject(err));
+    // The fetch slot is held until the blocks are on the cache disk, so the blocks held in
+    // memory stay bounded by maxInflightFetches reads (of a span each, at most) even when the
+    // disk is slower than the upstream.
+    this.#limit(async () => {
+      // Whole big blocks only: small ones are kept in the memory tier, never handed back.
+      const pooled = ids.length > 1 || (total === this.blockSize && total > this.memoryMaxBlockBytes);
+      const whole = pooled ? this.buffers.take(total) : Buffer.allocUnsafe(total);
+      const parts = ids.length > 1 ? this.buffers.parts(whole, lengths) : [whole];
+      parts.forEach((p, j) => { arriving[j]!.buffer = p; });
+      const sink = ids.length > 1 ? new SpanSink(whole, arriving) : arriving[0]!;
+      let data: Buffer;
+      try {
+        data = await metered(this.#metrics, 'read',
+          () => this.upstream.read(node.path, { offset: first * this.blockSize, length: total, expectValidator: node.validator, sink }, identity));
+        // The object shrank under us: this node version is gone.
+        if (data.length !== total) throw new PreconditionFailedError('upstream object changed during read');
+      } catch (err) {
+        // Changed or gone behind our back: the next getnode must ask the upstream again.
+        if (err instanceof PreconditionFailedError || err instanceof NotFoundError) this.#onChanged(node.key);
+        for (const a of arriving) a.fail(err);
+        if (pooled) this.buffers.discard(whole); // an attempt may still be writing into it
+        fail(err);
+        return;
+      } finally {
+        for (const id of ids) this.#arriving.delete(id);
+      }
+      if (pooled && sink.abandoned) this.buffers.discard(whole);
+      // A backend may answer with a buffer of its own instead of the sink's.
+      let at = 0;
+      const blocks = data === whole ? parts : lengths.map((n) => data.subarray(at, (at += n)));
+      blocks.forEach((b, j) => arriving[j]!.done(b));
+      this.#metrics?.upstreamBytes.inc(total);
+      blocks.forEach((b, j) => results[j]!.resolve(b));
+      try {
+        await Promise.all(blocks.map((b, j) => this.#install(node, first + j, ids[j]!, b)));
+      } finally {
+        if (pooled) this.buffers.release(whole);
+      }
+    }).catch(fail); // whatever escaped the above (the blocks were not served yet, else a no-op)
+    return results.map((r) => r.promise);
   }
 
   /**
@@ -267,5 +339,25 @@ export class BlockFetcher {
       await Promise.allSettled([...[...this.#arriving.values()].map((a) => a.settled), ...this.#installs]);
       await new Promise((r) => setImmediate(r)); // the installs those reads started
     }
+  }
+}
+
+/** The sink of one read of several blocks: announces each block's bytes as they arrive. */
+class SpanSink implements ReadSink {
+  abandoned = false;
+  constructor(readonly buffer: Buffer, readonly blocks: readonly ArrivingBlock[]) {}
+
+  progress(filled: number): void {
+    let at = 0;
+    for (const b of this.blocks) {
+      if (filled <= at) return;
+      b.progress(filled - at);
+      at += b.length;
+    }
+  }
+
+  abandon(): void {
+    this.abandoned = true;
+    for (const b of this.blocks) b.abandon();
   }
 }

@@ -48,6 +48,7 @@ export class ResilientUpstream implements Upstream {
   }
 
   get id(): string { return this.inner.id; }
+  get preferredReadBytes(): number | undefined { return this.inner.preferredReadBytes; }
   /** False while the breaker is open (the upstream failed repeatedly and was not seen back). */
   get healthy(): boolean { return this.#failures < this.#policy.failureThreshold; }
   /** The breaker for metrics: 0 closed, 1 half-open (the next call probes), 2 open. */

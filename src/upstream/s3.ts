@@ -65,6 +65,12 @@ function translate(err: unknown, path: string): DavgateError {
 
 export class S3Upstream implements Upstream {
   readonly id: string;
+  /**
+   * Ceph RGW, cold, 256 MiB read 4 ranges at a time by a plain client: 4 MiB ranges took
+   * 0.62-0.86 s, 16 MiB ranges 0.43-0.60 s (it stripes objects into 4 MiB pieces and reads a
+   * range's pieces ahead in parallel; each request also pays its own lookups).
+   */
+  readonly preferredReadBytes = 16 * 1024 * 1024;
   /** Only with `quotaBytes` configured: an object store has no free space to ask for. */
   readonly quota?: () => Promise<Quota>;
   readonly #s3: S3Client;

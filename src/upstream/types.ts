@@ -84,6 +84,13 @@ export interface Upstream {
   /** Stable identifier of this store (part of every cache key), e.g. "fs:/srv/data". */
   readonly id: string;
 
+  /**
+   * Bytes one read should ask for when more are wanted in sequence: a store whose requests
+   * cost more than their bytes (an object store: signing, per-request lookups, its own
+   * striping) serves one big range faster than several small ones. Absent: block by block.
+   */
+  readonly preferredReadBytes?: number;
+
   /** Metadata of one path. NotFoundError when absent. */
   stat(path: string, ctx?: CallContext): Promise<Entry>;
 

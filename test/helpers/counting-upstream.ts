@@ -14,11 +14,14 @@ export class CountingUpstream implements Upstream {
 
   constructor(inner: Upstream) {
     this.inner = inner;
+    this.preferredReadBytes = inner.preferredReadBytes;
     if (inner.quota) this.quota = (path, ctx) => { this.#hit('quota'); return inner.quota!(path, ctx); };
     if (inner.setMtime) this.setMtime = (path, ms, ctx) => { this.#hit('setmtime'); return inner.setMtime!(path, ms, ctx); };
   }
 
   get id(): string { return this.inner.id; }
+  /** The inner upstream's, unless a test sets its own. */
+  preferredReadBytes: number | undefined;
   /** The wrapped upstream's health, when it has one (ResilientUpstream). */
   get healthy(): boolean | undefined { return (this.inner as { healthy?: boolean }).healthy; }
 

@@ -53,3 +53,20 @@ test('a discarded buffer is never reused; other buffers are ignored; free buffer
   pool.trim();
   assert.equal(pool.freeCount, 0);
 });
+
+test('a span buffer is held through its parts, and reused only for a span of its size', async () => {
+  const pool = new BlockBufferPool(4096, 2);
+  const span = pool.take(3 * 4096);
+  const [a, b, c] = pool.parts(span, [4096, 4096, 4096]);
+  assert.equal(b!.byteOffset - a!.byteOffset, 4096);
+  assert.ok(pool.owns(c!));
+  pool.hold(b!); // a reader of the middle block
+  pool.release(span); // the fetch
+  await turn();
+  assert.equal(pool.freeCount, 0, 'the reader of a part holds the whole');
+  pool.release(b!);
+  await turn();
+  assert.equal(pool.freeCount, 1);
+  assert.notEqual(pool.take().buffer, span.buffer, 'a block takes a block-sized buffer');
+  assert.equal(pool.take(3 * 4096), span);
+});

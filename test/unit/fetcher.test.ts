@@ -15,8 +15,10 @@ const BS = 64 * KiB;
 
 interface Rig extends Fixture { fetcher: BlockFetcher; blocks: BlockStore; changed: string[]; nodeOf: (path: string) => Promise<Node> }
 
-async function rig(files: Record<string, Buffer>, opts: Partial<FetcherOptions>, fn: (r: Rig) => Promise<void>): Promise<void> {
+/** `preferredReadBytes`: as if the upstream asked for reads of that size (an object store). */
+async function rig(files: Record<string, Buffer>, opts: Partial<FetcherOptions> & { preferredReadBytes?: number }, fn: (r: Rig) => Promise<void>): Promise<void> {
   const f = await fixture(files);
+  f.upstream.preferredReadBytes = opts.preferredReadBytes;
   const blocks = new BlockStore(f.cacheDir, { maxBytes: 256 * MiB, highWatermark: 0.9, lowWatermark: 0.7 });
   await blocks.open();
   const changed: string[] = [];
@@ -158,5 +160,46 @@ test('dropBlocks keeps only the version asked for', async () => {
     assert.ok(blocks.has(node.key, node.version, 0));
     await fetcher.dropBlocks(node.key, 'ffffffffffffffff');
     assert.equal(blocks.hasKey(node.key), false);
+  });
+});
+
+test('spans: consecutive big blocks come in one upstream read each, readable block by block as they arrive', async () => {
+  const data = randomBytes(10 * BS);
+  await rig({ 'f.bin': data }, { preferredReadBytes: 4 * BS, readAheadMaxBlocks: 8 }, async ({ fetcher, upstream, gate, nodeOf }) => {
+    const node = await nodeOf('/f.bin');
+    gate.hold();
+    assert.equal(fetcher.demand(node, 0, 9, SHARED), true);
+    await tick();
+    assert.deepEqual(upstream.reads, [[0, 4 * BS], [4 * BS, 4 * BS]], 'the short run at the window edge (block 8) waits');
+    const id2 = blockId(node.key, node.version, 2);
+    assert.equal(fetcher.locate(node, 2, id2), 'arriving');
+    assert.equal(fetcher.arriving(id2)!.buffer.length, BS, 'each block of a span has its own part');
+    const read2 = fetcher.getdata(node, 2, SHARED);
+    gate.open();
+    assert.ok((await read2).equals(data.subarray(2 * BS, 3 * BS)));
+    assert.equal(fetcher.demand(node, 9, 9, SHARED), true, 'a run holding the demanded block starts even when short');
+    await fetcher.flush();
+    for (let i = 0; i < 10; i++) {
+      if (i === 8) continue;
+      assert.ok((await fetcher.getdata(node, i, SHARED)).equals(data.subarray(i * BS, (i + 1) * BS)), `block ${i}`);
+    }
+    assert.deepEqual(upstream.reads.slice(2), [[9 * BS, BS]]);
+    assert.equal(fetcher.buffers.freeCount > 0, true, 'span buffers go back to the pool once installed');
+  });
+});
+
+test('spans: a failed span read fails every block of it, and a cached block splits a run', async () => {
+  await rig({ 'f.bin': randomBytes(8 * BS) }, { preferredReadBytes: 4 * BS, readAheadMaxBlocks: 8 }, async ({ fetcher, upstream, root, changed, nodeOf }) => {
+    const node = await nodeOf('/f.bin');
+    await fetcher.getdata(node, 2, SHARED);
+    await fetcher.flush();
+    upstream.reset();
+    await writeFile(join(root, 'f.bin'), randomBytes(8 * BS));
+    await utimes(join(root, 'f.bin'), new Date(), new Date(Date.now() + 5000));
+    fetcher.demand(node, 0, 7, SHARED);
+    await tick();
+    assert.deepEqual(upstream.reads, [[0, 2 * BS], [3 * BS, 4 * BS], [7 * BS, BS]], 'block 2 is cached: 0-1, 3-6, and the last block');
+    for (const i of [0, 1, 3, 6]) await assert.rejects(fetcher.getdata(node, i, SHARED), PreconditionFailedError, `block ${i}`);
+    assert.ok(changed.includes(node.key));
   });
 });
