@@ -39,7 +39,8 @@ export type ErrorCode =
   | 'DAVGATE_CACHE_IN_USE'
   | 'DAVGATE_NAME_TOO_LONG'
   | 'DAVGATE_URI_TOO_LONG'
-  | 'DAVGATE_HEADERS_TOO_LARGE';
+  | 'DAVGATE_HEADERS_TOO_LARGE'
+  | 'DAVGATE_LENGTH_REQUIRED';
 
 /** The one place where an error code becomes an HTTP status. */
 export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze({
@@ -79,6 +80,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze
   DAVGATE_NAME_TOO_LONG: 414,
   DAVGATE_URI_TOO_LONG: 414,
   DAVGATE_HEADERS_TOO_LARGE: 431,
+  DAVGATE_LENGTH_REQUIRED: 411,
 });
 
 /**
@@ -166,6 +168,9 @@ export class RangeNotSatisfiableError extends DavgateError {
     this.size = size;
   }
   override headers(): Record<string, string> { return { 'content-range': `bytes */${this.size}` }; }
+}
+export class LengthRequiredError extends DavgateError {
+  constructor(message: string) { super('DAVGATE_LENGTH_REQUIRED', message); }
 }
 export class PreconditionFailedError extends DavgateError {
   constructor(message = 'precondition failed') { super('DAVGATE_PRECONDITION_FAILED', message); }

@@ -12,6 +12,7 @@ import { WriteThrough } from './writer.js';
 import { invalidate, purge, residency } from './maintenance.js';
 import type { InvalidationBus } from './bus.js';
 import { parentOf } from '../davpath.js';
+import { splicedBody, splicedSize } from './splice.js';
 
 export type { Node } from './nodetable.js';
 export type { BlockSink } from './range-reader.js';
@@ -177,6 +178,17 @@ export class CacheManager {
 
   write(path: string, body: Readable, size: number | undefined, identity: Identity = SHARED): Promise<Node> {
     return this.#writer.write(path, body, size, identity);
+  }
+
+  /**
+   * Writes `length` bytes of `patch` at `start` of file `node` (at most its size: no holes):
+   * the old bytes around them come from the cache, and the whole new file is written through.
+   */
+  patch(node: Node, start: number, length: number, patch: Readable, identity: Identity = SHARED): Promise<Node> {
+    const body = splicedBody((a, b) => this.readRange(node, a, b, identity), node.size, start, length, patch);
+    // A failed patch body (client gone) fails the write; a failed old read does too.
+    patch.once('error', (err) => body.destroy(err));
+    return this.write(node.path, body, splicedSize(node.size, start, length), identity);
   }
 
   mkdir(path: string, identity: Identity = SHARED): Promise<void> {

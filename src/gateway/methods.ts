@@ -7,6 +7,7 @@ import { handlePut } from './put.js';
 import { handleCopyMove, handleDelete, handleMkcol } from './namespace.js';
 import { handleLock, handleUnlock } from './lock.js';
 import { handleProppatch } from './proppatch.js';
+import { handlePatch } from './partial.js';
 
 // The WebDAV methods the gateway answers, in one table: routing, the Allow header, the CORS
 // preflight and the read-only refusal are all derived from it, so a method added or removed
@@ -34,10 +35,13 @@ const EXISTING: readonly ResourceKind[] = ['file', 'collection'];
 const ANY: readonly ResourceKind[] = ['file', 'collection', 'unmapped'];
 
 /** Headers a browser may send on a cross-origin request when its preflight names none. */
-const CORS_HEADERS = 'Authorization, Content-Type, Depth, Destination, If, Lock-Token, Overwrite, Timeout, Range, If-Match, If-None-Match, X-Expected-Entity-Length, X-OC-Mtime';
+const CORS_HEADERS = 'Authorization, Content-Type, Depth, Destination, If, Lock-Token, Overwrite, Timeout, Range, If-Match, If-None-Match, X-Expected-Entity-Length, X-OC-Mtime, X-Update-Range, Content-Range';
+
+/** Class 1 and 2, and sabre/dav's partial updates (PATCH with X-Update-Range), which clients look for here. */
+export const DAV_COMPLIANCE = '1, 2, sabredav-partialupdate';
 
 const handleOptions: Handler = async (_ctx, req, reply) => {
-  reply.code(200).headers({ 'dav': '1, 2', 'ms-author-via': 'DAV', 'allow': ALLOW, 'accept-ranges': 'bytes', 'content-length': 0 });
+  reply.code(200).headers({ 'dav': DAV_COMPLIANCE, 'ms-author-via': 'DAV', 'allow': ALLOW, 'accept-ranges': 'bytes', 'content-length': 0 });
   const preflight = req.headers['access-control-request-method'];
   // The CORS hook set Allow-Origin only for an allowed origin: no preflight answer otherwise.
   if (preflight && reply.getHeader('access-control-allow-origin')) {
@@ -56,6 +60,7 @@ export const METHODS = {
   GET: { handler: handleGet, body: 'none', access: 'read', lockCheck: false, appliesTo: EXISTING },
   HEAD: { handler: handleGet, body: 'none', access: 'read', lockCheck: false, appliesTo: EXISTING },
   PUT: { handler: handlePut, body: 'stream', access: 'write', lockCheck: true, appliesTo: ['file', 'unmapped'] },
+  PATCH: { handler: handlePatch, body: 'stream', access: 'write', lockCheck: true, appliesTo: ['file'] },
   DELETE: { handler: handleDelete, body: 'none', access: 'write', lockCheck: true, appliesTo: EXISTING },
   PROPFIND: { handler: handlePropfind, body: 'xml', access: 'read', lockCheck: false, appliesTo: EXISTING },
   PROPPATCH: { handler: handleProppatch, body: 'xml', access: 'write', lockCheck: true, appliesTo: EXISTING },

@@ -1,8 +1,12 @@
+import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Node } from '../cachemgr/cachemgr.js';
+import { splicedSize } from '../cachemgr/splice.js';
 import { BadRequestError, ForbiddenError, IncompleteBodyError, IsADirectoryError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { checkWritable, davPath, identityOf, newMemberPath, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { etagOf } from './conditional.js';
 import { BodyLimit, checkBodyLength } from './limits.js';
+import { contentRangeSpan } from './partial.js';
 
 // PUT (RFC 9110 §9.3.4, RFC 4918 §9.7): streamed write-through. The upstream commits only a
 // complete body, so a client abort or a short body leaves nothing behind and nothing cached.
@@ -10,11 +14,11 @@ import { BodyLimit, checkBodyLength } from './limits.js';
 /**
  * The body length the client promised: Content-Length, else macOS's X-Expected-Entity-Length
  * on a chunked upload; undefined for a chunked body of unknown length. No body at all and no
- * length is an empty file.
+ * length is an empty file (`emptyWithout`), else undefined too.
  */
-function declaredLength(req: FastifyRequest): number | undefined {
+export function declaredLength(req: FastifyRequest, emptyWithout = true): number | undefined {
   const raw = req.headers['content-length'] ?? (req.headers['transfer-encoding'] ? req.headers['x-expected-entity-length'] : undefined);
-  if (raw === undefined) return req.headers['transfer-encoding'] ? undefined : 0;
+  if (raw === undefined) return req.headers['transfer-encoding'] || !emptyWithout ? undefined : 0;
   if (typeof raw !== 'string' || !/^\d{1,16}$/.test(raw)) throw new BadRequestError('Content-Length / X-Expected-Entity-Length is not a number');
   return Number(raw);
 }
@@ -43,28 +47,58 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   let path = davPath(req);
   if (path === '/' || urlHasTrailingSlash(req)) throw new IsADirectoryError('cannot PUT to a collection');
   checkAppleDouble(ctx, path);
-  if (req.headers['content-range']) throw new BadRequestError('Content-Range on PUT is not supported');
   const size = declaredLength(req);
   const max = ctx.config.webdav.maxPutBytes;
   checkBodyLength(size, max);
   const identity = identityOf(req);
-  let existed = true;
+  const range = req.headers['content-range'];
+  let old: Node | undefined;
   try {
-    const old = await ctx.cache.getnode(path, identity);
+    old = await ctx.cache.getnode(path, identity);
     if (old.kind === 'dir') throw new IsADirectoryError('cannot PUT to a collection');
-    if (req.headers['if-none-match']?.trim() === '*') throw new PreconditionFailedError();
-    if (req.headers['if-match'] && !req.headers['if-match'].split(',').some((t) => t.trim() === '*' || t.trim() === etagOf(old))) throw new PreconditionFailedError();
+    checkWritePreconditions(req, old);
     path = old.path; // the existing name, whichever Unicode form it was created in
   } catch (err) {
     if (!(err instanceof NotFoundError)) throw err;
     if (req.headers['if-match']) throw new PreconditionFailedError();
-    existed = false;
-    path = await newMemberPath(ctx, path, identity); // 409 before the body is streamed
   }
-  await checkWritable(ctx, req, path, { membership: !existed });
+  // Apache's partial PUT: a byte range of the file; on a new file only from byte 0.
+  const span = range === undefined ? undefined : contentRangeSpan(range, size, old?.size ?? 0);
+  if (span && old) {
+    const target = old;
+    checkBodyLength(splicedSize(target.size, span.start, span.length), max);
+    await checkWritable(ctx, req, path, { membership: false });
+    const node = await receiveBody(ctx, req, reply, (body) => ctx.cache.patch(target, span.start, span.length, body, identity));
+    reply.code(204).header('etag', etagOf(node)).send();
+    return;
+  }
+  if (!old) path = await newMemberPath(ctx, path, identity); // 409 before the body is streamed
+  await checkWritable(ctx, req, path, { membership: !old });
+  let node = await receiveBody(ctx, req, reply, (body) => ctx.cache.write(path, body, size, identity));
+  const mtime = clientMtime(req);
+  if (mtime !== undefined && ctx.cache.upstream.setMtime) {
+    await ctx.cache.setMtime(path, mtime, identity);
+    node = await ctx.cache.getnode(path, identity);
+    reply.header('x-oc-mtime', 'accepted');
+  }
+  reply.code(old ? 204 : 201).header('etag', etagOf(node)).send();
+}
+
+/** If-Match and If-None-Match of a write to the existing file `old` (412 when they fail). */
+export function checkWritePreconditions(req: FastifyRequest, old: Node): void {
+  if (req.headers['if-none-match']?.trim() === '*') throw new PreconditionFailedError();
+  const ifMatch = req.headers['if-match'];
+  if (ifMatch && !ifMatch.split(',').some((t) => t.trim() === '*' || t.trim() === etagOf(old))) throw new PreconditionFailedError();
+}
+
+/**
+ * Streams the request body (bounded by webdav.maxPutBytes) into `write` and returns what it
+ * returns; a client that goes away mid-body fails the write, so nothing is stored.
+ */
+export async function receiveBody(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, write: (body: Readable) => Promise<Node>): Promise<Node> {
   // Piped, never handed over: when the upstream fails (disk full) it destroys what it reads,
   // and the request itself must survive that to be answered (507) and mean a real abort.
-  const body = req.raw.pipe(new BodyLimit(max ?? Number.POSITIVE_INFINITY));
+  const body = req.raw.pipe(new BodyLimit(ctx.config.webdav.maxPutBytes ?? Number.POSITIVE_INFINITY));
   req.raw.on('error', () => body.destroy(new IncompleteBodyError('the client connection failed during the upload')));
   // A client that goes away mid-body must fail the write, not leave it waiting.
   let aborted = false;
@@ -72,9 +106,8 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
     aborted = true;
     body.destroy(new IncompleteBodyError('client aborted the upload'));
   });
-  let node;
   try {
-    node = await ctx.cache.write(path, body, size, identity);
+    return await write(body);
   } catch (err) {
     // Only a client that really went away is an abort: an upstream refusal while the body was
     // still arriving (no space, no parent) is reported as itself.
@@ -85,11 +118,4 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
     reply.header('connection', 'close');
     throw err;
   }
-  const mtime = clientMtime(req);
-  if (mtime !== undefined && ctx.cache.upstream.setMtime) {
-    await ctx.cache.setMtime(path, mtime, identity);
-    node = await ctx.cache.getnode(path, identity);
-    reply.header('x-oc-mtime', 'accepted');
-  }
-  reply.code(existed ? 204 : 201).header('etag', etagOf(node)).send();
 }

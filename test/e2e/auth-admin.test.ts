@@ -58,7 +58,7 @@ describe('auth and admin', () => {
   test('OPTIONS / without credentials → 200 with DAV and MS-Author-Via', async () => {
     const res = await req(gw.url, 'OPTIONS');
     assert.equal(res.status, 200);
-    assert.equal(res.headers.get('dav'), '1, 2');
+    assert.equal(res.headers.get('dav'), '1, 2, sabredav-partialupdate');
     assert.equal(res.headers.get('ms-author-via'), 'DAV');
   });
 

@@ -22,7 +22,7 @@ async function options(reqHeaders: Record<string, string>, origin?: string): Pro
 describe('method table', () => {
   it('Allow for any URL lists every routed method, each once, in the table order', () => {
     assert.deepEqual(list(ALLOW), METHOD_NAMES);
-    assert.equal(ALLOW, 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK');
+    assert.equal(ALLOW, 'OPTIONS, GET, HEAD, PUT, PATCH, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK');
   });
 
   it('Allow for a collection has no PUT or MKCOL; for a file PUT but no MKCOL; for an unmapped URL only what creates', () => {
@@ -66,6 +66,6 @@ describe('method table', () => {
     const plain = await options({ 'access-control-request-method': 'PROPFIND' });
     assert.equal(plain['access-control-allow-methods'], undefined, 'no CORS origin, no preflight answer');
     assert.equal(plain.allow, ALLOW);
-    assert.equal(plain.dav, '1, 2');
+    assert.equal(plain.dav, '1, 2, sabredav-partialupdate');
   });
 });

@@ -24,6 +24,7 @@ const CASES: Array<[DavgateError, number, string?]> = [
   [new errors.IncompleteBodyError(), 400],
   [new errors.RangeNotSatisfiableError(10), 416],
   [new errors.PreconditionFailedError(), 412],
+  [new errors.LengthRequiredError('no length'), 411],
   [new errors.BodyTooLargeError('big'), 413],
   [new errors.UnsupportedMediaTypeError('no body'), 415],
   [new errors.UriTooLongError('long'), 414],
