@@ -39,4 +39,12 @@ export default tseslint.config(
   },
   // Plain JavaScript (this file, scripts/*.mjs) has no type information to lint with.
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
+  // The file manager's script runs in the browser.
+  {
+    files: ['src/gateway/web/assets/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: { document: 'readonly', location: 'readonly', fetch: 'readonly', DOMParser: 'readonly', XMLHttpRequest: 'readonly', confirm: 'readonly', prompt: 'readonly' },
+    },
+  },
 );

@@ -32,6 +32,7 @@ declare -A PKG_FOR=(
   [buildah]=buildah                     # the image is built and run in the tests (no Docker engine)
   [debootstrap]=debootstrap             # the local node base image those builds start FROM
   [redis-server]=redis-server           # shared locks, properties and invalidation of several gateways (test/helpers/redis.ts)
+  [chromium]=chromium                   # the browser file manager, driven headless by playwright-core
   [/usr/sbin/haproxy]=haproxy           # a load balancer in front of them (test/helpers/haproxy.ts)
 )
 

@@ -9,7 +9,7 @@ import { NodeRecords } from './nodes.js';
 import { BlockFetcher } from './fetcher.js';
 import { RangeReader, type BlockSink } from './range-reader.js';
 import { WriteThrough } from './writer.js';
-import { invalidate, purge, residency } from './maintenance.js';
+import { cachedBytes, invalidate, purge, residency } from './maintenance.js';
 import type { InvalidationBus } from './bus.js';
 import { parentOf } from '../davpath.js';
 import { splicedBody, splicedSize } from './splice.js';
@@ -174,6 +174,11 @@ export class CacheManager {
   /** Which blocks of start..end are cached now (hit, partial, miss), for the request log. */
   residency(node: Node, start: number, end: number): 'hit' | 'partial' | 'miss' {
     return residency(this.#fetcher, node, start, end);
+  }
+
+  /** Bytes of file `node` this gateway holds now (memory, being installed, or on disk). */
+  cachedBytes(node: Node): number {
+    return cachedBytes(this.#fetcher, node);
   }
 
   write(path: string, body: Readable, size: number | undefined, identity: Identity = SHARED): Promise<Node> {

@@ -28,6 +28,17 @@ export function residency(fetcher: BlockFetcher, node: Node, start: number, end:
   return cached === last - first + 1 ? 'hit' : cached === 0 ? 'miss' : 'partial';
 }
 
+/** Bytes of `node` held now: in memory, being installed, or in a block file. */
+export function cachedBytes(fetcher: BlockFetcher, node: Node): number {
+  let bytes = 0;
+  const blocks = Math.ceil(node.size / fetcher.blockSize);
+  for (let i = 0; i < blocks; i++) {
+    const at = fetcher.locate(node, i, blockId(node.key, node.version, i));
+    if (at === 'memory' || at === 'installing' || at === 'disk') bytes += fetcher.blockLength(node, i);
+  }
+  return bytes;
+}
+
 /** Admin invalidation: the next access to anything under `prefix` goes upstream. */
 export async function invalidate(nodes: NodeRecords, fetcher: BlockFetcher, prefix: string): Promise<number> {
   const keys = await nodes.invalidate(prefix);

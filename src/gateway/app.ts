@@ -19,7 +19,7 @@ import { answerClientError } from './client-error.js';
 import { limitConnectionsPerClient } from './connections.js';
 import { readTls, reloadTls } from './tls.js';
 import { ALLOW, METHOD_NAMES, METHODS, checkAccess, isMethod } from './methods.js';
-import { addAccountingHook, addAuthHook, addCorsHook } from './hooks.js';
+import { addAccountingHook, addAuthHook, addCorsHook, addOriginHook } from './hooks.js';
 import { NotificationReceiver, type NotifyRoute, type StoreChange } from './notify.js';
 import { watchTree, type TreeWatcher } from '../upstream/fs-watch.js';
 
@@ -202,6 +202,7 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: Gat
   app = webdav;
   addAccountingHook(webdav, config, metrics, sendError);
   addCorsHook(webdav, config.webdav.corsOrigins);
+  addOriginHook(webdav, config.webdav.corsOrigins, sendError);
   addAuthHook(webdav, metrics, login, sendError);
   addRoutes(webdav, ctx, sendError);
   front.handler = hotReadHandler(ctx, webdav.log, login);

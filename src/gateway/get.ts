@@ -1,17 +1,18 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Node } from '../cachemgr/cachemgr.js';
-import { encodeHref } from '../davpath.js';
 import { NotFoundError, PreconditionFailedError } from '../errors.js';
 import { davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
-import { escapeXml } from './xml.js';
 import { evaluateRead, type ReadVerdict } from './conditional.js';
 import { textOf } from './node-text.js';
-import { ResponseSink, clientGone, writeChunk } from './drain.js';
+import { ResponseSink, clientGone } from './drain.js';
+import { sendPage } from './web/page.js';
+import { isAssetPath, sendAsset } from './web/assets.js';
 
 // GET and HEAD: the hot read path (conditionals and ranges decided in conditional.ts).
 
 export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const path = davPath(req);
+  if (isAssetPath(path)) return sendAsset(req, reply, path);
   try {
     // A fresh record needs no await: the hot read of a small file is answered in this turn.
     await sendNode(ctx, req, reply, ctx.cache.peekNode(path, identityOf(req)) ?? await ctx.cache.getnode(path, identityOf(req)));
@@ -45,7 +46,7 @@ export function readHead(node: Node, verdict: ReadVerdict): ReadHead {
 }
 
 async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, node: Node): Promise<void> {
-  if (node.kind === 'dir') return sendListing(ctx, req, reply, node);
+  if (node.kind === 'dir') return sendPage(ctx, req, reply, node);
   if (urlHasTrailingSlash(req)) throw new NotFoundError('collection');
   const { status, headers, start, end } = readHead(node, evaluateRead(req.headers, node));
   if (status === 304 || req.method === 'HEAD' || node.size === 0) {
@@ -73,27 +74,6 @@ async function sendNode(ctx: GatewayContext, req: FastifyRequest, reply: Fastify
     // away is no fault of ours: the request line says "client abort".
     if (clientGone(res)) req.log.debug({ err }, 'GET ended by the client');
     else req.log.warn({ err }, 'GET aborted mid-body');
-    res.destroy();
-  }
-}
-
-/** A plain HTML index for browsers that GET a collection; streamed like PROPFIND. */
-async function sendListing(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, node: Node): Promise<void> {
-  const base = node.path === '/' ? '' : node.path;
-  reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'etag': textOf(node).etag, 'last-modified': textOf(node).lastModified });
-  if (req.method === 'HEAD') { res.end(); return; }
-  try {
-    res.write(`<!doctype html><meta charset="utf-8"><title>${escapeXml(node.path)}</title><h1>${escapeXml(node.path)}</h1><ul>\n`);
-    for await (const child of ctx.cache.list(node, identityOf(req))) {
-      const name = child.path.slice(base.length + 1) + (child.kind === 'dir' ? '/' : '');
-      await writeChunk(res, `<li><a href="${escapeXml(encodeHref(base + '/' + name), true)}">${escapeXml(name)}</a></li>\n`);
-    }
-    res.end('</ul>\n');
-  } catch (err) {
-    if (clientGone(res)) req.log.debug({ err }, 'listing ended by the client');
-    else req.log.warn({ err }, 'listing aborted');
     res.destroy();
   }
 }

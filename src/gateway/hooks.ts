@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import { AuthRequiredError, TooManyLoginsError } from '../errors.js';
+import { AuthRequiredError, ForbiddenError, TooManyLoginsError } from '../errors.js';
 import type { Login } from './auth.js';
 import { basicUserName } from './auth-limit.js';
 import { checkRequestLimits } from './limits.js';
@@ -47,6 +47,39 @@ export function addCorsHook(app: FastifyInstance, corsOrigins: readonly string[]
     }
     done();
   });
+}
+
+/** Methods a page of another site may make a browser send here: they change nothing. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PROPFIND']);
+
+/**
+ * A browser logged in here (Basic credentials are sent along by the browser itself) must not
+ * write on behalf of a page of another site: a change with an Origin that is neither this
+ * gateway's own nor one of webdav.corsOrigins is refused (403) before anything else. WebDAV
+ * clients that are not browsers send no Origin.
+ */
+export function addOriginHook(app: FastifyInstance, corsOrigins: readonly string[], sendError: SendError): void {
+  const allowed = new Set(corsOrigins);
+  app.addHook('onRequest', (req, reply, done) => {
+    const origin = req.headers.origin;
+    if (origin === undefined || SAFE_METHODS.has(req.method) || allowed.has(origin) || allowed.has('*') || sameOrigin(origin, req.headers)) {
+      done();
+      return;
+    }
+    req.raw.resume();
+    sendError(reply, new ForbiddenError(`a change requested by a page of ${origin} is refused`));
+  });
+}
+
+function sameOrigin(origin: string, headers: Record<string, string | string[] | undefined>): boolean {
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return false; // "null" (a sandboxed frame, a file) or garbage
+  }
+  const forwarded = headers['x-forwarded-host'];
+  return host === headers.host || (typeof forwarded === 'string' && host === forwarded.split(',')[0]!.trim());
 }
 
 /** HTTP Basic against auth.htpasswd, with failed logins rate-limited per address and per user. */
