@@ -40,7 +40,8 @@ export type ErrorCode =
   | 'DAVGATE_NAME_TOO_LONG'
   | 'DAVGATE_URI_TOO_LONG'
   | 'DAVGATE_HEADERS_TOO_LARGE'
-  | 'DAVGATE_LENGTH_REQUIRED';
+  | 'DAVGATE_LENGTH_REQUIRED'
+  | 'DAVGATE_CHECKSUM_MISMATCH';
 
 /** The one place where an error code becomes an HTTP status. */
 export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze({
@@ -81,6 +82,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze
   DAVGATE_URI_TOO_LONG: 414,
   DAVGATE_HEADERS_TOO_LARGE: 431,
   DAVGATE_LENGTH_REQUIRED: 411,
+  DAVGATE_CHECKSUM_MISMATCH: 400,
 });
 
 /**

@@ -174,3 +174,28 @@ export async function warm(cache: CacheManager, path: string, opts: WarmOptions)
   await cache.flush(); // the last blocks read are on the cache disk before we say so
   return progress;
 }
+
+/** What this gateway holds of a file or a tree (`cache stats PATH`). */
+export interface CacheUsage {
+  path: string;
+  kind: 'file' | 'dir';
+  files: number;
+  bytes: number;
+  /** Bytes of those files in the cache now (memory or disk). */
+  cachedBytes: number;
+  /** Files held whole. */
+  cachedFiles: number;
+}
+
+export async function cacheUsage(cache: CacheManager, path: string): Promise<CacheUsage> {
+  const root = await cache.getnode(path);
+  const usage: CacheUsage = { path: root.path, kind: root.kind, files: 0, bytes: 0, cachedBytes: 0, cachedFiles: 0 };
+  for await (const f of filesUnder(cache, root)) {
+    const cached = cache.cachedBytes(f);
+    usage.files++;
+    usage.bytes += f.size;
+    usage.cachedBytes += cached;
+    if (cached >= f.size) usage.cachedFiles++;
+  }
+  return usage;
+}

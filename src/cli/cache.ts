@@ -6,7 +6,7 @@ import type { Config } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { BlockStore } from '../cachemgr/blockstore.js';
 import { CacheManager } from '../cachemgr/cachemgr.js';
-import { blockStats, warm, type CacheStats, type WarmProgress } from '../cachemgr/maintenance.js';
+import { blockStats, cacheUsage, warm, type CacheStats, type CacheUsage, type WarmProgress } from '../cachemgr/maintenance.js';
 import { verifyBlocks, type VerifyReport } from '../cachemgr/verify.js';
 import { canonicalPath } from '../davpath.js';
 import { openUpstream } from '../upstream/index.js';
@@ -120,7 +120,22 @@ async function withCacheManager<T>(config: Config, fn: (c: CacheManager) => Prom
   }
 }
 
-async function stats(o: Record<string, unknown>): Promise<void> {
+async function usage(path: string, o: Record<string, unknown>): Promise<void> {
+  const config = configFrom(o);
+  const p = canonicalPath(path);
+  const url = await runningGateway(config, o);
+  const u = url
+    ? await admin(url, 'GET', `/cache/stats?path=${encodeURIComponent(p)}`) as CacheUsage
+    : await withCacheManager(config, (c) => cacheUsage(c, p));
+  print(o, u, [
+    `path        ${u.path}${u.kind === 'dir' ? '/ (a folder)' : ''}`,
+    `files       ${u.files}, ${u.cachedFiles} of them cached whole`,
+    `cached      ${bytes(u.cachedBytes)} of ${bytes(u.bytes)} (${pct(u.bytes ? u.cachedBytes / u.bytes : 1)})`,
+  ].join('\n'));
+}
+
+async function stats(path: string | undefined, o: Record<string, unknown>): Promise<void> {
+  if (path !== undefined) return usage(path, o);
   const config = configFrom(o);
   const url = await runningGateway(config, o);
   const s: CacheStats = url
@@ -222,7 +237,9 @@ export function cacheCommand(): Command {
   const sub = (name: string, description: string) => withConfigOptions(cache.command(name).description(description))
     .option('--json', 'machine-readable output')
     .option('--admin-url <url>', 'admin listener of the gateway using this cache (default: found in the cache directory)');
-  sub('stats', 'size, limit, blocks, nodes, hit ratios, oldest block').action((o: Record<string, unknown>) => stats(o));
+  sub('stats', 'size, limit, blocks, nodes, hit ratios, oldest block; with PATH, how much of that file or tree is cached')
+    .argument('[path]', 'a file or folder, as a WebDAV path (e.g. /photos)')
+    .action((path: string | undefined, o: Record<string, unknown>) => stats(path, o));
   sub('verify', "check every block's checksums and the index against the block directory").option('--repair', 'drop what is inconsistent')
     .action((o: Record<string, unknown>) => verify(o));
   sub('purge', 'drop cached data: of PATH and below, or everything').argument('[path]', 'a file or folder, as a WebDAV path (e.g. /photos)')

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { CacheManager } from '../cachemgr/cachemgr.js';
-import { blockStats, warm, type CacheStats } from '../cachemgr/maintenance.js';
+import { blockStats, cacheUsage, warm, type CacheStats, type CacheUsage } from '../cachemgr/maintenance.js';
 import { verifyBlocks } from '../cachemgr/verify.js';
 import type { Metrics } from '../metrics.js';
 import { canonicalPath } from '../davpath.js';
@@ -144,9 +144,11 @@ async function streamWork(reply: FastifyReply, work: (send: (line: object) => vo
 }
 
 function addCacheRoutes(app: FastifyInstance, cache: CacheManager, metrics: Metrics): void {
-  app.get('/cache/stats', async (): Promise<CacheStats> => ({
-    ...blockStats(cache.blockStore), running: true, nodes: cache.nodeCount, ...await ratios(metrics),
-  }));
+  app.get('/cache/stats', async (req): Promise<CacheStats | CacheUsage> => {
+    // With a path: what is cached of that file or tree; without: the whole cache.
+    if ((req.query as { path?: string }).path !== undefined) return cacheUsage(cache, pathParam(req.query));
+    return { ...blockStats(cache.blockStore), running: true, nodes: cache.nodeCount, ...await ratios(metrics) };
+  });
   app.post('/cache/purge', async (req) => {
     const q = req.query as { path?: string };
     if (q.path === undefined) return { purgedBlocks: await cache.blockStore.dropAll(), invalidated: await cache.invalidate('/') };

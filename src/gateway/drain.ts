@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
 import type { BlockSink } from '../cachemgr/cachemgr.js';
 
 /** The client closed the connection (not a failure of ours: its request line says "client abort"). */
@@ -7,7 +8,7 @@ export function clientGone(res: ServerResponse): boolean {
 }
 
 /** Wait until the socket takes more data; rejects when the client went away. Leaves no listener behind. */
-export function drained(res: ServerResponse): Promise<void> {
+export function drained(res: Writable): Promise<void> {
   if (res.destroyed) return Promise.reject(new Error('client went away'));
   return new Promise<void>((resolve, reject) => {
     const onDrain = () => { cleanup(); resolve(); };
@@ -19,7 +20,7 @@ export function drained(res: ServerResponse): Promise<void> {
 }
 
 /** Write with back-pressure. */
-export async function writeChunk(res: ServerResponse, chunk: string | Buffer): Promise<void> {
+export async function writeChunk(res: Writable, chunk: string | Buffer): Promise<void> {
   if (res.destroyed) throw new Error('client went away');
   if (!res.write(chunk)) await drained(res);
 }

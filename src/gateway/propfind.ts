@@ -4,9 +4,11 @@ import { BadXmlError, FiniteDepthError, NotFoundError } from '../errors.js';
 import { textOf, type NodeText } from './node-text.js';
 import { davPath, identityOf, parseDepth, urlHasTrailingSlash, xmlLimits, type GatewayContext } from './request.js';
 import { child, escapeXml, readXml, type XmlElement } from './xml.js';
-import { propKey, type DavStateView } from './davstate.js';
+import { propKey, type DavStateView, type DeadProperty } from './davstate.js';
+import { INTERNAL_NS, OC_NS, checksumsXml } from './checksums.js';
 import { activeLockXml } from './lock.js';
-import { clientGone, writeChunk } from './drain.js';
+import { clientGone } from './drain.js';
+import { startBody } from './compress.js';
 
 // PROPFIND (RFC 4918 §9.1), streamed: the 207 body is written resource by resource with
 // back-pressure, so a 100k-entry directory never sits in memory as one document.
@@ -18,8 +20,23 @@ const LIVE = ['creationdate', 'displayname', 'getcontentlength', 'getcontenttype
 const QUOTA = ['quota-available-bytes', 'quota-used-bytes'] as const;
 type Live = typeof LIVE[number] | typeof QUOTA[number];
 
-/** Per-request facts that are the same for every entry (fetched once). */
-export interface PropfindExtras { quota?: { availableBytes: number; usedBytes: number } }
+/** davgate's own properties, answered only when asked for by name. */
+export const DAVGATE_NS = 'urn:davgate';
+
+/**
+ * Per-request facts that are the same for every entry (fetched once), and the cache state of
+ * a file (davgate's `cache` property) when it was asked for.
+ */
+export interface PropfindExtras {
+  quota?: { availableBytes: number; usedBytes: number };
+  cacheOf?: (node: Node) => string | undefined;
+}
+
+/** The `cache` property of a file: bytes held by this gateway, its size, and whether it is pinned. */
+export function cacheXml(cachedBytes: number, size: number, pinned = false): string {
+  const el = (name: string, v: string | number) => `<${name} xmlns="${DAVGATE_NS}">${v}</${name}>`;
+  return el('cached-bytes', cachedBytes) + el('size', size) + el('pinned', pinned ? 'true' : 'false');
+}
 
 type Request =
   | { kind: 'allprop' }
@@ -56,6 +73,14 @@ function liveValue(state: DavStateView, node: Node, t: NodeText, name: Live, ext
   }
 }
 
+/** davgate's `cache` and ownCloud's `checksums` of a file, asked for by name. */
+function ownValue(node: Node, t: NodeText, p: { ns: string; local: string }, dead: ReadonlyMap<string, DeadProperty> | undefined, extras: PropfindExtras): string | undefined {
+  if (node.kind !== 'file') return undefined;
+  if (p.ns === DAVGATE_NS && p.local === 'cache') return extras.cacheOf?.(node);
+  if (p.ns === OC_NS && p.local === 'checksums') return checksumsXml(dead, t.etag);
+  return undefined;
+}
+
 /** One <D:response> for a node, with only the properties asked for. */
 export function responseXml(state: DavStateView, node: Node, req: Request, extras: PropfindExtras = {}): string {
   // Built by concatenation (no arrays to join): a listing makes one per entry.
@@ -67,8 +92,8 @@ export function responseXml(state: DavStateView, node: Node, req: Request, extra
     let n = 0;
     for (const p of req.props) {
       const live = p.ns === DAV && ((LIVE as readonly string[]).includes(p.local) || (QUOTA as readonly string[]).includes(p.local));
-      const value = live ? liveValue(state, node, t, p.local as Live, extras) : undefined;
-      const deadProp = live ? undefined : dead?.get(propKey(p.ns, p.local));
+      const value = live ? liveValue(state, node, t, p.local as Live, extras) : ownValue(node, t, p, dead, extras);
+      const deadProp = live || value !== undefined || p.ns === INTERNAL_NS ? undefined : dead?.get(propKey(p.ns, p.local));
       const tag = p.ns === DAV ? `D:${p.local}` : p.ns ? `X${n}:${p.local}` : p.local;
       const decl = p.ns === DAV ? '' : p.ns ? ` xmlns:X${n++}="${escapeXml(p.ns, true)}"` : ' xmlns=""';
       const content = value ?? deadProp?.xml;
@@ -84,6 +109,7 @@ export function responseXml(state: DavStateView, node: Node, req: Request, extra
     }
     let n = 0;
     for (const p of dead?.values() ?? []) {
+      if (p.ns === INTERNAL_NS) continue; // davgate's own records (checksums) are no properties
       const tag = p.ns === DAV ? `D:${p.local}` : p.ns ? `Y${n}:${p.local}` : p.local;
       const decl = (p.ns === DAV ? '' : p.ns ? ` xmlns:Y${n++}="${escapeXml(p.ns, true)}"` : ' xmlns=""')
         + (p.lang && req.kind !== 'propname' ? ` xml:lang="${escapeXml(p.lang, true)}"` : '');
@@ -113,6 +139,9 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
   if (request.kind === 'prop' && request.props.some((p) => p.ns === DAV && p.local.startsWith('quota-'))) {
     extras.quota = await ctx.cache.quota(path, identity).catch(() => undefined);
   }
+  if (request.kind === 'prop' && request.props.some((p) => p.ns === DAVGATE_NS && p.local === 'cache')) {
+    extras.cacheOf = (n) => cacheXml(ctx.cache.cachedBytes(n), n.size);
+  }
   // The listing is started before the status is sent, so an upstream that cannot list
   // (down, gone) is still a proper 502/504/404, not a cut connection.
   const listing = node.kind === 'dir' && depth !== '0' ? ctx.cache.list(node.path, identity) : undefined;
@@ -121,7 +150,7 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
   const view = await ctx.state.view([node.path]);
   reply.hijack();
   const res = reply.raw;
-  res.writeHead(207, { 'content-type': 'application/xml; charset=utf-8' });
+  const body = startBody(req.headers['accept-encoding'], res, 207, { 'content-type': 'application/xml; charset=utf-8' });
   // Responses are batched into ~64 KiB writes: one write per entry costs more than the XML.
   let buffered = `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">\n` + responseXml(view, node, request, extras);
   const batch: Node[] = [];
@@ -130,7 +159,7 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
     const v = await ctx.state.view(batch.map((n) => n.path));
     for (const c of batch) buffered += responseXml(v, c, request, extras);
     batch.length = 0;
-    if (buffered.length >= 65536) { await writeChunk(res, buffered); buffered = ''; }
+    if (buffered.length >= 65536) { await body.write(buffered); buffered = ''; }
   };
   const add = async (c: Node) => {
     batch.push(c);
@@ -146,7 +175,7 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
       for await (const c of ctx.cache.list(pending.shift()!, identity)) await add(c);
     }
     await flush();
-    res.end(buffered + '</D:multistatus>\n');
+    body.end(buffered + '</D:multistatus>\n');
   } catch (err) {
     if (clientGone(res)) req.log.debug({ err }, 'PROPFIND ended by the client');
     else req.log.warn({ err }, 'PROPFIND aborted mid-body');

@@ -1,5 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadXmlError, ProtectedPropertyError } from '../errors.js';
+import { DAVGATE_NS } from './propfind.js';
+import { INTERNAL_NS, OC_NS } from './checksums.js';
 import { encodeHref } from '../davpath.js';
 import { checkWritable, davPath, identityOf, xmlLimits, type GatewayContext } from './request.js';
 import { escapeXml, innerXml, readXml, type XmlElement } from './xml.js';
@@ -15,6 +17,11 @@ const MS = 'urn:schemas-microsoft-com:';
 /** Computed from the upstream or the lock table; a client cannot set them. */
 export const PROTECTED = new Set(['creationdate', 'displayname', 'getcontentlength', 'getcontenttype', 'getetag',
   'getlastmodified', 'lockdiscovery', 'resourcetype', 'supportedlock', 'quota-available-bytes', 'quota-used-bytes']);
+
+/** Live properties (DAV's, ours, ownCloud's checksums) and davgate's own records cannot be set. */
+function isProtected(ns: string, local: string): boolean {
+  return (ns === DAV && PROTECTED.has(local)) || (ns === DAVGATE_NS && local === 'cache') || ns === INTERNAL_NS || (ns === OC_NS && local === 'checksums');
+}
 
 interface Instruction { op: 'set' | 'remove'; el: XmlElement; lang?: string }
 
@@ -47,7 +54,7 @@ export async function handleProppatch(ctx: GatewayContext, req: FastifyRequest, 
 
   const failed = new Map<number, ProtectedPropertyError>();
   list.forEach((ins, i) => {
-    if (ins.el.ns === DAV && PROTECTED.has(ins.el.local)) failed.set(i, new ProtectedPropertyError(ins.el.local));
+    if (isProtected(ins.el.ns, ins.el.local)) failed.set(i, new ProtectedPropertyError(ins.el.local));
   });
   let mtime: number | undefined;
   if (failed.size === 0) {

@@ -7,6 +7,7 @@ import { checkWritable, davPath, identityOf, newMemberPath, urlHasTrailingSlash,
 import { etagOf } from './conditional.js';
 import { BodyLimit, checkBodyLength } from './limits.js';
 import { contentRangeSpan } from './partial.js';
+import { ChecksumCheck, parseOcChecksum, storeChecksums } from './checksums.js';
 
 // PUT (RFC 9110 §9.3.4, RFC 4918 §9.7): streamed write-through. The upstream commits only a
 // complete body, so a client abort or a short body leaves nothing behind and nothing cached.
@@ -74,13 +75,27 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   }
   if (!old) path = await newMemberPath(ctx, path, identity); // 409 before the body is streamed
   await checkWritable(ctx, req, path, { membership: !old });
-  let node = await receiveBody(ctx, req, reply, (body) => ctx.cache.write(path, body, size, identity));
+  const oc = req.headers['oc-checksum'];
+  const expected = typeof oc === 'string' ? parseOcChecksum(oc) : undefined;
+  const check = expected && new ChecksumCheck(expected);
+  let node = await receiveBody(ctx, req, reply, async (body) => {
+    if (!check) return ctx.cache.write(path, body, size, identity);
+    body.once('error', (err) => check.destroy(err));
+    try {
+      return await ctx.cache.write(path, body.pipe(check), size, identity);
+    } catch (err) {
+      // A backend may report the failed body as an error of its own: the mismatch is the answer.
+      throw check.errored instanceof BadRequestError ? check.errored : err;
+    }
+  });
   const mtime = clientMtime(req);
   if (mtime !== undefined && ctx.cache.upstream.setMtime) {
     await ctx.cache.setMtime(path, mtime, identity);
     node = await ctx.cache.getnode(path, identity);
     reply.header('x-oc-mtime', 'accepted');
   }
+  // Kept for the version just written (its ETag), so a later change makes them unknown, not wrong.
+  if (check?.sums) await storeChecksums(ctx.state, path, etagOf(node), check.sums);
   reply.code(old ? 204 : 201).header('etag', etagOf(node)).send();
 }
 

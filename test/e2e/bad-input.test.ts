@@ -375,9 +375,11 @@ describe('bad input', () => {
       assert.ok(!xml.includes('zcolour'), xml);
     });
 
-    test('the answer carries no permissive CORS headers the other methods do not send', async () => {
+    test('from a page of another site: refused, with no permissive CORS headers, nothing changed', async () => {
       const res = await raw(gw.url, 'PROPPATCH', '/file.txt', { 'content-type': 'application/xml', origin: 'http://evil.example' }, update('black'));
-      assert.equal(res.status, 207);
+      assert.equal(res.status, 403);
+      const pf = await raw(gw.url, 'PROPFIND', '/file.txt', { depth: '0' }, propfindColour);
+      assert.match(pf.body.toString(), />blue</);
       assert.equal(res.headers['access-control-allow-origin'], undefined);
       assert.equal(res.headers['access-control-allow-credentials'], undefined);
       assert.doesNotMatch(String(res.headers.server ?? ''), /webdav-server/);

@@ -52,6 +52,7 @@ async function corrupt(file: string): Promise<void> {
 }
 
 interface Stats { running: boolean; bytes: number; blocks: number; limitBytes: number; nodes: number | null; blockHitRatio: number | null; oldestBlockUsedAt: string | null }
+interface Usage { path: string; kind: string; files: number; bytes: number; cachedBytes: number; cachedFiles: number }
 interface Report { blocks: number; ok: number; corrupt: string[]; missing: string[]; orphans: string[] }
 
 const BLOCK = 64 * 1024;
@@ -94,6 +95,11 @@ describe('davgate cache CLI', () => {
       assert.equal(s.blocks, 0);
       assert.equal(s.oldestBlockUsedAt, null);
       assert.equal(s.limitBytes, 10 * 1024 ** 3);
+    });
+
+    test('stats PATH of a stopped cache: nothing of the tree is cached yet', async () => {
+      const u = await json<Usage>(['cache', 'stats', '/tree', ...base]);
+      assert.deepEqual(u, { path: '/tree', kind: 'dir', files: 2, bytes: 2 * BLOCK + 6, cachedBytes: 0, cachedFiles: 0 });
     });
 
     test('warm reads the whole tree into the cache', async () => {
@@ -169,6 +175,19 @@ describe('davgate cache CLI', () => {
       assert.ok((s.nodes ?? 0) >= 1);
       assert.equal(typeof s.blockHitRatio, 'number');
       assert.equal(readFileSync(join(cache, 'LOCK'), 'utf8').trim(), String(gw.pid), 'the CLI took the cache from the gateway');
+    });
+
+    test('stats PATH through the gateway: what is cached of one file and of a tree', async () => {
+      await json(['cache', 'purge', ...base]);
+      const res = await fetch(gw.url + 'tree/deeper/c.txt');
+      assert.equal(await res.text(), 'hello\n');
+      await fetch(gw.url + 'a.bin', { headers: { range: 'bytes=0-10' } }).then((r) => r.arrayBuffer());
+      await new Promise((r) => setTimeout(r, 200)); // the block is written to disk after it was served
+      assert.deepEqual(await json<Usage>(['cache', 'stats', '/tree', ...base]), { path: '/tree', kind: 'dir', files: 2, bytes: 2 * BLOCK + 6, cachedBytes: 6, cachedFiles: 1 });
+      assert.deepEqual(await json<Usage>(['cache', 'stats', '/a.bin', ...base]), { path: '/a.bin', kind: 'file', files: 1, bytes: 3 * BLOCK + 100, cachedBytes: BLOCK, cachedFiles: 0 });
+      const text = await davgate(['cache', 'stats', '/a.bin', ...base]);
+      assert.match(text.stdout, /cached +64\.0 KiB of 192\.1 KiB \(33\.3 %\)/);
+      assert.notEqual((await davgate(['cache', 'stats', '/nothing-here', ...base])).code, 0);
     });
 
     test('warm through the gateway, then verify and repair a block damaged under it', async () => {

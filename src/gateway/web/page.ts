@@ -4,7 +4,8 @@ import { encodeHref, nameOf } from '../../davpath.js';
 import { escapeXml } from '../xml.js';
 import { textOf } from '../node-text.js';
 import { identityOf, type GatewayContext } from '../request.js';
-import { clientGone, writeChunk } from '../drain.js';
+import { clientGone } from '../drain.js';
+import { startBody } from '../compress.js';
 import { ASSET_PREFIX, PAGE_SECURITY_HEADERS } from './assets.js';
 
 // The file manager a browser gets at a collection URL: the listing rendered on the server
@@ -91,21 +92,18 @@ export async function sendPage(ctx: GatewayContext, req: FastifyRequest, reply: 
   const writable = !(req.davUser?.readOnly ?? false);
   reply.hijack();
   const res = reply.raw;
-  res.writeHead(200, {
-    'content-type': 'text/html; charset=utf-8',
-    'cache-control': 'no-cache',
-    'vary': 'Accept, Authorization',
-    ...PAGE_SECURITY_HEADERS,
-  });
-  if (req.method === 'HEAD') { res.end(); return; }
+  const headers = { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache', 'vary': 'Authorization', ...PAGE_SECURITY_HEADERS };
+  if (req.method === 'HEAD') { res.writeHead(200, headers).end(); return; }
+  const body = startBody(req.headers['accept-encoding'], res, 200, headers);
   try {
-    res.write(head(node, writable));
+    let out = head(node, writable);
     let n = 0;
     for await (const child of ctx.cache.list(node, identityOf(req))) {
       n++;
-      await writeChunk(res, row(ctx, child, writable));
+      out += row(ctx, child, writable);
+      if (out.length >= 65536) { await body.write(out); out = ''; } // batched, like PROPFIND
     }
-    res.end(`</tbody></table>${n === 0 ? '<p class="empty">This folder is empty.</p>' : ''}\n</main></body></html>\n`);
+    body.end(out + `</tbody></table>${n === 0 ? '<p class="empty">This folder is empty.</p>' : ''}\n</main></body></html>\n`);
   } catch (err) {
     if (clientGone(res)) req.log.debug({ err }, 'page ended by the client');
     else req.log.warn({ err }, 'page aborted');
