@@ -110,6 +110,13 @@ export const configSchema = z.object({
     listingEntries: z.number().int().min(0).default(100_000),
     /** Node records held in memory (the only ones that can be fresh); ~500 bytes each. */
     nodeEntries: z.number().int().min(1000).default(100_000),
+    /** Cache policy per path prefix or glob; the first rule that matches decides (cachemgr/policy.ts). */
+    rules: z.array(z.object({
+      path: z.string().min(1),
+      ttl: duration.optional(),
+      bypass: z.boolean().optional(),
+      maxFileSize: byteSize.optional(),
+    }).strict()).default([]),
   }).strict().default({}),
   listen: hostPort.default('127.0.0.1:8080'),
   admin: z.object({

@@ -13,6 +13,7 @@ import { cachedBytes, invalidate, purge, residency } from './maintenance.js';
 import type { InvalidationBus } from './bus.js';
 import { parentOf } from '../davpath.js';
 import { splicedBody, splicedSize } from './splice.js';
+import { CachePolicy, type CacheRule } from './policy.js';
 
 export type { Node } from './nodetable.js';
 export type { BlockSink } from './range-reader.js';
@@ -49,6 +50,8 @@ export interface CacheOptions {
   nodeEntries?: number;
   /** How long a failing cache disk is bypassed before the next try (default 30 s). */
   diskRetryAfter?: number;
+  /** Cache policy per path (policy.ts); the first rule that matches decides. */
+  rules?: readonly CacheRule[];
 }
 
 export interface CacheEvents {
@@ -78,9 +81,12 @@ export class CacheManager {
       if (bypassed) metrics?.cacheDiskBypasses.inc();
       events?.onDiskBypass?.(bypassed, err);
     });
-    const fetcher = new BlockFetcher(upstream, blocks, opts, diskHealth, (key) => table.forget(key), metrics);
+    const policy = new CachePolicy(opts.rules ?? [], opts.ttl);
+    const cacheable = (path: string, size: number) => policy.cacheable(path, size);
+    const fetcher = new BlockFetcher(upstream, blocks, { ...opts, cacheable }, diskHealth, (key) => table.forget(key), metrics);
     this.#fetcher = fetcher;
-    this.#nodes = new NodeRecords(upstream, table, opts, (key, keep) => fetcher.dropBlocks(key, keep), metrics);
+    const ttlFor = (path: string) => policy.ttlFor(path);
+    this.#nodes = new NodeRecords(upstream, table, { ...opts, ttlFor, maxTtl: policy.maxTtl }, (key, keep) => fetcher.dropBlocks(key, keep), metrics);
     this.#reader = new RangeReader(fetcher, metrics);
     this.#bus = bus;
     this.#writer = new WriteThrough(this.#nodes, blocks, metrics, (paths) => this.announce(paths));

@@ -42,6 +42,8 @@ export interface FetcherOptions {
   /** Memory tier for small blocks: total bytes, and the largest block kept there. */
   memoryBytes: number;
   memoryMaxBlockBytes: number;
+  /** May the data of this file be kept (cache policy)? Else it is read through, every time. */
+  cacheable?: (path: string, size: number) => boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -78,6 +80,7 @@ export class BlockFetcher {
   readonly #reclaimer: MemoryReclaimer;
   /** Consecutive blocks fetched in one upstream read (the upstream's preferredReadBytes). */
   readonly #spanBlocks: number;
+  readonly #cacheable: (path: string, size: number) => boolean;
 
   constructor(upstream: Upstream, blocks: BlockStore, opts: FetcherOptions, diskHealth: DiskHealth, onChanged: (key: string) => void, metrics?: Metrics) {
     this.upstream = upstream;
@@ -92,6 +95,7 @@ export class BlockFetcher {
     this.#metrics = metrics;
     this.#limit = pLimit(opts.maxInflightFetches);
     this.#spanBlocks = Math.max(1, Math.floor((upstream.preferredReadBytes ?? 0) / opts.blockSize));
+    this.#cacheable = opts.cacheable ?? (() => true);
     this.#memory = opts.memoryBytes > 0 ? new LRUCache<string, Buffer>({ maxSize: opts.memoryBytes, sizeCalculation: (b) => Math.max(1, b.length) }) : undefined;
     this.#reclaimer = new MemoryReclaimer(8 * opts.blockSize, () => this.#installing.size === 0 && this.#arriving.size === 0,
       () => this.buffers.trim());
@@ -145,7 +149,7 @@ export class BlockFetcher {
     if (at === 'disk') {
       const buf = await this.blocks.read(node.key, node.version, index, length);
       if (buf) {
-        this.#keepInMemory(id, buf);
+        this.#keepInMemory(node, id, buf);
         this.#metrics?.blockLookup('hit');
         this.#metrics?.served('cache', buf.length);
         return buf;
@@ -157,7 +161,7 @@ export class BlockFetcher {
     const { promise, joined } = this.#flight.run(id, () => this.#fetch(node, index, [id], [length], identity)[0]!);
     this.#metrics?.blockLookup(joined ? 'join' : 'miss');
     const buf = await promise;
-    this.#keepInMemory(id, buf);
+    this.#keepInMemory(node, id, buf);
     this.#metrics?.served(joined ? 'cache' : 'upstream', buf.length);
     return buf;
   }
@@ -251,8 +255,8 @@ export class BlockFetcher {
    * open/read/close per request costs more than the request itself. Keyed like the block
    * files, by version, so it can never serve an old version.
    */
-  #keepInMemory(id: string, buf: Buffer): void {
-    if (this.#memory && buf.length <= this.memoryMaxBlockBytes) this.#memory.set(id, buf);
+  #keepInMemory(node: Node, id: string, buf: Buffer): void {
+    if (this.#memory && buf.length <= this.memoryMaxBlockBytes && this.#cacheable(node.path, node.size)) this.#memory.set(id, buf);
   }
 
   /**
@@ -312,7 +316,7 @@ export class BlockFetcher {
    * install still served the bytes). Until installed, the block is answered from memory.
    */
   #install(node: Node, index: number, id: string, data: Buffer): Promise<void> {
-    if (this.#diskHealth.bypassed) return Promise.resolve();
+    if (this.#diskHealth.bypassed || !this.#cacheable(node.path, node.size)) return Promise.resolve();
     this.#installing.set(id, data);
     const done = this.blocks.install(node.key, node.version, index, data).then(
       () => this.#diskHealth.succeeded(),

@@ -13,9 +13,13 @@ export class ListingCache {
   /** Bumped by every forget: a listing that was running meanwhile may miss that change. */
   #epoch = 0;
 
-  constructor(maxEntries: number, ttl: number) {
+  readonly #ttlFor: (path: string) => number;
+
+  /** `ttlFor`: how long the listing of a directory is kept (0: not at all). */
+  constructor(maxEntries: number, ttlFor: (path: string) => number) {
     this.#maxEntries = maxEntries;
-    this.#lru = new LRUCache({ maxSize: maxEntries, sizeCalculation: (l) => l.nodes.length + 1, ttl });
+    this.#ttlFor = ttlFor;
+    this.#lru = new LRUCache({ maxSize: maxEntries, sizeCalculation: (l) => l.nodes.length + 1 });
   }
 
   get(key: string): readonly Node[] | undefined {
@@ -36,7 +40,8 @@ export class ListingCache {
         if (nodes.length >= this.#maxEntries) nodes = undefined;
       },
       commit: () => {
-        if (nodes && epoch === this.#epoch) this.#lru.set(key, { path, nodes });
+        const ttl = this.#ttlFor(path);
+        if (nodes && epoch === this.#epoch && ttl > 0) this.#lru.set(key, { path, nodes }, { ttl });
       },
     };
   }

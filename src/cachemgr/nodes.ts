@@ -17,6 +17,10 @@ import { metered, upstreamResultOf } from './metered.js';
 
 export interface NodeOptions {
   ttl: number;
+  /** The TTL of one path, when rules set it per path (cache policy); else `ttl` everywhere. */
+  ttlFor?: (path: string) => number;
+  /** The longest of those TTLs. */
+  maxTtl?: number;
   /** Entries of listings kept for the TTL (0: every listing goes upstream). */
   listingEntries: number;
 }
@@ -30,7 +34,7 @@ export type ObsoleteBlocks = (key: string, keepVersion?: string) => Promise<void
 export class NodeRecords {
   readonly upstream: Upstream;
   readonly table: NodeTable;
-  readonly #ttl: number;
+  readonly #ttlFor: (path: string) => number;
   readonly #metrics: Metrics | undefined;
   readonly #obsolete: ObsoleteBlocks;
   readonly #statFlight = new SingleFlight<Node>();
@@ -42,11 +46,13 @@ export class NodeRecords {
   constructor(upstream: Upstream, table: NodeTable, opts: NodeOptions, obsolete: ObsoleteBlocks, metrics?: Metrics) {
     this.upstream = upstream;
     this.table = table;
-    this.#ttl = opts.ttl;
+    const ttl = opts.ttl;
+    this.#ttlFor = opts.ttlFor ?? (() => ttl);
     this.#obsolete = obsolete;
     this.#metrics = metrics;
-    this.#missing = opts.ttl > 0 ? new LRUCache({ max: 10_000, ttl: opts.ttl }) : undefined;
-    this.#listings = opts.ttl > 0 && opts.listingEntries > 0 ? new ListingCache(opts.listingEntries, opts.ttl) : undefined;
+    const maxTtl = Math.max(opts.maxTtl ?? 0, ttl);
+    this.#missing = maxTtl > 0 ? new LRUCache({ max: 10_000, ttl: maxTtl }) : undefined;
+    this.#listings = maxTtl > 0 && opts.listingEntries > 0 ? new ListingCache(opts.listingEntries, this.#ttlFor) : undefined;
   }
 
   keyOf(path: string, identity: Identity): string {
@@ -82,13 +88,13 @@ export class NodeRecords {
   /** The record of `path` (this exact spelling) when it is fresh within the TTL: no await, no upstream. */
   peekFresh(path: string, identity: Identity): Node | undefined {
     const cached = this.table.peek(this.keyOf(path, identity));
-    return cached && Date.now() - cached.checkedAt < this.#ttl ? cached : undefined;
+    return cached && Date.now() - cached.checkedAt < this.#ttlFor(path) ? cached : undefined;
   }
 
   async #getnodeExact(path: string, identity: Identity): Promise<Node> {
     const key = this.keyOf(path, identity);
     const cached = this.table.peek(key);
-    if (cached && Date.now() - cached.checkedAt < this.#ttl) return cached;
+    if (cached && Date.now() - cached.checkedAt < this.#ttlFor(path)) return cached;
     // Absent within the TTL too: clients probe the same missing names over and over
     // (Finder: ._*, .DS_Store, .Spotlight-V100, ...); they cost no upstream round trip.
     if (this.#missing?.has(key)) throw new NotFoundError(path);
@@ -109,7 +115,8 @@ export class NodeRecords {
   async #statFailed(err: unknown, key: string, path: string, identity: Identity, cached: Node | undefined): Promise<Node | undefined> {
     if (err instanceof NotFoundError) {
       this.#metrics?.revalidations.inc({ result: 'gone' });
-      this.#missing?.set(key, path);
+      const ttl = this.#ttlFor(path);
+      if (ttl > 0) this.#missing?.set(key, path, { ttl });
       this.forgetParentListing(path, identity);
       await this.table.delete(key);
       void this.#obsolete(key);

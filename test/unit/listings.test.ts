@@ -8,7 +8,7 @@ import { cacheFixture } from '../helpers/cache-fixture.js';
 const node = (path: string): Node => ({ key: path, path, kind: 'file', size: 1, mtimeMs: 0, birthtimeMs: 0, validator: 'v', version: 'v', checkedAt: 0 });
 
 test('ListingCache keeps a listing that ran to the end, within its bound', () => {
-  const c = new ListingCache(3, 60_000);
+  const c = new ListingCache(3, () => 60_000);
   const a = c.collector('k/d', '/d');
   a.add(node('/d/x'));
   assert.equal(c.get('k/d'), undefined, 'not before commit');
@@ -21,7 +21,7 @@ test('ListingCache keeps a listing that ran to the end, within its bound', () =>
 });
 
 test('ListingCache: a forget while a listing runs keeps that listing out', () => {
-  const c = new ListingCache(100, 60_000);
+  const c = new ListingCache(100, () => 60_000);
   const a = c.collector('k/d', '/d');
   a.add(node('/d/x'));
   c.forget('k/other');
@@ -30,7 +30,7 @@ test('ListingCache: a forget while a listing runs keeps that listing out', () =>
 });
 
 test('ListingCache: forgetWhere matches directories by path; entries expire with the TTL', async () => {
-  const c = new ListingCache(100, 30);
+  const c = new ListingCache(100, () => 30);
   for (const p of ['/a', '/a/b', '/c']) { const col = c.collector('k' + p, p); col.commit(); }
   c.forgetWhere((p) => p.startsWith('/a'));
   assert.equal(c.get('k/a'), undefined);
