@@ -116,7 +116,10 @@ export const configSchema = z.object({
       ttl: duration.optional(),
       bypass: z.boolean().optional(),
       maxFileSize: byteSize.optional(),
+      pin: z.boolean().optional(),
     }).strict()).default([]),
+    /** Bytes of block files pinned files may hold; default half of maxBytes. */
+    pinnedMaxBytes: byteSize.optional(),
   }).strict().default({}),
   listen: hostPort.default('127.0.0.1:8080'),
   admin: z.object({

@@ -22,6 +22,8 @@ export interface MetricSources {
   activeLocks?(): number | undefined | Promise<number | undefined>;
   nodes?(): number;
   memoryTierBytes?(): number;
+  pinnedBytes?(): number;
+  pinnedLimitBytes?(): number;
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -156,6 +158,8 @@ export class Metrics {
     live('davgate_webdav_locks', 'WebDAV locks held now (unexpired)', async () => (await this.#sources.activeLocks?.()) ?? 0);
     live('davgate_cache_nodes', 'Node records held in memory', () => this.#sources.nodes?.() ?? 0);
     live('davgate_cache_memory_tier_bytes', 'Bytes of small blocks held in the memory tier', () => this.#sources.memoryTierBytes?.() ?? 0);
+    live('davgate_cache_pinned_bytes', 'Bytes of block files of pinned files (never evicted)', () => this.#sources.pinnedBytes?.() ?? 0);
+    live('davgate_cache_pinned_limit_bytes', 'Limit of the bytes pinned files may hold (cache.pinnedMaxBytes)', () => this.#sources.pinnedLimitBytes?.() ?? 0);
     const disk = (name: string, help: string, pick: (s: { bavail: number; blocks: number; bsize: number }) => number) => live(name, help, async () => {
       if (!this.#cacheDir) return undefined;
       const s = await statfs(this.#cacheDir).catch(() => undefined);

@@ -8,6 +8,7 @@ import { BlockReader, CHUNK, blockFileName, checksumTable, readChecksumTable, wr
 import { LockFile } from './lockfile.js';
 import { INDEX_FILE, loadIndex, removeIndex, saveIndex } from './blockindex.js';
 import { scanBlockFiles, strayShards } from './blockscan.js';
+import { PinnedKeys } from './pinned-keys.js';
 
 export { BlockReader, CHUNK } from './blockfile.js';
 
@@ -59,6 +60,8 @@ export class BlockStore {
   readonly #blocks = new Map<string, BlockMeta>();
   /** Blocks per node key, so a node's blocks can be dropped or re-keyed without a scan. */
   readonly #byKey = new Map<string, Set<string>>();
+  /** Keys of pinned files: never evicted. */
+  readonly pinned = new PinnedKeys();
   #bytes = 0;
   #reserved = 0;
   readonly #lock: LockFile;
@@ -157,9 +160,10 @@ export class BlockStore {
   #add(b: BlockMeta): void {
     const id = blockId(b.key, b.version, b.index);
     const old = this.#blocks.get(id);
-    if (old) { this.#bytes -= old.size; this.#blocks.delete(id); }
+    if (old) { this.#bytes -= old.size; this.#blocks.delete(id); this.pinned.counted(old.key, -old.size); }
     this.#blocks.set(id, b);
     this.#bytes += b.size;
+    this.pinned.counted(b.key, b.size);
     let set = this.#byKey.get(b.key);
     if (!set) this.#byKey.set(b.key, (set = new Set()));
     set.add(id);
@@ -170,6 +174,7 @@ export class BlockStore {
     if (!b) return undefined;
     this.#blocks.delete(id);
     this.#bytes -= b.size;
+    this.pinned.counted(b.key, -b.size);
     const set = this.#byKey.get(b.key);
     set?.delete(id);
     if (set && set.size === 0) this.#byKey.delete(b.key);
@@ -179,6 +184,13 @@ export class BlockStore {
   #changed(): void {
     if (this.#opened) this.#changedSinceOpen = true;
     this.#events.onChange?.(this.#bytes, this.#blocks.size);
+  }
+
+  /** Pin (or unpin) the blocks of node `key`, those cached now and those to come. */
+  pinKey(key: string, on: boolean): void {
+    const sizes = [...(this.#byKey.get(key) ?? [])].map((id) => this.#blocks.get(id)!.size);
+    if (on) this.pinned.add(key, sizes);
+    else this.pinned.delete(key, sizes);
   }
 
   /** Any block of this node key cached? */
@@ -287,7 +299,7 @@ export class BlockStore {
     const victims: BlockMeta[] = [];
     for (const [id, b] of this.#blocks) {
       if (this.#bytes + this.#reserved <= this.#low) break;
-      if (b.pins > 0) continue;
+      if (b.pins > 0 || this.pinned.has(b.key)) continue;
       this.#forget(id);
       victims.push(b);
     }

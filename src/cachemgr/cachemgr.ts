@@ -14,6 +14,7 @@ import type { InvalidationBus } from './bus.js';
 import { parentOf } from '../davpath.js';
 import { splicedBody, splicedSize } from './splice.js';
 import { CachePolicy, type CacheRule } from './policy.js';
+import { Pins } from './pins.js';
 
 export type { Node } from './nodetable.js';
 export type { BlockSink } from './range-reader.js';
@@ -52,6 +53,8 @@ export interface CacheOptions {
   diskRetryAfter?: number;
   /** Cache policy per path (policy.ts); the first rule that matches decides. */
   rules?: readonly CacheRule[];
+  /** Bytes of block files pinned files may hold (default: half of maxBytes). */
+  pinnedMaxBytes?: number;
 }
 
 export interface CacheEvents {
@@ -69,6 +72,8 @@ export class CacheManager {
   readonly #reader: RangeReader;
   readonly #writer: WriteThrough;
   readonly #bus: InvalidationBus | undefined;
+  /** Pinned paths: never evicted, warmed at start (by the gateway) and after each change. */
+  readonly pins: Pins;
 
   private constructor(upstream: Upstream, opts: CacheOptions, blocks: BlockStore, table: NodeTable, metrics?: Metrics, events?: CacheEvents, bus?: InvalidationBus) {
     this.upstream = upstream;
@@ -85,6 +90,7 @@ export class CacheManager {
     const cacheable = (path: string, size: number) => policy.cacheable(path, size);
     const fetcher = new BlockFetcher(upstream, blocks, { ...opts, cacheable }, diskHealth, (key) => table.forget(key), metrics);
     this.#fetcher = fetcher;
+    this.pins = new Pins(this, policy, opts.dir, opts.pinnedMaxBytes ?? Math.floor(opts.maxBytes / 2));
     const ttlFor = (path: string) => policy.ttlFor(path);
     this.#nodes = new NodeRecords(upstream, table, { ...opts, ttlFor, maxTtl: policy.maxTtl }, (key, keep) => fetcher.dropBlocks(key, keep), metrics);
     this.#reader = new RangeReader(fetcher, metrics);
@@ -116,7 +122,9 @@ export class CacheManager {
     await blocks.open();
     try {
       const table = await NodeTable.open(opts.nodeTable, opts.dir, opts.nodeEntries);
-      return new CacheManager(upstream, opts, blocks, table, metrics, events, bus);
+      const cache = new CacheManager(upstream, opts, blocks, table, metrics, events, bus);
+      await cache.pins.load();
+      return cache;
     } catch (err) {
       await blocks.close();
       throw err;
@@ -187,8 +195,15 @@ export class CacheManager {
     return cachedBytes(this.#fetcher, node);
   }
 
-  write(path: string, body: Readable, size: number | undefined, identity: Identity = SHARED): Promise<Node> {
-    return this.#writer.write(path, body, size, identity);
+  async write(path: string, body: Readable, size: number | undefined, identity: Identity = SHARED): Promise<Node> {
+    const node = await this.#writer.write(path, body, size, identity);
+    this.pins.changed([path]);
+    return node;
+  }
+
+  /** Are the blocks of this file pinned? */
+  isPinned(node: Node): boolean {
+    return this.#blocks.pinned.has(node.key);
   }
 
   /**
@@ -210,12 +225,14 @@ export class CacheManager {
     return this.#writer.remove(path, identity);
   }
 
-  move(from: string, to: string, overwrite: boolean, identity: Identity = SHARED): Promise<void> {
-    return this.#writer.move(from, to, overwrite, identity);
+  async move(from: string, to: string, overwrite: boolean, identity: Identity = SHARED): Promise<void> {
+    await this.#writer.move(from, to, overwrite, identity);
+    this.pins.changed([to]);
   }
 
-  copy(from: string, to: string, overwrite: boolean, shallow: boolean, identity: Identity = SHARED): Promise<void> {
-    return this.#writer.copy(from, to, overwrite, shallow, identity);
+  async copy(from: string, to: string, overwrite: boolean, shallow: boolean, identity: Identity = SHARED): Promise<void> {
+    await this.#writer.copy(from, to, overwrite, shallow, identity);
+    this.pins.changed([to]);
   }
 
   quota(path: string, identity: Identity = SHARED): Promise<Quota | undefined> {
@@ -230,6 +247,7 @@ export class CacheManager {
   async invalidate(prefix: string): Promise<number> {
     const n = await invalidate(this.#nodes, this.#fetcher, prefix);
     await this.announce([prefix]);
+    this.pins.changed([prefix]);
     return n;
   }
 
@@ -247,6 +265,7 @@ export class CacheManager {
       await invalidate(this.#nodes, this.#fetcher, p);
       if (p !== '/') this.#nodes.forgetRecordsAt(parentOf(p));
     }
+    this.pins.changed(paths);
   }
 
   /** Drop the blocks and records of `path` and everything under it; the nodes dropped. */
@@ -260,6 +279,7 @@ export class CacheManager {
   }
 
   async close(): Promise<void> {
+    this.pins.close();
     await this.flush();
     await this.#table.close();
     await this.#blocks.close();

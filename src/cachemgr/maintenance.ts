@@ -128,6 +128,8 @@ export interface WarmOptions {
   concurrency: number;
   onStart?(files: number, totalBytes: number): void;
   onProgress?(doneBytes: number, totalBytes: number): void;
+  /** Only the files this accepts (asked once per file and walk). */
+  select?(file: Node): boolean;
 }
 
 /** Files at or under a node, depth first, streamed (a tree is never held in memory). */
@@ -144,11 +146,13 @@ async function* filesUnder(cache: CacheManager, node: Node): AsyncGenerator<Node
 export async function warm(cache: CacheManager, path: string, opts: WarmOptions): Promise<WarmProgress> {
   const root = await cache.getnode(path);
   const progress: WarmProgress = { files: 0, totalBytes: 0, doneBytes: 0, failed: [] };
-  for await (const f of filesUnder(cache, root)) { progress.files++; progress.totalBytes += f.size; }
+  const selected = (f: Node) => !opts.select || opts.select(f);
+  for await (const f of filesUnder(cache, root)) if (selected(f)) { progress.files++; progress.totalBytes += f.size; }
   opts.onStart?.(progress.files, progress.totalBytes);
   const limit = pLimit(opts.concurrency);
   const running = new Set<Promise<void>>();
   for await (const f of filesUnder(cache, root)) {
+    if (!selected(f)) continue;
     const job: Promise<void> = limit(async () => {
       let read = 0;
       const count: BlockSink = {

@@ -11,9 +11,22 @@ export interface CacheRule {
   readonly ttl?: number;
   readonly bypass?: boolean;
   readonly maxFileSize?: number;
+  /** Never evicted; read into the cache at start and again after each change. */
+  readonly pin?: boolean;
 }
 
 const GLOB = /[*?[\]{}!]/;
+
+/** Where a walk for the files a rule matches starts: its prefix, or a glob's segments before the first wildcard. */
+export function ruleRoot(pattern: string): string {
+  const segments = pattern.replace(/^\/+/, '').split('/');
+  const fixed: string[] = [];
+  for (const seg of GLOB.test(pattern) ? segments.slice(0, -1) : segments) {
+    if (GLOB.test(seg)) break;
+    if (seg) fixed.push(seg);
+  }
+  return '/' + fixed.join('/');
+}
 
 function matcher(pattern: string): (path: string) => boolean {
   if (GLOB.test(pattern)) {
@@ -46,6 +59,16 @@ export class CachePolicy {
   ttlFor(path: string): number {
     if (this.#rules.length === 0) return this.#ttl; // the hot path: no rules, no lookup
     return this.ruleFor(path)?.ttl ?? this.#ttl;
+  }
+
+  /** Pinned by a rule? */
+  pinned(path: string): boolean {
+    return this.#rules.length > 0 && this.ruleFor(path)?.pin === true;
+  }
+
+  /** Where the files of pin rules are found. */
+  pinRoots(): string[] {
+    return this.#rules.filter((r) => r.rule.pin).map((r) => ruleRoot(r.rule.path));
   }
 
   /** May the data of the file at `path` (`size` bytes) be kept (disk and memory tier)? */

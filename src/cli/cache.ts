@@ -7,6 +7,7 @@ import { ConfigError } from '../errors.js';
 import { BlockStore } from '../cachemgr/blockstore.js';
 import { CacheManager } from '../cachemgr/cachemgr.js';
 import { blockStats, cacheUsage, warm, type CacheStats, type CacheUsage, type WarmProgress } from '../cachemgr/maintenance.js';
+import type { PinStatus } from '../cachemgr/pins.js';
 import { verifyBlocks, type VerifyReport } from '../cachemgr/verify.js';
 import { canonicalPath } from '../davpath.js';
 import { openUpstream } from '../upstream/index.js';
@@ -219,6 +220,20 @@ async function warmCmd(path: string, o: Record<string, unknown>): Promise<void> 
   if (result.failed.length) process.exitCode = 1;
 }
 
+async function pinCmd(on: boolean, path: string, o: Record<string, unknown>): Promise<void> {
+  const config = configFrom(o);
+  const p = canonicalPath(path);
+  const url = await runningGateway(config, o);
+  const status = url
+    ? await admin(url, 'POST', `/cache/${on ? 'pin' : 'unpin'}?path=${encodeURIComponent(p)}`) as PinStatus
+    : await withCacheManager(config, async (c) => { await (on ? c.pins.add(p) : c.pins.remove(p)); return c.pins.status(); });
+  print(o, status, [
+    `${on ? 'pinned' : 'unpinned'} ${p}${url ? '' : '  (no gateway running: it reads the pins at start)'}`,
+    `pinned      ${bytes(status.pinnedBytes)} of ${bytes(status.limitBytes)} allowed, ${status.pinnedFiles} files${status.overLimit ? `, ${status.overLimit} over the limit (cached, not pinned)` : ''}`,
+    `paths       ${status.paths.join(', ') || '-'}  (and the rules with pin: true)`,
+  ].join('\n'));
+}
+
 /** `davgate reload`: the running gateway re-reads its TLS certificate and key. */
 export function reloadCommand(): Command {
   return withConfigOptions(new Command('reload').description('make the running gateway re-read its TLS certificate and key (like SIGHUP)'))
@@ -244,6 +259,10 @@ export function cacheCommand(): Command {
     .action((o: Record<string, unknown>) => verify(o));
   sub('purge', 'drop cached data: of PATH and below, or everything').argument('[path]', 'a file or folder, as a WebDAV path (e.g. /photos)')
     .action((path: string | undefined, o: Record<string, unknown>) => purge(path, o));
+  sub('pin', 'keep a file or a tree in the cache: never evicted, read again after each change').argument('<path>', 'a file or folder, as a WebDAV path')
+    .action((path: string, o: Record<string, unknown>) => pinCmd(true, path, o));
+  sub('unpin', 'let a pinned file or tree be evicted again').argument('<path>', 'a file or folder, as a WebDAV path')
+    .action((path: string, o: Record<string, unknown>) => pinCmd(false, path, o));
   sub('warm', 'read a file or a tree into the cache').argument('<path>', 'a file or folder, as a WebDAV path').option('--concurrency <n>', 'files read at once', '4')
     .action((path: string, o: Record<string, unknown>) => warmCmd(path, o));
   return cache;

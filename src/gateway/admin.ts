@@ -149,6 +149,18 @@ function addCacheRoutes(app: FastifyInstance, cache: CacheManager, metrics: Metr
     if ((req.query as { path?: string }).path !== undefined) return cacheUsage(cache, pathParam(req.query));
     return { ...blockStats(cache.blockStore), running: true, nodes: cache.nodeCount, ...await ratios(metrics) };
   });
+  app.get('/cache/pins', async () => cache.pins.status());
+  // Pinning reads the files in before it answers (as warm does), so the answer's figures are true.
+  app.post('/cache/pin', async (req) => {
+    const path = pathParam(req.query);
+    await cache.getnode(path); // a missing path is a 404
+    await cache.pins.add(path);
+    return cache.pins.status();
+  });
+  app.post('/cache/unpin', async (req) => {
+    await cache.pins.remove(pathParam(req.query));
+    return cache.pins.status();
+  });
   app.post('/cache/purge', async (req) => {
     const q = req.query as { path?: string };
     if (q.path === undefined) return { purgedBlocks: await cache.blockStore.dropAll(), invalidated: await cache.invalidate('/') };

@@ -76,6 +76,8 @@ function observeGauges(ctx: GatewayContext, upstream: Upstream): void {
     activeLocks: () => state.activeLocks().catch(() => undefined),
     nodes: () => cache.nodeCount,
     memoryTierBytes: () => cache.memoryTierBytes,
+    pinnedBytes: () => cache.blockStore.pinned.bytes,
+    pinnedLimitBytes: () => cache.pins.limitBytes,
   });
 }
 
@@ -223,6 +225,9 @@ export async function buildGateway(config: Config, upstream: Upstream, opts: Gat
     notReady: opts.shared?.notReady.bind(opts.shared),
   });
   const watcher = watchUpstream(config, storeChanged, webdav.log);
+  // Pinned files are read into the cache now, in the background; a failure is logged, not fatal.
+  cache.pins.onError = (err, path) => webdav.log.warn({ err, path }, 'reading a pinned file into the cache failed');
+  void cache.pins.warm();
   return {
     app: webdav, admin, cache, metrics, reload, invalidateLocally,
     async close() {

@@ -140,7 +140,7 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
     extras.quota = await ctx.cache.quota(path, identity).catch(() => undefined);
   }
   if (request.kind === 'prop' && request.props.some((p) => p.ns === DAVGATE_NS && p.local === 'cache')) {
-    extras.cacheOf = (n) => cacheXml(ctx.cache.cachedBytes(n), n.size);
+    extras.cacheOf = (n) => cacheXml(ctx.cache.cachedBytes(n), n.size, ctx.cache.isPinned(n));
   }
   // The listing is started before the status is sent, so an upstream that cannot list
   // (down, gone) is still a proper 502/504/404, not a cut connection.

@@ -81,6 +81,7 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   let node = await receiveBody(ctx, req, reply, async (body) => {
     if (!check) return ctx.cache.write(path, body, size, identity);
     body.once('error', (err) => check.destroy(err));
+    check.on('error', () => {}); // the write fails with it (check.errored); the upstream may have stopped listening
     try {
       return await ctx.cache.write(path, body.pipe(check), size, identity);
     } catch (err) {

@@ -207,6 +207,18 @@ describe('davgate cache CLI', () => {
       assert.deepEqual(Buffer.from(await res.arrayBuffer()), files['tree/b.bin']);
     });
 
+    test('pin and unpin through the gateway: read in, kept in pins.json, reported', async () => {
+      const pinned = await json<{ paths: string[]; pinnedFiles: number; pinnedBytes: number }>(['cache', 'pin', '/tree', ...base]);
+      assert.deepEqual(pinned.paths, ['/tree']);
+      assert.equal(pinned.pinnedFiles, 2);
+      assert.equal(pinned.pinnedBytes > 2 * BLOCK, true, 'both files read in (with their checksum tables)');
+      assert.deepEqual(JSON.parse(readFileSync(join(cache, 'pins.json'), 'utf8')), { paths: ['/tree'] });
+      const text = await davgate(['cache', 'unpin', '/tree', ...base]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /unpinned \/tree/);
+      assert.deepEqual(JSON.parse(readFileSync(join(cache, 'pins.json'), 'utf8')), { paths: [] });
+    });
+
     test('purge through the gateway empties the cache it holds', async () => {
       const p = await json<{ purgedBlocks: number }>(['cache', 'purge', ...base]);
       assert.ok(p.purgedBlocks >= 6);

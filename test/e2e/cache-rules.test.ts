@@ -69,3 +69,67 @@ describe('cache rules per path', () => {
     assert.ok(gw.upstream.count('list') <= 1, 'the root listing is kept for the default TTL');
   });
 });
+
+describe('pinned files', () => {
+  let gw: TestGateway;
+  const KiB = 1024;
+  before(async () => {
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const up = await mkdtemp(join(tmpdir(), 'davgate-pins-'));
+    await mkdir(join(up, 'keep'));
+    await mkdir(join(up, 'other'));
+    await writeFile(join(up, 'keep', 'a.bin'), Buffer.alloc(512 * KiB, 1));
+    await writeFile(join(up, 'keep', 'b.txt'), 'pinned too\n');
+    for (let i = 0; i < 6; i++) await writeFile(join(up, 'other', `f${i}.bin`), Buffer.alloc(512 * KiB, 10 + i));
+    gw = await startGateway({
+      cache: { blockSize: 64 * KiB, maxBytes: 2 * 1024 * KiB, highWatermark: 0.9, lowWatermark: 0.6, pinnedMaxBytes: 1024 * KiB, rules: [{ path: '/keep', pin: true }] },
+    }, { upstreamDir: up });
+  });
+  after(async () => { await gw?.close(); });
+
+  const cached = async (path: string) => gw.gateway.cache.cachedBytes(await gw.gateway.cache.getnode(path));
+  async function eventually(what: string, cond: () => Promise<boolean>): Promise<void> {
+    for (let i = 0; i < 100; i++) { if (await cond()) return; await new Promise((r) => setTimeout(r, 50)); }
+    assert.fail(what);
+  }
+  const metric = async (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(gw.adminUrl + 'metrics')).text())?.[1]);
+
+  test('a pin rule reads its files in at start; eviction never takes them', async () => {
+    await eventually('pinned files warmed at start', async () => (await cached('/keep/a.bin')) === 512 * KiB && (await cached('/keep/b.txt')) === 11);
+    for (let i = 0; i < 6; i++) await (await fetch(gw.url + `other/f${i}.bin`)).arrayBuffer(); // 3 MiB through a 2 MiB cache
+    await gw.gateway.cache.flush();
+    assert.ok(gw.gateway.cache.blockStore.bytes <= 2 * 1024 * KiB, 'the cache kept its limit');
+    assert.equal(await cached('/keep/a.bin'), 512 * KiB, 'the pinned file is whole');
+    assert.ok((await cached('/other/f0.bin')) < 512 * KiB, 'an unpinned file was evicted');
+    assert.ok(await metric('davgate_cache_pinned_bytes') >= 512 * KiB);
+    assert.equal(await metric('davgate_cache_pinned_limit_bytes'), 1024 * KiB);
+    const pf = await (await fetch(gw.url + 'keep/a.bin', { method: 'PROPFIND', headers: { depth: '0' },
+      body: '<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:G="urn:davgate"><D:prop><G:cache/></D:prop></D:propfind>' })).text();
+    assert.match(pf, /<pinned xmlns="urn:davgate">true<\/pinned>/);
+  });
+
+  test('a pinned file written through the gateway is read in again at once', async () => {
+    const res = await fetch(gw.url + 'keep/a.bin', { method: 'PUT', body: Buffer.alloc(300 * KiB, 9) });
+    assert.equal(res.status, 204);
+    await eventually('the new version warmed', async () => (await cached('/keep/a.bin')) === 300 * KiB);
+  });
+
+  test('pin and unpin at run time through the admin API; the limit is kept', async () => {
+    const pin = await fetch(gw.adminUrl + 'cache/pin?path=' + encodeURIComponent('/other/f5.bin'), { method: 'POST' });
+    assert.equal(pin.status, 200);
+    const status = await pin.json() as { paths: string[]; pinnedBytes: number; overLimit: number };
+    assert.deepEqual(status.paths, ['/other/f5.bin']);
+    assert.equal(await cached('/other/f5.bin'), 512 * KiB);
+    assert.ok(gw.gateway.cache.isPinned(await gw.gateway.cache.getnode('/other/f5.bin')));
+    const over = await (await fetch(gw.adminUrl + 'cache/pin?path=' + encodeURIComponent('/other/f4.bin'), { method: 'POST' })).json() as { overLimit: number; pinnedBytes: number };
+    assert.equal(over.overLimit, 1, 'a file past the pinned limit is cached, not pinned');
+    assert.ok(over.pinnedBytes <= 1024 * KiB);
+    assert.equal((await fetch(gw.adminUrl + 'cache/pin?path=/nothing', { method: 'POST' })).status, 404);
+    const unpin = await (await fetch(gw.adminUrl + 'cache/unpin?path=' + encodeURIComponent('/other/f5.bin'), { method: 'POST' })).json() as { paths: string[] };
+    assert.deepEqual(unpin.paths, ['/other/f4.bin']);
+    assert.ok(!gw.gateway.cache.isPinned(await gw.gateway.cache.getnode('/other/f5.bin')));
+    const { readFile } = await import('node:fs/promises');
+    assert.deepEqual(JSON.parse(await readFile(join(gw.cacheDir, 'pins.json'), 'utf8')), { paths: ['/other/f4.bin'] }, 'kept across restarts');
+  });
+});

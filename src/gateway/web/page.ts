@@ -77,7 +77,7 @@ function row(ctx: GatewayContext, child: Node, writable: boolean): string {
   const name = nameOf(child.path);
   const href = textOf(child).href;
   const link = dir ? `<a class="dir" href="${esc(href)}">${esc(name)}/</a>` : `<a href="${esc(href)}" download="${esc(name)}">${esc(name)}</a>`;
-  const cache = dir ? '' : cacheState(ctx.cache.cachedBytes(child), child.size);
+  const cache = dir ? '' : cacheState(ctx.cache.cachedBytes(child), child.size) + (ctx.cache.isPinned(child) ? ', pinned' : '');
   const actions = writable
     ? `<td class="actions"><button type="button" class="rename" aria-label="Rename ${esc(name)}">Rename</button> <button type="button" class="delete" aria-label="Delete ${esc(name)}">Delete</button></td>`
     : '';
