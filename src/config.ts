@@ -62,6 +62,8 @@ export const configSchema = z.object({
       secretAccessKey: z.string().optional(),
       quotaBytes: byteSize.optional(),
       partSize: byteSize.pipe(z.number().int().min(5 * MiB)).default(8 * MiB),
+      /** A single-part object's ETag is its MD5 (answered as oc:checksums); false for SSE-C/SSE-KMS buckets. */
+      etagIsMd5: z.boolean().default(true),
       /** Multipart uploads open longer than this are what a crash left: aborted at start-up and hourly. */
       abortUploadsAfter: duration.pipe(z.number().min(1000)).default(86_400_000),
       /**

@@ -92,7 +92,11 @@ export class CacheManager {
     this.#fetcher = fetcher;
     this.pins = new Pins(this, policy, opts.dir, opts.pinnedMaxBytes ?? Math.floor(opts.maxBytes / 2));
     const ttlFor = (path: string) => policy.ttlFor(path);
-    this.#nodes = new NodeRecords(upstream, table, { ...opts, ttlFor, maxTtl: policy.maxTtl }, (key, keep) => fetcher.dropBlocks(key, keep), metrics);
+    this.#nodes = new NodeRecords(upstream, table, { ...opts, ttlFor, maxTtl: policy.maxTtl }, (key, keep, path) => {
+      // A new version of a pinned file, found on revalidation: read it in again.
+      if (path !== undefined) this.pins.changed([path]);
+      return fetcher.dropBlocks(key, keep);
+    }, metrics);
     this.#reader = new RangeReader(fetcher, metrics);
     this.#bus = bus;
     this.#writer = new WriteThrough(this.#nodes, blocks, metrics, (paths) => this.announce(paths));

@@ -27,9 +27,10 @@ export interface NodeOptions {
 
 /**
  * Called when the blocks of node `key` are obsolete: all of them, or all but those of
- * `keepVersion`. The block side (read-ahead state, block store) is not ours to touch.
+ * `keepVersion` (a new version of the file at `path` was seen). The block side (read-ahead
+ * state, block store, pins) is not ours to touch.
  */
-export type ObsoleteBlocks = (key: string, keepVersion?: string) => Promise<void>;
+export type ObsoleteBlocks = (key: string, keepVersion?: string, path?: string) => Promise<void>;
 
 export class NodeRecords {
   readonly upstream: Upstream;
@@ -163,7 +164,7 @@ export class NodeRecords {
     };
     if (prev && prev.version !== node.version) {
       this.#metrics?.revalidations.inc({ result: 'changed' });
-      void this.#obsolete(key, node.version);
+      void this.#obsolete(key, node.version, node.path);
     } else if (prev) {
       this.#metrics?.revalidations.inc({ result: 'same' });
     }

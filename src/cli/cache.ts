@@ -8,6 +8,7 @@ import { BlockStore } from '../cachemgr/blockstore.js';
 import { CacheManager } from '../cachemgr/cachemgr.js';
 import { blockStats, cacheUsage, warm, type CacheStats, type CacheUsage, type WarmProgress } from '../cachemgr/maintenance.js';
 import type { PinStatus } from '../cachemgr/pins.js';
+import { formatBytes } from '../format.js';
 import { verifyBlocks, type VerifyReport } from '../cachemgr/verify.js';
 import { canonicalPath } from '../davpath.js';
 import { openUpstream } from '../upstream/index.js';
@@ -86,12 +87,7 @@ function progressBar(o: Record<string, unknown>, unit: string) {
   };
 }
 
-export function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
-}
+const bytes = formatBytes;
 
 const pct = (r: number | null) => (r === null ? '-' : `${(r * 100).toFixed(1)} %`);
 

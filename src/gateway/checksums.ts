@@ -72,9 +72,12 @@ export async function storeChecksums(state: DavState, path: string, etag: string
   await state.setProperties(path, props);
 }
 
-/** The oc:checksums value of a file whose ETag is `etag`, when its checksums are known. */
-export function checksumsXml(dead: ReadonlyMap<string, DeadProperty> | undefined, etag: string): string | undefined {
+/**
+ * The oc:checksums value of a file whose ETag is `etag`: the digests kept when it was written
+ * through davgate, else the MD5 its upstream knows (`md5`), else undefined.
+ */
+export function checksumsXml(dead: ReadonlyMap<string, DeadProperty> | undefined, etag: string, md5?: string): string | undefined {
   const record = dead?.get(KEY)?.xml;
-  if (!record?.startsWith(etag + ' ')) return undefined;
-  return `<checksum xmlns="${OC_NS}">${record.slice(etag.length + 1)}</checksum>`;
+  const sums = record?.startsWith(etag + ' ') ? record.slice(etag.length + 1) : md5 ? `MD5:${md5}` : undefined;
+  return sums && `<checksum xmlns="${OC_NS}">${sums}</checksum>`;
 }

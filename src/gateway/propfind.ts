@@ -30,6 +30,8 @@ export const DAVGATE_NS = 'urn:davgate';
 export interface PropfindExtras {
   quota?: { availableBytes: number; usedBytes: number };
   cacheOf?: (node: Node) => string | undefined;
+  /** The MD5 the upstream knows of a file (an S3 ETag), when it can. */
+  md5Of?: (node: Node) => string | undefined;
 }
 
 /** The `cache` property of a file: bytes held by this gateway, its size, and whether it is pinned. */
@@ -77,7 +79,7 @@ function liveValue(state: DavStateView, node: Node, t: NodeText, name: Live, ext
 function ownValue(node: Node, t: NodeText, p: { ns: string; local: string }, dead: ReadonlyMap<string, DeadProperty> | undefined, extras: PropfindExtras): string | undefined {
   if (node.kind !== 'file') return undefined;
   if (p.ns === DAVGATE_NS && p.local === 'cache') return extras.cacheOf?.(node);
-  if (p.ns === OC_NS && p.local === 'checksums') return checksumsXml(dead, t.etag);
+  if (p.ns === OC_NS && p.local === 'checksums') return checksumsXml(dead, t.etag, extras.md5Of?.(node));
   return undefined;
 }
 
@@ -139,6 +141,8 @@ export async function handlePropfind(ctx: GatewayContext, req: FastifyRequest, r
   if (request.kind === 'prop' && request.props.some((p) => p.ns === DAV && p.local.startsWith('quota-'))) {
     extras.quota = await ctx.cache.quota(path, identity).catch(() => undefined);
   }
+  const md5 = ctx.cache.upstream.contentMd5?.bind(ctx.cache.upstream);
+  if (md5) extras.md5Of = (n) => md5(n.validator);
   if (request.kind === 'prop' && request.props.some((p) => p.ns === DAVGATE_NS && p.local === 'cache')) {
     extras.cacheOf = (n) => cacheXml(ctx.cache.cachedBytes(n), n.size, ctx.cache.isPinned(n));
   }

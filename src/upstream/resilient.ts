@@ -38,6 +38,7 @@ export class ResilientUpstream implements Upstream {
   /** Present exactly when the inner upstream has it: callers test for the method. */
   readonly quota?: (path: string, ctx?: CallContext) => Promise<Quota>;
   readonly setMtime?: (path: string, mtimeMs: number, ctx?: CallContext) => Promise<void>;
+  readonly contentMd5?: (validator: string) => string | undefined;
 
   constructor(inner: Upstream, policy: UpstreamPolicy, events: UpstreamEvents = {}) {
     this.inner = inner;
@@ -45,6 +46,7 @@ export class ResilientUpstream implements Upstream {
     this.#events = events;
     if (inner.quota) this.quota = (path, ctx) => this.#call('quota', true, () => inner.quota!(path, ctx));
     if (inner.setMtime) this.setMtime = (path, ms, ctx) => this.#call('setmtime', false, () => inner.setMtime!(path, ms, ctx));
+    if (inner.contentMd5) this.contentMd5 = (v) => inner.contentMd5!(v); // no call upstream: nothing to guard
   }
 
   get id(): string { return this.inner.id; }

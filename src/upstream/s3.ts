@@ -38,6 +38,8 @@ export interface S3UpstreamOptions {
   partSize?: number;
   /** How a collection's keys are deleted (s3delete.ts); default batch. */
   deleteMode?: DeleteMode;
+  /** A single-part object's ETag is the MD5 of its content (not so with SSE-C or SSE-KMS); default true. */
+  etagIsMd5?: boolean;
 }
 
 /** How often multipart uploads that a crash left open are looked for (besides at start-up). */
@@ -75,6 +77,7 @@ export class S3Upstream implements Upstream {
   readonly quota?: () => Promise<Quota>;
   readonly #s3: S3Client;
   readonly #opts: S3UpstreamOptions;
+  readonly #etagIsMd5: boolean;
   readonly #prefix: string;
   /** Block reads straight into the block buffer, for plain-HTTP endpoints. */
   readonly #direct: S3DirectReads | undefined;
@@ -82,6 +85,7 @@ export class S3Upstream implements Upstream {
 
   constructor(opts: S3UpstreamOptions, client?: S3Client) {
     this.#opts = opts;
+    this.#etagIsMd5 = opts.etagIsMd5 ?? true;
     const prefix = opts.prefix.replace(/^\/+|\/+$/g, '');
     this.#prefix = prefix ? prefix + '/' : '';
     this.#s3 = client ?? new S3Client({
@@ -117,6 +121,15 @@ export class S3Upstream implements Upstream {
     } catch (err) {
       throw translate(err, path);
     }
+  }
+
+  /**
+   * The ETag of an object uploaded in one part is the MD5 of its content (a multipart one ends
+   * in "-<parts>"). Objects encrypted with SSE-C or SSE-KMS have other ETags (upstream.etagIsMd5: false).
+   */
+  contentMd5(validator: string): string | undefined {
+    if (!this.#etagIsMd5) return undefined;
+    return /^"?([0-9a-f]{32})"?:\d+$/.exec(validator)?.[1];
   }
 
   #fileEntry(path: string, etag: string | undefined, size: number, modified: Date | undefined): Entry {

@@ -141,6 +141,12 @@ export interface Upstream {
   /** Set the modification time. Absent where the backend cannot. */
   setMtime?(path: string, mtimeMs: number, ctx?: CallContext): Promise<void>;
 
+  /**
+   * The MD5 (hex) of a file's content when its validator (Entry.validator) tells it without a
+   * read, else undefined. Absent where the backend never can.
+   */
+  contentMd5?(validator: string): string | undefined;
+
   close?(): Promise<void>;
 }
 

@@ -83,7 +83,7 @@ describe('pinned files', () => {
     await writeFile(join(up, 'keep', 'b.txt'), 'pinned too\n');
     for (let i = 0; i < 6; i++) await writeFile(join(up, 'other', `f${i}.bin`), Buffer.alloc(512 * KiB, 10 + i));
     gw = await startGateway({
-      cache: { blockSize: 64 * KiB, maxBytes: 2 * 1024 * KiB, highWatermark: 0.9, lowWatermark: 0.6, pinnedMaxBytes: 1024 * KiB, rules: [{ path: '/keep', pin: true }] },
+      cache: { ttl: 200, blockSize: 64 * KiB, maxBytes: 2 * 1024 * KiB, highWatermark: 0.9, lowWatermark: 0.6, pinnedMaxBytes: 1024 * KiB, rules: [{ path: '/keep', pin: true }] },
     }, { upstreamDir: up });
   });
   after(async () => { await gw?.close(); });
@@ -113,6 +113,16 @@ describe('pinned files', () => {
     const res = await fetch(gw.url + 'keep/a.bin', { method: 'PUT', body: Buffer.alloc(300 * KiB, 9) });
     assert.equal(res.status, 204);
     await eventually('the new version warmed', async () => (await cached('/keep/a.bin')) === 300 * KiB);
+  });
+
+  test('a pinned file changed behind the gateway is read in again once its new version is seen', async () => {
+    await eventually('warm', async () => (await cached('/keep/b.txt')) === 11);
+    const later = new Date(Date.now() + 5000);
+    await writeFile(join(gw.upstreamDir, 'keep', 'b.txt'), 'pinned, and changed upstream\n');
+    await utimes(join(gw.upstreamDir, 'keep', 'b.txt'), later, later);
+    await new Promise((r) => setTimeout(r, 300)); // past the TTL: the next look revalidates
+    await gw.gateway.cache.getnode('/keep/b.txt');
+    await eventually('the new version warmed without a read', async () => (await cached('/keep/b.txt')) === 29);
   });
 
   test('pin and unpin at run time through the admin API; the limit is kept', async () => {

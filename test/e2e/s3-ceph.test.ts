@@ -76,6 +76,17 @@ describe('S3 upstream: Ceph RADOS Gateway', { timeout: 600_000 }, () => {
     assert.equal(get.hash, big.hash);
   });
 
+  test('oc:checksums: the MD5 of a single-part object from its ETag; none for a multipart one', async () => {
+    const body = Buffer.from('an object put in one part\n');
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'one-part.txt', Body: body }));
+    const ask = '<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:oc="http://owncloud.org/ns"><D:prop><oc:checksums/></D:prop></D:propfind>';
+    const one = await http(gw.url + 'one-part.txt', 'PROPFIND', { depth: '0', 'content-type': 'application/xml' }, ask);
+    assert.equal(one.status, 207);
+    assert.match(one.text, new RegExp(`<checksum xmlns="http://owncloud.org/ns">MD5:${createHash('md5').update(body).digest('hex')}</checksum>`));
+    const multi = await http(gw.url + 'big.bin', 'PROPFIND', { depth: '0', 'content-type': 'application/xml' }, ask); // 300 MiB: multipart
+    assert.doesNotMatch(multi.text, /MD5:/);
+  });
+
   test('a 1-byte Range deep in the file fetches exactly one block', async () => {
     await gw.gateway.cache.invalidate('/');
     const metric = async () => Number(/davgate_upstream_requests_total\{operation="read",result="ok"\} (\d+)/.exec(await (await fetch(gw.adminUrl + 'metrics')).text())?.[1] ?? 0);

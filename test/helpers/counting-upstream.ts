@@ -11,11 +11,13 @@ export class CountingUpstream implements Upstream {
   /** Present exactly when the inner upstream has it, as the contract wants. */
   readonly quota?: (path: string, ctx?: CallContext) => Promise<Quota>;
   readonly setMtime?: (path: string, mtimeMs: number, ctx?: CallContext) => Promise<void>;
+  readonly contentMd5?: (validator: string) => string | undefined;
 
   constructor(inner: Upstream) {
     this.inner = inner;
     this.preferredReadBytes = inner.preferredReadBytes;
     if (inner.quota) this.quota = (path, ctx) => { this.#hit('quota'); return inner.quota!(path, ctx); };
+    if (inner.contentMd5) this.contentMd5 = (v) => inner.contentMd5!(v);
     if (inner.setMtime) this.setMtime = (path, ms, ctx) => { this.#hit('setmtime'); return inner.setMtime!(path, ms, ctx); };
   }
 

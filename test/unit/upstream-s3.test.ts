@@ -52,3 +52,13 @@ test('deleteKeys: batch sends DeleteObjects of 1,000; single one DeleteObject pe
   assert.ok(maxInFlight <= 16 && maxInFlight > 1, `in flight at most ${maxInFlight}`);
   await assert.rejects(deleteKeys(fake, 'b', keys(200), 'single', call), /refused/);
 });
+
+test('contentMd5: a single-part ETag is the MD5; multipart and unquoted garbage are not; off when told', async () => {
+  const base = { region: 'us-east-1', bucket: 'b', prefix: '', forcePathStyle: true, endpoint: 'http://127.0.0.1:1' };
+  const s3 = new S3Upstream(base);
+  assert.equal(s3.contentMd5('"d41d8cd98f00b204e9800998ecf8427e":0'), 'd41d8cd98f00b204e9800998ecf8427e');
+  assert.equal(s3.contentMd5('"d41d8cd98f00b204e9800998ecf8427e-3":300'), undefined);
+  assert.equal(s3.contentMd5(':12'), undefined);
+  assert.equal(new S3Upstream({ ...base, etagIsMd5: false }).contentMd5('"d41d8cd98f00b204e9800998ecf8427e":0'), undefined);
+  await s3.close();
+});

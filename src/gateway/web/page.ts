@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Node } from '../../cachemgr/cachemgr.js';
 import { encodeHref, nameOf } from '../../davpath.js';
+import { formatBytes } from '../../format.js';
 import { escapeXml } from '../xml.js';
 import { textOf } from '../node-text.js';
 import { identityOf, type GatewayContext } from '../request.js';
@@ -15,15 +16,6 @@ import { ASSET_PREFIX, PAGE_SECURITY_HEADERS } from './assets.js';
 // Read-only users get no write controls (and their writes are refused anyway).
 
 const esc = (s: string) => escapeXml(s, true);
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = n;
-  let u = -1;
-  do { v /= 1024; u++; } while (v >= 1024 && u < units.length - 1);
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
-}
 
 /** Absolute, to the second, the same for every viewer: "2026-12-04 01:36:04 UTC". */
 export const formatDate = (ms: number): string => new Date(ms).toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
