@@ -27,6 +27,9 @@ export async function handleGet(ctx: GatewayContext, req: FastifyRequest, reply:
 /** Status and headers of a read of `node` decided as `verdict`, and the bytes it sends. */
 export interface ReadHead { status: number; headers: Record<string, string | number>; start: number; end: number }
 
+/** Types a browser runs scripts in: served sandboxed, so an uploaded page cannot act as this site. */
+const ACTIVE_CONTENT = /^(text\/html|application\/xhtml\+xml|image\/svg\+xml|text\/xml|application\/xml)\b/;
+
 export function readHead(node: Node, verdict: ReadVerdict): ReadHead {
   const text = textOf(node);
   const headers: Record<string, string | number> = {
@@ -39,6 +42,7 @@ export function readHead(node: Node, verdict: ReadVerdict): ReadHead {
   if (verdict === 'not-modified') return { status: 304, headers, start: 0, end: -1 };
   const [start, end] = verdict === 'full' ? [0, node.size - 1] : verdict;
   headers['content-type'] = text.contentType;
+  if (ACTIVE_CONTENT.test(text.contentType)) headers['content-security-policy'] = 'sandbox';
   headers['content-length'] = Math.max(0, end - start + 1);
   if (verdict === 'full') return { status: 200, headers, start, end };
   headers['content-range'] = `bytes ${start}-${end}/${node.size}`;

@@ -196,5 +196,11 @@ describe('file manager in chromium', { skip: missing }, () => {
     assert.equal(icon.status, 200);
     assert.equal(icon.headers.get('content-type'), 'image/svg+xml');
     assert.equal((await fetch(gw.url + '.davgate-ui/nothing.js', { headers: { authorization: auth } })).status, 404);
+    // An uploaded page runs sandboxed (no scripts, an opaque origin): it cannot act as this site.
+    await fetch(gw.url + 'upload.html', { method: 'PUT', body: '<script>fetch("/x", {method: "DELETE"})</script>', headers: { authorization: auth } });
+    const html = await fetch(gw.url + 'upload.html', { headers: { authorization: auth } });
+    assert.equal(html.headers.get('content-security-policy'), 'sandbox');
+    const plain = await fetch(gw.url + 'csrf.txt', { headers: { authorization: auth } });
+    assert.equal(plain.headers.get('content-security-policy'), null);
   });
 });
