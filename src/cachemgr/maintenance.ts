@@ -21,10 +21,7 @@ export function residency(fetcher: BlockFetcher, node: Node, start: number, end:
   let cached = 0;
   const first = Math.floor(start / fetcher.blockSize);
   const last = Math.floor(end / fetcher.blockSize);
-  for (let i = first; i <= last; i++) {
-    const at = fetcher.locate(node, i, blockId(node.key, node.version, i));
-    if (at === 'memory' || at === 'installing' || at === 'disk') cached++;
-  }
+  for (let i = first; i <= last; i++) if (held(fetcher, node, i)) cached++;
   return cached === last - first + 1 ? 'hit' : cached === 0 ? 'miss' : 'partial';
 }
 
@@ -32,11 +29,14 @@ export function residency(fetcher: BlockFetcher, node: Node, start: number, end:
 export function cachedBytes(fetcher: BlockFetcher, node: Node): number {
   let bytes = 0;
   const blocks = Math.ceil(node.size / fetcher.blockSize);
-  for (let i = 0; i < blocks; i++) {
-    const at = fetcher.locate(node, i, blockId(node.key, node.version, i));
-    if (at === 'memory' || at === 'installing' || at === 'disk') bytes += fetcher.blockLength(node, i);
-  }
+  for (let i = 0; i < blocks; i++) if (held(fetcher, node, i)) bytes += fetcher.blockLength(node, i);
   return bytes;
+}
+
+/** Block `index` of `node` is here (in memory, being installed, or on disk), not on its way. */
+function held(fetcher: BlockFetcher, node: Node, index: number): boolean {
+  const at = fetcher.locate(node, index, blockId(node.key, node.version, index));
+  return at === 'memory' || at === 'installing' || at === 'disk';
 }
 
 /** Admin invalidation: the next access to anything under `prefix` goes upstream. */
@@ -133,7 +133,7 @@ export interface WarmOptions {
 }
 
 /** Files at or under a node, depth first, streamed (a tree is never held in memory). */
-async function* filesUnder(cache: CacheManager, node: Node): AsyncGenerator<Node> {
+export async function* filesUnder(cache: CacheManager, node: Node): AsyncGenerator<Node> {
   if (node.kind !== 'dir') { yield node; return; }
   for await (const child of cache.list(node.path)) yield* filesUnder(cache, child);
 }

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import type { CacheManager } from './cachemgr.js';
 import type { Node } from './nodetable.js';
 import type { CachePolicy } from './policy.js';
-import { warm } from './maintenance.js';
+import { filesUnder, warm } from './maintenance.js';
+import { isWithin } from '../davpath.js';
 
 // Pinned files: by a rule with `pin: true`, or pinned at run time (`davgate cache pin PATH`,
 // kept in <cache.dir>/pins.json across restarts). Their blocks are never evicted (BlockStore
@@ -21,8 +22,6 @@ export interface PinStatus {
   /** Files that match a pin but did not fit under the limit. */
   overLimit: number;
 }
-
-const under = (path: string, root: string) => root === '/' || path === root || path.startsWith(root + '/');
 
 export class Pins {
   readonly #runtime = new Set<string>();
@@ -54,7 +53,7 @@ export class Pins {
 
   pinned(path: string): boolean {
     if (this.policy.pinned(path)) return true;
-    for (const r of this.#runtime) if (under(path, r)) return true;
+    for (const r of this.#runtime) if (isWithin(path, r)) return true;
     return false;
   }
 
@@ -70,7 +69,10 @@ export class Pins {
       for (const root of roots) {
         if (this.#closed) return;
         try {
-          const done = await warm(this.cache, root, { concurrency: 2, select: (f) => !this.#closed && this.pinned(f.path) && this.#pin(f) });
+          // A file already whole is not read again (a write through davgate is heard twice: as
+          // the write and as the new version its record got).
+          const select = (f: Node) => !this.#closed && this.pinned(f.path) && this.#pin(f) && this.cache.cachedBytes(f) < f.size;
+          const done = await warm(this.cache, root, { concurrency: 2, select });
           for (const f of done.failed) this.onError(new Error(f.error), f.path);
         } catch (err) {
           this.onError(err, root);
@@ -85,7 +87,7 @@ export class Pins {
   changed(paths: readonly string[]): void {
     const roots = [...this.policy.pinRoots(), ...this.#runtime];
     for (const p of paths) {
-      if (this.pinned(p) || roots.some((r) => under(r, p))) void this.warm(p);
+      if (this.pinned(p) || roots.some((r) => isWithin(r, p))) void this.warm(p);
     }
   }
 
@@ -99,13 +101,17 @@ export class Pins {
   async remove(path: string): Promise<void> {
     this.#runtime.delete(path);
     await this.#save();
-    await warm(this.cache, path, {
-      concurrency: 1,
-      select: (f) => {
-        if (!this.pinned(f.path)) { this.cache.blockStore.pinKey(f.key, false); this.#overLimit.delete(f.key); }
-        return false; // nothing is read
-      },
-    }).catch(() => undefined);
+    let root: Node;
+    try {
+      root = await this.cache.getnode(path);
+    } catch {
+      return; // gone: nothing of it to unpin
+    }
+    for await (const f of filesUnder(this.cache, root)) {
+      if (this.pinned(f.path)) continue; // still pinned by a rule or another path
+      this.cache.blockStore.pinKey(f.key, false);
+      this.#overLimit.delete(f.key);
+    }
   }
 
   #pin(f: Node): boolean {

@@ -1,4 +1,5 @@
 import picomatch from 'picomatch';
+import { isWithin } from '../davpath.js';
 
 // Cache policy per path: rules from the configuration, by path prefix ("/photos") or glob
 // ("**/*.iso"), the first that matches decides. A rule may set the TTL of its records and
@@ -34,8 +35,7 @@ function matcher(pattern: string): (path: string) => boolean {
     return (path) => test(path.replace(/^\/+/, ''));
   }
   const prefix = '/' + pattern.replace(/^\/+|\/+$/g, '');
-  if (prefix === '/') return () => true;
-  return (path) => path === prefix || path.startsWith(prefix + '/');
+  return (path) => isWithin(path, prefix);
 }
 
 export class CachePolicy {

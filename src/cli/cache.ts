@@ -8,7 +8,7 @@ import { BlockStore } from '../cachemgr/blockstore.js';
 import { CacheManager } from '../cachemgr/cachemgr.js';
 import { blockStats, cacheUsage, warm, type CacheStats, type CacheUsage, type WarmProgress } from '../cachemgr/maintenance.js';
 import type { PinStatus } from '../cachemgr/pins.js';
-import { formatBytes } from '../format.js';
+import { formatBytes as bytes } from '../format.js';
 import { verifyBlocks, type VerifyReport } from '../cachemgr/verify.js';
 import { canonicalPath } from '../davpath.js';
 import { openUpstream } from '../upstream/index.js';
@@ -86,8 +86,6 @@ function progressBar(o: Record<string, unknown>, unit: string) {
     stop() { bar.stop(); },
   };
 }
-
-const bytes = formatBytes;
 
 const pct = (r: number | null) => (r === null ? '-' : `${(r * 100).toFixed(1)} %`);
 
