@@ -1,10 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequestError, IsADirectoryError, LengthRequiredError, RangeNotSatisfiableError, UnsupportedMediaTypeError } from '../errors.js';
+import type { Identity, Node } from '../cachemgr/cachemgr.js';
 import { splicedSize } from '../cachemgr/splice.js';
 import { checkWritable, davPath, identityOf, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { etagOf } from './conditional.js';
 import { checkBodyLength } from './limits.js';
-import { checkWritePreconditions, declaredLength, receiveBody } from './put.js';
+import { checkWritePreconditions, declaredLength, receiveBody } from './upload.js';
 
 // Partial updates: a byte range of an existing file, written without sending the whole file.
 // Two dialects: PUT with Content-Range (Apache mod_dav) and PATCH with X-Update-Range
@@ -69,9 +70,16 @@ export async function handlePatch(ctx: GatewayContext, req: FastifyRequest, repl
   if (old.kind === 'dir' || urlHasTrailingSlash(req)) throw new IsADirectoryError('cannot PATCH a collection');
   checkWritePreconditions(req, old);
   const span = updateRangeSpan(header, declaredLength(req, false), old.size);
-  const max = ctx.config.webdav.maxPutBytes;
-  checkBodyLength(span.length, max);
-  checkBodyLength(splicedSize(old.size, span.start, span.length), max);
+  checkBodyLength(span.length, ctx.config.webdav.maxPutBytes);
+  await writeSpan(ctx, req, reply, old, span, identity);
+}
+
+/**
+ * Writes the request body over `span` of file `old` (PUT with Content-Range, PATCH): the new
+ * file within webdav.maxPutBytes, its locks checked; answered 204 with the new ETag.
+ */
+export async function writeSpan(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, old: Node, span: Span, identity: Identity): Promise<void> {
+  checkBodyLength(splicedSize(old.size, span.start, span.length), ctx.config.webdav.maxPutBytes);
   await checkWritable(ctx, req, old.path, { membership: false });
   const node = await receiveBody(ctx, req, reply, (body) => ctx.cache.patch(old, span.start, span.length, body, identity));
   reply.code(204).header('etag', etagOf(node)).send();

@@ -1,28 +1,15 @@
-import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Node } from '../cachemgr/cachemgr.js';
-import { splicedSize } from '../cachemgr/splice.js';
-import { BadRequestError, ForbiddenError, IncompleteBodyError, IsADirectoryError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { BadRequestError, ForbiddenError, IsADirectoryError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { checkWritable, davPath, identityOf, newMemberPath, urlHasTrailingSlash, type GatewayContext } from './request.js';
 import { etagOf } from './conditional.js';
-import { BodyLimit, checkBodyLength } from './limits.js';
-import { contentRangeSpan } from './partial.js';
+import { checkBodyLength } from './limits.js';
+import { contentRangeSpan, writeSpan } from './partial.js';
+import { checkWritePreconditions, declaredLength, receiveBody } from './upload.js';
 import { ChecksumCheck, parseOcChecksum, storeChecksums } from './checksums.js';
 
 // PUT (RFC 9110 §9.3.4, RFC 4918 §9.7): streamed write-through. The upstream commits only a
 // complete body, so a client abort or a short body leaves nothing behind and nothing cached.
-
-/**
- * The body length the client promised: Content-Length, else macOS's X-Expected-Entity-Length
- * on a chunked upload; undefined for a chunked body of unknown length. No body at all and no
- * length is an empty file (`emptyWithout`), else undefined too.
- */
-export function declaredLength(req: FastifyRequest, emptyWithout = true): number | undefined {
-  const raw = req.headers['content-length'] ?? (req.headers['transfer-encoding'] ? req.headers['x-expected-entity-length'] : undefined);
-  if (raw === undefined) return req.headers['transfer-encoding'] || !emptyWithout ? undefined : 0;
-  if (typeof raw !== 'string' || !/^\d{1,16}$/.test(raw)) throw new BadRequestError('Content-Length / X-Expected-Entity-Length is not a number');
-  return Number(raw);
-}
 
 /** AppleDouble companions ("._name") and Finder's .DS_Store. */
 function isAppleDouble(path: string): boolean {
@@ -65,14 +52,7 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   }
   // Apache's partial PUT: a byte range of the file; on a new file only from byte 0.
   const span = range === undefined ? undefined : contentRangeSpan(range, size, old?.size ?? 0);
-  if (span && old) {
-    const target = old;
-    checkBodyLength(splicedSize(target.size, span.start, span.length), max);
-    await checkWritable(ctx, req, path, { membership: false });
-    const node = await receiveBody(ctx, req, reply, (body) => ctx.cache.patch(target, span.start, span.length, body, identity));
-    reply.code(204).header('etag', etagOf(node)).send();
-    return;
-  }
+  if (span && old) return writeSpan(ctx, req, reply, old, span, identity);
   if (!old) path = await newMemberPath(ctx, path, identity); // 409 before the body is streamed
   await checkWritable(ctx, req, path, { membership: !old });
   const oc = req.headers['oc-checksum'];
@@ -98,40 +78,4 @@ export async function handlePut(ctx: GatewayContext, req: FastifyRequest, reply:
   // Kept for the version just written (its ETag), so a later change makes them unknown, not wrong.
   if (check?.sums) await storeChecksums(ctx.state, path, etagOf(node), check.sums);
   reply.code(old ? 204 : 201).header('etag', etagOf(node)).send();
-}
-
-/** If-Match and If-None-Match of a write to the existing file `old` (412 when they fail). */
-export function checkWritePreconditions(req: FastifyRequest, old: Node): void {
-  if (req.headers['if-none-match']?.trim() === '*') throw new PreconditionFailedError();
-  const ifMatch = req.headers['if-match'];
-  if (ifMatch && !ifMatch.split(',').some((t) => t.trim() === '*' || t.trim() === etagOf(old))) throw new PreconditionFailedError();
-}
-
-/**
- * Streams the request body (bounded by webdav.maxPutBytes) into `write` and returns what it
- * returns; a client that goes away mid-body fails the write, so nothing is stored.
- */
-export async function receiveBody(ctx: GatewayContext, req: FastifyRequest, reply: FastifyReply, write: (body: Readable) => Promise<Node>): Promise<Node> {
-  // Piped, never handed over: when the upstream fails (disk full) it destroys what it reads,
-  // and the request itself must survive that to be answered (507) and mean a real abort.
-  const body = req.raw.pipe(new BodyLimit(ctx.config.webdav.maxPutBytes ?? Number.POSITIVE_INFINITY));
-  req.raw.on('error', () => body.destroy(new IncompleteBodyError('the client connection failed during the upload')));
-  // A client that goes away mid-body must fail the write, not leave it waiting.
-  let aborted = false;
-  req.raw.on('aborted', () => {
-    aborted = true;
-    body.destroy(new IncompleteBodyError('client aborted the upload'));
-  });
-  try {
-    return await write(body);
-  } catch (err) {
-    // Only a client that really went away is an abort: an upstream refusal while the body was
-    // still arriving (no space, no parent) is reported as itself.
-    if (aborted || (err instanceof IncompleteBodyError && !req.raw.complete)) throw new IncompleteBodyError('the client aborted the upload; nothing was stored');
-    // The rest of the body is not wanted: read it away and close after the answer.
-    req.raw.unpipe(body);
-    req.raw.resume();
-    reply.header('connection', 'close');
-    throw err;
-  }
 }
